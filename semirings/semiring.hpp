@@ -1,0 +1,107 @@
+// The semiring concept every evaluation in provnn is written against.
+//
+// A semiring is a small *structure object* S (OpenFst's weights, but with run-time
+// parameters such as top-k's K or the dual numbers' chosen token) together with a regular
+// value type S::value_type, its carrier. Values are plain regular types; the structure
+// object holds the parameters and the operations:
+//
+//   s.zero(), s.one()               the neutral elements of ⊕ and ⊗
+//   s.plus(a, b), s.times(a, b)     ⊕ and ⊗ (total; noexcept where the carrier allows)
+//   s.name()                        the registry name ("viterbi", "topk:10", …)
+//   S::properties                   a constexpr bitmask of semiring_property flags
+//   s.lift(t, v)                    the standard lifting of the natural real valuation:
+//                                   the value in S of token t whose real value is v
+//                                   (DESIGN §3: Boolean v≠0, Viterbi |v|, N[X] the token…)
+//   s.format(a, names)              a readable, deterministic rendering (fmt-based);
+//                                   `names` turns token indices into names
+//
+// Optional members, detected rather than virtual:
+//   s.sum(span<const value_type>)   an n-ary ⊕ better than a fold (Kahan, one merge…)
+//   s.from_real(d)                  the image of a real *coefficient* (edge annotations Θ
+//                                   that produce numbers rather than 0/1)
+//
+// All ⊕ and ⊗ provnn uses are commutative (provenance semirings); the flag is still
+// carried so the law tester checks it.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace provnn {
+
+/// Index of a token in a circuit's token table; polynomial variables are token indices.
+using token_index = std::uint32_t;
+
+/// Turns a token index into its readable name when formatting symbolic values.
+/// An empty function formats tokens as `t<index>`.
+using token_namer = std::function<std::string(token_index)>;
+
+/// Property flags, OpenFst style. Composite semirings derive theirs from their parts.
+enum semiring_property : std::uint32_t {
+  commutative = 1u << 0,       ///< a ⊗ b = b ⊗ a (⊕ is always commutative)
+  plus_idempotent = 1u << 1,   ///< a ⊕ a = a
+  times_idempotent = 1u << 2,  ///< a ⊗ a = a
+  absorptive = 1u << 3,        ///< 1 ⊕ a = 1 (0-closed, bounded): a ⊕ a⊗b = a
+  path = 1u << 4,              ///< a ⊕ b ∈ {a, b}: ⊕ selects along a total order
+  approximate = 1u << 5,       ///< floating-point carrier: the laws hold up to rounding
+};
+
+template <class S>
+concept semiring =
+    std::regular<typename S::value_type> &&
+    requires(const S& s, const typename S::value_type& a, const typename S::value_type& b,
+             token_index t, double v, const token_namer& names) {
+      { s.zero() } -> std::same_as<typename S::value_type>;
+      { s.one() } -> std::same_as<typename S::value_type>;
+      { s.plus(a, b) } -> std::same_as<typename S::value_type>;
+      { s.times(a, b) } -> std::same_as<typename S::value_type>;
+      { s.name() } -> std::convertible_to<std::string>;
+      { S::properties } -> std::convertible_to<std::uint32_t>;
+      { s.lift(t, v) } -> std::same_as<typename S::value_type>;
+      { s.format(a, names) } -> std::convertible_to<std::string>;
+    };
+
+template <class S>
+inline constexpr bool has_property(std::uint32_t p) {
+  return (static_cast<std::uint32_t>(S::properties) & p) == p;
+}
+
+/// Refined concepts: an algorithm that needs a property says so in its requires clause.
+template <class S>
+concept idempotent_semiring = semiring<S> && has_property<S>(plus_idempotent);
+
+template <class S>
+concept absorptive_semiring = semiring<S> && has_property<S>(absorptive | plus_idempotent);
+
+template <class S>
+concept path_semiring = semiring<S> && has_property<S>(path | plus_idempotent);
+
+/// Semirings with an n-ary ⊕ better than a left fold.
+template <class S>
+concept has_nary_sum = semiring<S> && requires(const S& s, std::span<const typename S::value_type> xs) {
+  { s.sum(xs) } -> std::same_as<typename S::value_type>;
+};
+
+/// Semirings that can take a real coefficient directly (edge annotation Θ with numeric output).
+template <class S>
+concept real_embeddable = semiring<S> && requires(const S& s, double d) {
+  { s.from_real(d) } -> std::same_as<typename S::value_type>;
+};
+
+/// ⊕ over a range, using the semiring's own n-ary sum where it has one.
+template <semiring S>
+typename S::value_type sum(const S& s, std::span<const typename S::value_type> xs) {
+  if constexpr (has_nary_sum<S>) {
+    return s.sum(xs);
+  } else {
+    typename S::value_type acc = s.zero();
+    for (const auto& x : xs) acc = s.plus(acc, x);
+    return acc;
+  }
+}
+
+}  // namespace provnn
