@@ -1,0 +1,348 @@
+// Monomials and polynomials over token indices: the carrier of N[X] (semirings/nx.hpp),
+// also used by B[X], Trio[X] and by top-k (which labels each score with its monomial).
+//
+//   monomial    a finite product Π x_t^e_t, stored as (token, exponent) factors sorted by
+//               token, every exponent ≥ 1; the empty monomial is 1.
+//   polynomial  Σ c_m · m with natural-number coefficients (boost cpp_int, never wraps),
+//               stored as terms sorted in the canonical monomial order, no two terms with
+//               the same monomial, no zero coefficient. The representation of a value is
+//               therefore unique, and == on polynomials is equality of polynomials.
+//
+// Canonical order: lexicographic with smaller token indices more significant and larger
+// exponents first (x0² > x0·x1 > x1² > x1 > 1 when x0 is token 0). It is a *monomial order*
+// (a < b ⇒ a·m < b·m), which lets multiplication by a single term keep the order without
+// re-sorting, and it prints polynomials the way one writes them by hand:
+// `x^2 + 3·x·y + 2·y^2 + 1`.
+//
+// Formatting: `2·x[3]·W1[3,4]^2 + …`. Exponents are written `^e` rather than as Unicode
+// superscripts because token names themselves may carry superscripts (the `w²` variant).
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/container/small_vector.hpp>
+#include <boost/multiprecision/cpp_int.hpp>
+#include <compare>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "semirings/semiring.hpp"
+
+namespace provnn {
+
+/// Natural-number coefficients: arbitrary precision, never wrap.
+using natural = boost::multiprecision::cpp_int;
+
+/// One factor x_token^exponent of a monomial.
+struct factor {
+  token_index token = 0;
+  std::uint32_t exponent = 1;
+  friend bool operator==(const factor&, const factor&) = default;
+};
+
+/// Token name under a namer; `t<index>` when the namer is empty.
+inline std::string token_name(token_index t, const token_namer& names) {
+  return names ? names(t) : fmt::format("t{}", t);
+}
+
+/// A product of tokens with exponents, in canonical form (factors sorted by token, exponents ≥ 1).
+class monomial {
+ public:
+  using storage = boost::container::small_vector<factor, 6>;
+  using const_iterator = storage::const_iterator;
+
+  /// The empty product, 1.
+  monomial() = default;
+  /// The single token t (exponent 1).
+  explicit monomial(token_index t) { factors_.push_back({t, 1}); }
+
+  /// Builds a monomial from factors in any order; equal tokens have their exponents added
+  /// and zero exponents are dropped. O(n log n).
+  static monomial from_factors(std::span<const factor> fs) {
+    monomial m;
+    m.factors_.assign(fs.begin(), fs.end());
+    std::sort(m.factors_.begin(), m.factors_.end(),
+              [](const factor& a, const factor& b) { return a.token < b.token; });
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < m.factors_.size(); ++i) {
+      if (m.factors_[i].exponent == 0) continue;
+      if (out > 0 && m.factors_[out - 1].token == m.factors_[i].token) {
+        m.factors_[out - 1].exponent += m.factors_[i].exponent;
+      } else {
+        m.factors_[out++] = m.factors_[i];
+      }
+    }
+    m.factors_.resize(out);
+    return m;
+  }
+  static monomial from_factors(std::initializer_list<factor> fs) {
+    return from_factors(std::span<const factor>(fs.begin(), fs.size()));
+  }
+
+  const_iterator begin() const noexcept { return factors_.begin(); }
+  const_iterator end() const noexcept { return factors_.end(); }
+  std::size_t size() const noexcept { return factors_.size(); }  ///< number of distinct tokens
+  bool is_one() const noexcept { return factors_.empty(); }
+  const factor& operator[](std::size_t i) const noexcept { return factors_[i]; }
+
+  /// Total degree Σ e_t.
+  std::uint64_t degree() const noexcept {
+    std::uint64_t d = 0;
+    for (const auto& f : factors_) d += f.exponent;
+    return d;
+  }
+  /// Exponent of token t (0 when absent). O(log n).
+  std::uint32_t exponent_of(token_index t) const noexcept {
+    auto it = std::lower_bound(factors_.begin(), factors_.end(), t,
+                               [](const factor& f, token_index x) { return f.token < x; });
+    return (it != factors_.end() && it->token == t) ? it->exponent : 0;
+  }
+
+  /// The product: a merge of the two factor lists, O(|a| + |b|).
+  friend monomial operator*(const monomial& a, const monomial& b) {
+    monomial r;
+    r.factors_.reserve(a.size() + b.size());
+    merge(a, b, r, [](std::uint32_t x, std::uint32_t y) { return x + y; });
+    return r;
+  }
+  /// The product with every exponent capped at 1 (B[X], Trio[X], lineage: monomials are sets).
+  static monomial set_union(const monomial& a, const monomial& b) {
+    monomial r;
+    r.factors_.reserve(a.size() + b.size());
+    merge(a, b, r, [](std::uint32_t, std::uint32_t) { return std::uint32_t{1}; });
+    for (auto& f : r.factors_) f.exponent = 1;
+    return r;
+  }
+  /// The same tokens with every exponent 1.
+  monomial support() const {
+    monomial r = *this;
+    for (auto& f : r.factors_) f.exponent = 1;
+    return r;
+  }
+
+  friend bool operator==(const monomial& a, const monomial& b) noexcept {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+  /// The canonical order (see the file comment): `a < b` when a comes first when printed.
+  friend std::strong_ordering operator<=>(const monomial& a, const monomial& b) noexcept {
+    const std::size_t n = std::min(a.size(), b.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      const factor& x = a.factors_[i];
+      const factor& y = b.factors_[i];
+      // Having an earlier token is more significant: that monomial is printed first.
+      if (x.token != y.token) return x.token < y.token ? std::strong_ordering::less : std::strong_ordering::greater;
+      if (x.exponent != y.exponent) return y.exponent <=> x.exponent;
+    }
+    // The longer one has an extra positive exponent of a later token: it is "bigger", printed first.
+    return b.size() <=> a.size();
+  }
+
+ private:
+  template <class Combine>
+  static void merge(const monomial& a, const monomial& b, monomial& r, Combine combine) {
+    auto i = a.begin(), j = b.begin();
+    while (i != a.end() && j != b.end()) {
+      if (i->token < j->token) {
+        r.factors_.push_back(*i++);
+      } else if (j->token < i->token) {
+        r.factors_.push_back(*j++);
+      } else {
+        r.factors_.push_back({i->token, combine(i->exponent, j->exponent)});
+        ++i, ++j;
+      }
+    }
+    r.factors_.insert(r.factors_.end(), i, a.end());
+    r.factors_.insert(r.factors_.end(), j, b.end());
+  }
+
+  storage factors_;
+};
+
+/// `x[3]·W1[3,4]^2`; the empty monomial is `1`.
+inline std::string format_monomial(const monomial& m, const token_namer& names = {}) {
+  if (m.is_one()) return "1";
+  std::string out;
+  for (const auto& f : m) {
+    if (!out.empty()) out += "·";
+    out += token_name(f.token, names);
+    if (f.exponent != 1) out += fmt::format("^{}", f.exponent);
+  }
+  return out;
+}
+
+/// One term c·m of a polynomial.
+struct term {
+  monomial mono;
+  natural coefficient;
+  friend bool operator==(const term&, const term&) = default;
+};
+
+/// A polynomial with natural-number coefficients in canonical form (see the file comment).
+/// Iterate over it to read the terms in canonical order (the CLI prints them as JSON).
+class polynomial {
+ public:
+  using const_iterator = std::vector<term>::const_iterator;
+
+  /// The zero polynomial.
+  polynomial() = default;
+
+  static polynomial constant(const natural& c) {
+    polynomial p;
+    if (c != 0) p.terms_.push_back({monomial{}, c});
+    return p;
+  }
+  static polynomial variable(token_index t) {
+    polynomial p;
+    p.terms_.push_back({monomial(t), natural(1)});
+    return p;
+  }
+  static polynomial from_monomial(monomial m, const natural& c = 1) {
+    polynomial p;
+    if (c != 0) p.terms_.push_back({std::move(m), c});
+    return p;
+  }
+  /// Normalises any list of terms (sorts, adds the coefficients of equal monomials, drops
+  /// zeros). O(n log n).
+  static polynomial from_terms(std::vector<term> ts) {
+    polynomial p;
+    p.terms_ = std::move(ts);
+    p.normalise();
+    return p;
+  }
+
+  const_iterator begin() const noexcept { return terms_.begin(); }
+  const_iterator end() const noexcept { return terms_.end(); }
+  const std::vector<term>& terms() const noexcept { return terms_; }
+  std::size_t size() const noexcept { return terms_.size(); }  ///< number of monomials
+  bool is_zero() const noexcept { return terms_.empty(); }
+
+  /// Coefficient of m (0 when absent). O(log n) comparisons.
+  natural coefficient_of(const monomial& m) const {
+    auto it = std::lower_bound(terms_.begin(), terms_.end(), m,
+                               [](const term& t, const monomial& x) { return t.mono < x; });
+    return (it != terms_.end() && it->mono == m) ? it->coefficient : natural(0);
+  }
+
+  /// Sum: one linear merge of the two sorted term lists, O(|p| + |q|) monomial comparisons.
+  friend polynomial operator+(const polynomial& p, const polynomial& q) {
+    if (p.is_zero()) return q;
+    if (q.is_zero()) return p;
+    polynomial r;
+    r.terms_.reserve(p.size() + q.size());
+    auto i = p.terms_.begin(), j = q.terms_.begin();
+    while (i != p.terms_.end() && j != q.terms_.end()) {
+      const auto c = i->mono <=> j->mono;
+      if (c < 0) {
+        r.terms_.push_back(*i++);
+      } else if (c > 0) {
+        r.terms_.push_back(*j++);
+      } else {
+        natural s = i->coefficient + j->coefficient;
+        if (s != 0) r.terms_.push_back({i->mono, std::move(s)});
+        ++i, ++j;
+      }
+    }
+    r.terms_.insert(r.terms_.end(), i, p.terms_.end());
+    r.terms_.insert(r.terms_.end(), j, q.terms_.end());
+    return r;
+  }
+
+  /// Product. Multiplying by a single term keeps the canonical order (it is a monomial
+  /// order), so that common case is O(n); otherwise all |p|·|q| products are formed, sorted
+  /// and combined, O(|p||q| log(|p||q|)).
+  friend polynomial operator*(const polynomial& p, const polynomial& q) {
+    return multiply(p, q, [](const monomial& a, const monomial& b) { return a * b; }, true);
+  }
+
+  /// Σ of many polynomials: one sort of all terms instead of a chain of merges.
+  static polynomial sum(std::span<const polynomial> ps) {
+    std::size_t n = 0;
+    const polynomial* only = nullptr;
+    std::size_t nonzero = 0;
+    for (const auto& p : ps) {
+      n += p.size();
+      if (!p.is_zero()) only = &p, ++nonzero;
+    }
+    if (nonzero == 0) return {};
+    if (nonzero == 1) return *only;
+    if (nonzero == 2) {
+      const polynomial* a = nullptr;
+      for (const auto& p : ps)
+        if (!p.is_zero()) {
+          if (a == nullptr) a = &p;
+          else return *a + p;
+        }
+    }
+    std::vector<term> all;
+    all.reserve(n);
+    for (const auto& p : ps) all.insert(all.end(), p.terms_.begin(), p.terms_.end());
+    return from_terms(std::move(all));
+  }
+
+  /// Generic product with a custom monomial product (B[X] and Trio[X] use the set union);
+  /// `order_preserving` says whether multiplying by one monomial keeps the canonical order.
+  template <class MonoTimes>
+  static polynomial multiply(const polynomial& p, const polynomial& q, MonoTimes mono_times,
+                             bool order_preserving) {
+    if (p.is_zero() || q.is_zero()) return {};
+    const polynomial& small = p.size() <= q.size() ? p : q;
+    const polynomial& large = p.size() <= q.size() ? q : p;
+    polynomial r;
+    r.terms_.reserve(small.size() * large.size());
+    for (const auto& s : small.terms_)
+      for (const auto& l : large.terms_) r.terms_.push_back({mono_times(s.mono, l.mono), s.coefficient * l.coefficient});
+    if (small.size() == 1 && order_preserving) return r;  // already canonical, no zero coefficients
+    r.normalise();
+    return r;
+  }
+
+  /// Sets every coefficient to 1 (B[X]: Boolean coefficients).
+  void clamp_coefficients() {
+    for (auto& t : terms_) t.coefficient = 1;
+  }
+
+  friend bool operator==(const polynomial&, const polynomial&) = default;
+
+ private:
+  void normalise() {
+    std::sort(terms_.begin(), terms_.end(), [](const term& a, const term& b) { return a.mono < b.mono; });
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < terms_.size(); ++i) {
+      if (out > 0 && terms_[out - 1].mono == terms_[i].mono) {
+        terms_[out - 1].coefficient += terms_[i].coefficient;
+      } else {
+        if (out > 0 && terms_[out - 1].coefficient == 0) --out;
+        if (out != i) terms_[out] = std::move(terms_[i]);
+        ++out;
+      }
+    }
+    if (out > 0 && terms_[out - 1].coefficient == 0) --out;
+    terms_.erase(terms_.begin() + static_cast<std::ptrdiff_t>(out), terms_.end());
+  }
+
+  std::vector<term> terms_;
+};
+
+/// `2·x[3]·W1[3,4] + x[1]^2 + 1`, terms in canonical order; `0` for the zero polynomial.
+/// A coefficient 1 is omitted except on the constant term.
+inline std::string format_polynomial(const polynomial& p, const token_namer& names = {}) {
+  if (p.is_zero()) return "0";
+  std::string out;
+  for (const auto& t : p) {
+    if (!out.empty()) out += " + ";
+    if (t.mono.is_one()) {
+      out += t.coefficient.str();
+    } else {
+      if (t.coefficient != 1) out += t.coefficient.str() + "·";
+      out += format_monomial(t.mono, names);
+    }
+  }
+  return out;
+}
+
+}  // namespace provnn
