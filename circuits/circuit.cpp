@@ -1,0 +1,141 @@
+#include "circuits/circuit.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/error.hpp"
+
+namespace provnn {
+namespace {
+constexpr std::string_view gate_kind_names[gate_kind_count] = {"zero", "one", "token", "plus", "times"};
+constexpr std::string_view root_kind_names[root_kind_count] = {"feature", "bias", "other"};
+}  // namespace
+
+std::string_view to_string(gate_kind k) noexcept {
+  const auto i = static_cast<std::uint8_t>(k);
+  return i < gate_kind_count ? gate_kind_names[i] : "?";
+}
+std::string_view to_string(root_kind k) noexcept {
+  const auto i = static_cast<std::uint8_t>(k);
+  return i < root_kind_count ? root_kind_names[i] : "?";
+}
+
+circuit::circuit() {
+  append(gate_kind::zero, {});
+  append(gate_kind::one, {});
+}
+
+std::uint64_t circuit::gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept {
+  std::uint64_t h = detail::mix64(0x51ed27ull + kind);
+  for (auto c : children) h = detail::hash_combine(h, to_index(c));
+  return detail::hash_combine(h, children.size());
+}
+
+gate_id circuit::append(gate_kind kind, std::span<const gate_id> children) {
+  if (size() >= 0xFFFFFFFEu) throw limit_error("circuit: more than 2^32-2 gates; build a smaller cone or split the input");
+  const auto g = static_cast<gate_id>(size());
+  kinds_.push_back(static_cast<std::uint8_t>(kind));
+  children_.insert(children_.end(), children.begin(), children.end());
+  if (children_.size() > 0xFFFFFFFFull) throw limit_error("circuit: more than 2^32-1 child references; split the input");
+  offsets_.push_back(static_cast<std::uint32_t>(children_.size()));
+  return g;
+}
+
+gate_id circuit::token(token_index t) {
+  PROVNN_ASSERT(t < tokens_.size());
+  if (token_gate_.size() <= t) token_gate_.resize(std::max<std::size_t>(t + 1, token_gate_.size() * 2), detail::id_table::empty);
+  if (token_gate_[t] != detail::id_table::empty) return static_cast<gate_id>(token_gate_[t]);
+  const gate_id slot{t};
+  const auto g = append(gate_kind::token, std::span(&slot, 1));
+  token_gate_[t] = to_index(g);
+  ++token_gates_;
+  return g;
+}
+
+std::optional<gate_id> circuit::find_token_gate(token_index t) const {
+  if (t >= token_gate_.size() || token_gate_[t] == detail::id_table::empty) return std::nullopt;
+  return static_cast<gate_id>(token_gate_[t]);
+}
+
+gate_id circuit::intern(gate_kind kind, std::vector<gate_id>& cs) {
+  std::sort(cs.begin(), cs.end());
+  const auto k = static_cast<std::uint8_t>(kind);
+  if (!sharing_) return append(kind, cs);
+  const auto h = gate_hash(k, cs);
+  const auto found = by_structure_.find(h, [&](std::uint32_t g) {
+    if (kinds_[g] != k) return false;
+    const auto n = offsets_[g + 1] - offsets_[g];
+    return n == cs.size() && std::memcmp(children_.data() + offsets_[g], cs.data(), n * sizeof(gate_id)) == 0;
+  });
+  if (found != detail::id_table::empty) return static_cast<gate_id>(found);
+  const auto g = append(kind, cs);
+  by_structure_.insert(h, to_index(g));
+  return g;
+}
+
+gate_id circuit::plus(std::span<const gate_id> children) {
+  scratch_.clear();
+  for (auto c : children) {
+    PROVNN_ASSERT(to_index(c) < size());
+    if (c != zero_gate) scratch_.push_back(c);
+  }
+  if (scratch_.empty()) return zero_gate;
+  if (scratch_.size() == 1) return scratch_[0];
+  return intern(gate_kind::plus, scratch_);
+}
+
+gate_id circuit::times(std::span<const gate_id> children) {
+  scratch_.clear();
+  for (auto c : children) {
+    PROVNN_ASSERT(to_index(c) < size());
+    if (c == zero_gate) return zero_gate;
+    if (c != one_gate) scratch_.push_back(c);
+  }
+  if (scratch_.empty()) return one_gate;
+  if (scratch_.size() == 1) return scratch_[0];
+  return intern(gate_kind::times, scratch_);
+}
+
+gate_id circuit::edge(std::span<const gate_id> factors, const edge_context& context) {
+  for (auto c : factors) PROVNN_ASSERT(to_index(c) < size());
+  const auto g = append(gate_kind::times, factors);
+  edge_gates_.push_back(g);
+  edge_contexts_.push_back(context);
+  return g;
+}
+
+std::optional<std::size_t> circuit::edge_index(gate_id g) const {
+  auto it = std::lower_bound(edge_gates_.begin(), edge_gates_.end(), g);
+  if (it == edge_gates_.end() || *it != g) return std::nullopt;
+  return static_cast<std::size_t>(it - edge_gates_.begin());
+}
+
+void circuit::add_root(root r) {
+  PROVNN_ASSERT(to_index(r.gate) < size());
+  if (find_root(r.name))
+    throw error(fmt::format("circuit: a root named '{}' exists already; root names must be unique", r.name));
+  roots_.push_back(std::move(r));
+}
+
+const root* circuit::find_root(std::string_view name) const {
+  for (const auto& r : roots_)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+void circuit::reserve(std::size_t gates, std::size_t child_refs) {
+  kinds_.reserve(gates);
+  offsets_.reserve(gates + 1);
+  children_.reserve(child_refs);
+}
+
+std::size_t circuit::bytes() const noexcept {
+  std::size_t b = kinds_.capacity() + 4 * offsets_.capacity() + 4 * children_.capacity() + 4 * token_gate_.capacity() +
+                  4 * edge_gates_.capacity() + sizeof(edge_context) * edge_contexts_.capacity() + by_structure_.bytes();
+  for (const auto& r : roots_) b += sizeof(root) + r.name.capacity();
+  return b;
+}
+
+}  // namespace provnn

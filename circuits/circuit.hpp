@@ -1,0 +1,191 @@
+// The provenance circuit: an append-only arena of ⊕/⊗ gates over the tokens of a token table
+// (DESIGN §3, §5; the id and invalidation rules are in docs/circuits.md).
+//
+// Storage is structure-of-arrays so that later gate kinds (fused, structured — issue 5) add
+// arrays instead of widening every gate:
+//   kinds_     one byte per gate
+//   offsets_   CSR row pointers, size()+1 entries
+//   children_  one flat array of child ids; a token gate keeps its token index in its single
+//              slot (children(g) is empty for it, token_of(g) reads the slot)
+//   edges_     the (sparse, optional) edge-gate markers with their contexts, sorted by id
+// Every child id is smaller than its parent's id, so id order is a topological order and
+// every pass is one forward (or backward) loop over ids.
+//
+// Gates 0 and 1 are always the constants zero and one.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "circuits/detail/id_table.hpp"
+#include "circuits/tokens.hpp"
+
+namespace provnn {
+
+enum class gate_id : std::uint32_t {};
+
+constexpr std::uint32_t to_index(gate_id g) noexcept { return static_cast<std::uint32_t>(g); }
+constexpr gate_id zero_gate{0};
+constexpr gate_id one_gate{1};
+
+/// Gate kinds. Values 5..15 are reserved for fused/structured kinds (issue 5); the file
+/// format stores the byte as is and refuses kinds it does not know.
+enum class gate_kind : std::uint8_t { zero = 0, one = 1, token = 2, plus = 3, times = 4 };
+inline constexpr std::uint8_t gate_kind_count = 5;
+std::string_view to_string(gate_kind k) noexcept;
+
+inline constexpr token_index no_token = 0xFFFFFFFFu;
+inline constexpr std::uint32_t no_target = 0xFFFFFFFFu;
+
+/// Where an edge gate E_jk^m sits in the network: linear layer `layer`, lower unit j (flat
+/// index into the layer's input), upper unit k (flat index into its output), rule term m,
+/// and the parameter token ψ_m(w_jk) it uses (no_token for edges without a parameter, e.g.
+/// max-pool routing).
+struct edge_context {
+  std::uint32_t layer = 0;
+  std::uint32_t lower = 0;
+  std::uint32_t upper = 0;
+  std::uint32_t term = 0;
+  token_index parameter = no_token;
+  friend bool operator==(const edge_context&, const edge_context&) = default;
+};
+
+/// What a named root stands for.
+enum class root_kind : std::uint8_t {
+  feature,  ///< relevance of input feature `index` (flat)
+  bias,     ///< relevance absorbed by bias `index` of linear layer `layer`
+  other,    ///< anything else a builder wants to name
+};
+inline constexpr std::uint8_t root_kind_count = 3;
+std::string_view to_string(root_kind k) noexcept;
+
+/// A named output of the circuit. Names are unique within a circuit; the builder's
+/// convention is `R(x[0,3,4])`, `R(b1[3])`, with `|r[7]` appended when several targets share
+/// the circuit (`R(x[0,3,4]|r[7])`).
+struct root {
+  std::string name;
+  gate_id gate = zero_gate;
+  root_kind kind = root_kind::other;
+  std::uint32_t layer = 0;
+  std::uint32_t index = 0;
+  std::uint32_t target = no_target;
+  friend bool operator==(const root&, const root&) = default;
+};
+
+namespace detail {
+struct circuit_access;
+}
+
+class circuit {
+ public:
+  /// An empty circuit: the constant gates zero (id 0) and one (id 1), no tokens.
+  circuit();
+
+  token_table& tokens() noexcept { return tokens_; }
+  const token_table& tokens() const noexcept { return tokens_; }
+
+  // ---- building (append-only) -------------------------------------------------------------
+
+  /// The gate of token t (one per token, created on first use). Amortised O(1).
+  /// Precondition: t < tokens().size().
+  gate_id token(token_index t);
+
+  /// n-ary ⊕. Zero children are dropped (x ⊕ 0 = x); no child left gives zero_gate, one
+  /// child gives that child. Otherwise the children are sorted (⊕ is commutative) and an
+  /// existing gate with the same child multiset is returned (structural hashing).
+  /// O(n log n). Precondition: every child id < size().
+  gate_id plus(std::span<const gate_id> children);
+  gate_id plus(std::initializer_list<gate_id> children) { return plus(std::span(children.begin(), children.size())); }
+
+  /// n-ary ⊗. Any zero child gives zero_gate (x ⊗ 0 = 0); one children are dropped
+  /// (x ⊗ 1 = x); then as plus(). Valid in every semiring, so no evaluation can tell.
+  gate_id times(std::span<const gate_id> children);
+  gate_id times(std::initializer_list<gate_id> children) { return times(std::span(children.begin(), children.size())); }
+
+  /// An edge gate E_jk^m = ⊗ factors, marked with its context: always a fresh gate, never
+  /// shared and never simplified, because an edge annotation Θ values it by its own real
+  /// coefficient whatever its factors are. O(n).
+  gate_id edge(std::span<const gate_id> factors, const edge_context& context);
+  gate_id edge(std::initializer_list<gate_id> factors, const edge_context& context) {
+    return edge(std::span(factors.begin(), factors.size()), context);
+  }
+
+  /// Structural hashing on (default) or off. Off trades memory for build speed; the
+  /// simplifications of plus()/times() stay on. Gates built while it was off are never
+  /// found by later look-ups.
+  void set_sharing(bool on) noexcept { sharing_ = on; }
+  bool sharing() const noexcept { return sharing_; }
+
+  /// Names gate g as a root. Throws provnn::error when the name is already taken.
+  void add_root(root r);
+  void reserve(std::size_t gates, std::size_t child_refs);
+
+  // ---- reading ------------------------------------------------------------------------------
+
+  std::size_t size() const noexcept { return kinds_.size(); }
+  gate_kind kind(gate_id g) const { return static_cast<gate_kind>(kinds_[to_index(g)]); }
+  /// Children of a ⊕/⊗ gate (empty for zero, one and token gates).
+  std::span<const gate_id> children(gate_id g) const {
+    const auto i = to_index(g);
+    if (kinds_[i] == static_cast<std::uint8_t>(gate_kind::token)) return {};
+    return {children_.data() + offsets_[i], children_.data() + offsets_[i + 1]};
+  }
+  /// The token of a token gate. Precondition: kind(g) == gate_kind::token.
+  token_index token_of(gate_id g) const { return static_cast<token_index>(children_[offsets_[to_index(g)]]); }
+  /// The gate of token t if it was created, else nullopt.
+  std::optional<gate_id> find_token_gate(token_index t) const;
+
+  /// Number of child references of ⊕/⊗ gates (the "edges" of the DAG).
+  std::size_t child_count() const noexcept { return children_.size() - token_gates_; }
+
+  /// Edge gates in increasing id order, and their contexts (same order).
+  std::span<const gate_id> edge_gates() const noexcept { return edge_gates_; }
+  std::span<const edge_context> edge_contexts() const noexcept { return edge_contexts_; }
+  /// Position of g in edge_gates(), or nullopt when g is not an edge gate. O(log edges).
+  std::optional<std::size_t> edge_index(gate_id g) const;
+
+  std::span<const root> roots() const noexcept { return roots_; }
+  /// The root with this exact name, or nullptr.
+  const root* find_root(std::string_view name) const;
+
+  /// Free-form provenance of the circuit (model, input, target, rules, …), sorted by key.
+  std::map<std::string, std::string>& metadata() noexcept { return metadata_; }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  /// The raw CSR arrays, for passes that stream over them (evaluation, serialisation).
+  /// For token gates the single slot holds the token index, not a gate id.
+  std::span<const std::uint8_t> raw_kinds() const noexcept { return kinds_; }
+  std::span<const std::uint32_t> raw_offsets() const noexcept { return offsets_; }
+  std::span<const gate_id> raw_children() const noexcept { return children_; }
+
+  /// Heap bytes held by gates, edges, roots and the hash table (tokens excluded).
+  std::size_t bytes() const noexcept;
+
+ private:
+  friend struct detail::circuit_access;
+  gate_id intern(gate_kind kind, std::vector<gate_id>& children);
+  gate_id append(gate_kind kind, std::span<const gate_id> children);
+  std::uint64_t gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept;
+
+  token_table tokens_;
+  std::vector<std::uint8_t> kinds_;
+  std::vector<std::uint32_t> offsets_{0};
+  std::vector<gate_id> children_;
+  std::vector<std::uint32_t> token_gate_;  // token → gate id (or id_table::empty)
+  std::size_t token_gates_ = 0;
+  std::vector<gate_id> edge_gates_;
+  std::vector<edge_context> edge_contexts_;
+  std::vector<root> roots_;
+  std::map<std::string, std::string> metadata_;
+  detail::id_table by_structure_;
+  std::vector<gate_id> scratch_;
+  bool sharing_ = true;
+};
+
+}  // namespace provnn

@@ -1,0 +1,269 @@
+// Evaluation of a circuit in any semiring: one forward loop over gate ids (id order is
+// topological), no recursion, no graph search.
+//
+// Two ways to give tokens and edges values in S (DESIGN §3):
+//   * a token valuation: one S value per token. lift_valuation() gives each semiring's
+//     standard lifting of the stored natural real valuation (s.lift(t, ν_ℝ(t)));
+//     override_tokens() replaces tokens chosen by exact name or glob pattern, the value
+//     given as a real number and lifted the same way (0 deletes a token in every semiring
+//     whose lifting maps 0 to zero).
+//   * an edge annotation Θ (edge_annotation.hpp): edge gates are valued by Θ(d_jk) — 0/1,
+//     or a real number mapped through s.from_real — instead of the product of their factors.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "circuits/circuit.hpp"
+#include "circuits/edge_annotation.hpp"
+#include "common/error.hpp"
+#include "semirings/real.hpp"
+#include "semirings/semiring.hpp"
+
+namespace provnn {
+
+/// How values of a carrier are stored in evaluation arrays: as themselves, except bool,
+/// stored as one byte per value (std::vector<bool> is a bit set: slower, and not a span).
+template <class V>
+struct value_storage {
+  using type = V;
+};
+template <>
+struct value_storage<bool> {
+  using type = std::uint8_t;
+};
+template <semiring S>
+using stored_value_t = typename value_storage<typename S::value_type>::type;
+
+/// One value per gate or per token, as evaluation produces and consumes them.
+template <semiring S>
+using values_of = std::vector<stored_value_t<S>>;
+
+/// One override of the token valuation: every token whose name matches `pattern` (exact name
+/// or glob, see tokens.hpp) gets the real value `value`, lifted into the semiring.
+struct token_override {
+  std::string pattern;
+  double value = 0.0;
+};
+
+/// The semiring's standard lifting of the circuit's natural real valuation: s.lift(t, ν_ℝ(t))
+/// for every token t. O(tokens).
+template <semiring S>
+values_of<S> lift_valuation(const circuit& c, const S& s) {
+  const auto& tt = c.tokens();
+  values_of<S> v;
+  v.reserve(tt.size());
+  for (token_index t = 0; t < tt.size(); ++t) v.push_back(s.lift(t, tt.value(t)));
+  return v;
+}
+
+/// Applies overrides in order (a later one wins): every token matching the pattern gets
+/// s.lift(t, value). O(overrides · tokens · |name|). Throws provnn::error naming the pattern
+/// when it matches no token (a typo would otherwise silently change nothing).
+/// Precondition: valuation.size() == c.tokens().size().
+template <semiring S>
+void override_tokens(const circuit& c, const S& s, values_of<S>& valuation, std::span<const token_override> overrides) {
+  PROVNN_ASSERT(valuation.size() == c.tokens().size());
+  for (const auto& o : overrides) {
+    std::vector<token_index> hits;
+    if (o.pattern.find_first_of("*?") == std::string::npos) {
+      if (auto t = c.tokens().find(o.pattern)) hits.push_back(*t);
+    } else {
+      hits = c.tokens().match(o.pattern);
+    }
+    if (hits.empty())
+      throw error(fmt::format("valuation: '{}' matches no token of the circuit (names look like x[0,3,4], "
+                              "W1[3,4], b1[3], a2[7], n1[3]#0, r[7]; '*' and '?' are wildcards)",
+                              o.pattern));
+    for (auto t : hits) valuation[t] = s.lift(t, o.value);
+  }
+}
+
+namespace detail {
+
+struct no_gate_hook {
+  template <class V>
+  void operator()(std::uint32_t, const V&) const noexcept {}
+};
+
+/// The images in S of an annotation's per-edge values. Throws unsupported_error when the
+/// annotation produces real numbers and S cannot take them.
+template <semiring S>
+values_of<S> annotation_values(const S& s, const edge_annotation& theta) {
+  values_of<S> out;
+  out.reserve(theta.size());
+  for (std::size_t i = 0; i < theta.size(); ++i) {
+    switch (theta.kind(i)) {
+      case edge_value_kind::zero: out.push_back(s.zero()); break;
+      case edge_value_kind::one: out.push_back(s.one()); break;
+      case edge_value_kind::real:
+        if constexpr (real_embeddable<S>) {
+          out.push_back(s.from_real(theta.real(i)));
+        } else {
+          throw unsupported_error(fmt::format(
+              "edge annotation '{}' gives edges real values, which semiring '{}' cannot take "
+              "(it has no from_real); use a threshold annotation with it",
+              theta.name(), s.name()));
+        }
+        break;
+    }
+  }
+  return out;
+}
+
+/// Marks the cone of `roots` (every gate a root depends on). With an annotation, the factors
+/// of edge gates are not needed (Θ values the edge), so the cone stops there.
+std::vector<std::uint8_t> cone_mask(const circuit& c, std::span<const gate_id> roots, bool stop_at_edges);
+
+/// ⊕ of the values of children[b, e). The real semiring gets an inlined compensated sum
+/// (the same Neumaier algorithm as real_semiring::sum) so no gather buffer is needed.
+template <semiring S>
+typename S::value_type plus_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
+                               std::uint32_t e, std::vector<typename S::value_type>& buf) {
+  using V = typename S::value_type;
+  if constexpr (std::is_same_v<S, real_semiring>) {
+    double sum = 0.0, comp = 0.0;
+    for (std::uint32_t i = b; i < e; ++i) {
+      const double x = val[to_index(ch[i])];
+      const double t = sum + x;
+      comp += (std::fabs(sum) >= std::fabs(x)) ? (sum - t) + x : (x - t) + sum;
+      sum = t;
+    }
+    return sum + comp;
+  } else if constexpr (has_nary_sum<S>) {
+    buf.clear();
+    for (std::uint32_t i = b; i < e; ++i) buf.push_back(val[to_index(ch[i])]);
+    return s.sum(std::span<const V>(buf.data(), buf.size()));
+  } else {
+    V acc = val[to_index(ch[b])];
+    for (std::uint32_t i = b + 1; i < e; ++i) acc = s.plus(acc, val[to_index(ch[i])]);
+    return acc;
+  }
+}
+
+template <semiring S>
+typename S::value_type times_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
+                                std::uint32_t e) {
+  using V = typename S::value_type;
+  if constexpr (std::is_same_v<S, real_semiring>) {
+    double p = val[to_index(ch[b])];
+    for (std::uint32_t i = b + 1; i < e; ++i) p *= val[to_index(ch[i])];
+    return p;
+  } else {
+    V acc = val[to_index(ch[b])];
+    for (std::uint32_t i = b + 1; i < e; ++i) acc = s.times(acc, val[to_index(ch[i])]);
+    return acc;
+  }
+}
+
+/// The forward loop. Gates [0, end) are evaluated, those with mask[g] == 0 skipped (left at
+/// S's default value) when a mask is given; edge gates take theta_values when given.
+/// hook(g, value) runs after each evaluated gate (expansion limits use it).
+template <semiring S, class Hook>
+void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                   const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end,
+                   values_of<S>& out, Hook&& hook) {
+  using V = typename S::value_type;
+  PROVNN_ASSERT(valuation.size() >= c.tokens().size());
+  out.resize(c.size());
+  const std::uint8_t* kinds = c.raw_kinds().data();
+  const std::uint32_t* off = c.raw_offsets().data();
+  const gate_id* ch = c.raw_children().data();
+  auto* val = out.data();
+  const auto* tv = valuation.data();
+  std::vector<V> buf;
+  const auto edges = c.edge_gates();
+  std::size_t next_edge = 0;
+  std::uint32_t next_edge_gate = (theta_values && !edges.empty()) ? to_index(edges[0]) : 0xFFFFFFFFu;
+  for (std::uint32_t g = 0; g < end; ++g) {
+    if (mask && !mask[g]) {
+      if (g == next_edge_gate) {
+        ++next_edge;
+        next_edge_gate = next_edge < edges.size() ? to_index(edges[next_edge]) : 0xFFFFFFFFu;
+      }
+      continue;
+    }
+    if (g == next_edge_gate) [[unlikely]] {
+      val[g] = (*theta_values)[next_edge];
+      ++next_edge;
+      next_edge_gate = next_edge < edges.size() ? to_index(edges[next_edge]) : 0xFFFFFFFFu;
+      hook(g, val[g]);
+      continue;
+    }
+    const std::uint32_t b = off[g], e = off[g + 1];
+    switch (static_cast<gate_kind>(kinds[g])) {
+      case gate_kind::token: val[g] = tv[to_index(ch[b])]; break;
+      case gate_kind::plus: val[g] = plus_of(s, val, ch, b, e, buf); break;
+      case gate_kind::times: val[g] = times_of(s, val, ch, b, e); break;
+      case gate_kind::zero: val[g] = s.zero(); break;
+      case gate_kind::one: val[g] = s.one(); break;
+    }
+    hook(g, val[g]);
+  }
+}
+
+}  // namespace detail
+
+/// The value of every gate (indexed by gate id) under `valuation` (one value per token) and,
+/// when given, the edge annotation Θ. O(gates + child references) semiring operations.
+/// Preconditions: valuation.size() == c.tokens().size(); theta, when given, was made for c.
+/// Throws unsupported_error when Θ has real values and S has no from_real.
+template <semiring S>
+values_of<S> evaluate(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                      const edge_annotation* theta = nullptr) {
+  values_of<S> out;
+  values_of<S> tv;
+  if (theta) {
+    PROVNN_ASSERT(theta->size() == c.edge_gates().size());
+    tv = detail::annotation_values(s, *theta);
+  }
+  detail::evaluate_loop(c, s, valuation, theta ? &tv : nullptr, nullptr, static_cast<std::uint32_t>(c.size()), out,
+                        detail::no_gate_hook{});
+  return out;
+}
+
+/// evaluate() under the semiring's lifting of the natural real valuation.
+template <semiring S>
+values_of<S> evaluate(const circuit& c, const S& s, const edge_annotation* theta = nullptr) {
+  const auto v = lift_valuation(c, s);
+  return evaluate(c, s, std::span<const stored_value_t<S>>(v), theta);
+}
+
+/// The values of the given gates only (same order): evaluates just their cone, so an
+/// expensive semiring pays for what is asked. O(cone) semiring operations + O(gates) bytes.
+template <semiring S>
+values_of<S> evaluate_gates(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                            std::span<const gate_id> gates, const edge_annotation* theta = nullptr) {
+  values_of<S> all;
+  values_of<S> tv;
+  if (theta) {
+    PROVNN_ASSERT(theta->size() == c.edge_gates().size());
+    tv = detail::annotation_values(s, *theta);
+  }
+  const auto mask = detail::cone_mask(c, gates, theta != nullptr);
+  std::uint32_t end = 0;
+  for (auto g : gates) end = std::max(end, to_index(g) + 1);
+  detail::evaluate_loop(c, s, valuation, theta ? &tv : nullptr, mask.data(), end, all, detail::no_gate_hook{});
+  values_of<S> out;
+  out.reserve(gates.size());
+  for (auto g : gates) out.push_back(all[to_index(g)]);
+  return out;
+}
+
+/// The value of every root of c, in roots() order.
+template <semiring S>
+values_of<S> evaluate_roots(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                            const edge_annotation* theta = nullptr) {
+  std::vector<gate_id> gates;
+  for (const auto& r : c.roots()) gates.push_back(r.gate);
+  return evaluate_gates(c, s, valuation, gates, theta);
+}
+
+}  // namespace provnn

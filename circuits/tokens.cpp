@@ -1,0 +1,243 @@
+#include "circuits/tokens.hpp"
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+
+namespace provnn {
+namespace {
+
+constexpr std::string_view kind_names[token_kind_count] = {"input",      "activation", "parameter", "bias",
+                                                           "normaliser", "target",     "constant"};
+constexpr std::string_view variant_names[token_variant_count] = {
+    "plain", "pos", "neg", "low", "high", "gamma_pos", "gamma_neg", "square", "one"};
+constexpr std::string_view suffixes[token_variant_count] = {"", "+", "-", "", "", "g+", "g-", "^2", "^0"};
+
+char prefix(token_kind k, token_variant v) noexcept {
+  switch (k) {
+    case token_kind::input: return v == token_variant::low ? 'l' : v == token_variant::high ? 'h' : 'x';
+    case token_kind::activation: return 'a';
+    case token_kind::parameter: return 'W';
+    case token_kind::bias: return 'b';
+    case token_kind::normaliser: return 'n';
+    case token_kind::target: return 'r';
+    case token_kind::constant: return 'c';
+  }
+  return '?';
+}
+
+void check_nameable(token_kind kind, token_variant variant, std::uint32_t layer, std::uint32_t term) {
+  if (static_cast<std::uint8_t>(kind) >= token_kind_count || static_cast<std::uint8_t>(variant) >= token_variant_count)
+    throw error(fmt::format("token: unknown kind {} or variant {}", static_cast<int>(kind), static_cast<int>(variant)));
+  if ((variant == token_variant::low || variant == token_variant::high) && kind != token_kind::input)
+    throw error(fmt::format("token: variant '{}' exists only for input features, not for kind '{}'",
+                            to_string(variant), to_string(kind)));
+  if (!has_layer(kind) && layer != 0)
+    throw error(fmt::format("token: kind '{}' has no layer number (got layer {})", to_string(kind), layer));
+  if (kind != token_kind::normaliser && term != 0)
+    throw error(fmt::format("token: only normalisers carry a term number (kind '{}', term {})", to_string(kind), term));
+}
+
+// Parses a decimal uint32 at s[pos...]; advances pos. False if absent or overflowing.
+bool parse_u32(std::string_view s, std::size_t& pos, std::uint32_t& out) {
+  const std::size_t start = pos;
+  std::uint64_t v = 0;
+  while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+    v = v * 10 + static_cast<std::uint64_t>(s[pos] - '0');
+    if (v > 0xFFFFFFFFull) return false;
+    ++pos;
+  }
+  out = static_cast<std::uint32_t>(v);
+  return pos > start;
+}
+
+}  // namespace
+
+std::string_view to_string(token_kind k) noexcept {
+  const auto i = static_cast<std::uint8_t>(k);
+  return i < token_kind_count ? kind_names[i] : "?";
+}
+std::string_view to_string(token_variant v) noexcept {
+  const auto i = static_cast<std::uint8_t>(v);
+  return i < token_variant_count ? variant_names[i] : "?";
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) noexcept {
+  // Greedy with back-tracking to the last '*': linear unless many stars compete.
+  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+std::uint64_t token_table::key_hash(std::uint8_t kind, std::uint8_t variant, std::uint32_t layer, std::uint32_t term,
+                                    std::span<const std::uint32_t> index) const noexcept {
+  std::uint64_t h = detail::mix64((std::uint64_t{kind} << 8 | variant) ^ (std::uint64_t{layer} << 16) ^
+                                  (std::uint64_t{term} << 40));
+  for (auto c : index) h = detail::hash_combine(h, c);
+  return detail::hash_combine(h, index.size());
+}
+
+std::optional<token_index> token_table::find(token_kind kind, token_variant variant, std::uint32_t layer,
+                                             std::span<const std::uint32_t> index, std::uint32_t term) const {
+  const auto k = static_cast<std::uint8_t>(kind), v = static_cast<std::uint8_t>(variant);
+  const auto id = by_key_.find(key_hash(k, v, layer, term, index), [&](std::uint32_t t) {
+    if (kinds_[t] != k || variants_[t] != v || layers_[t] != layer || terms_[t] != term) return false;
+    auto other = this->index(t);
+    return other.size() == index.size() && std::equal(other.begin(), other.end(), index.begin());
+  });
+  if (id == detail::id_table::empty) return std::nullopt;
+  return id;
+}
+
+token_index token_table::intern(token_kind kind, token_variant variant, std::uint32_t layer,
+                                std::span<const std::uint32_t> index, std::uint32_t term) {
+  if (auto t = find(kind, variant, layer, index, term)) return *t;
+  check_nameable(kind, variant, layer, term);
+  if (size() >= 0xFFFFFFFEu) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
+  const auto t = static_cast<token_index>(size());
+  kinds_.push_back(static_cast<std::uint8_t>(kind));
+  variants_.push_back(static_cast<std::uint8_t>(variant));
+  layers_.push_back(layer);
+  terms_.push_back(term);
+  coords_.insert(coords_.end(), index.begin(), index.end());
+  coord_offsets_.push_back(static_cast<std::uint32_t>(coords_.size()));
+  values_.push_back(0.0);
+  by_key_.insert(key_hash(static_cast<std::uint8_t>(kind), static_cast<std::uint8_t>(variant), layer, term, index), t);
+  return t;
+}
+
+void token_table::append_name(token_index t, std::string& out) const {
+  const auto k = kind(t);
+  const auto v = variant(t);
+  out += prefix(k, v);
+  if (has_layer(k)) fmt::format_to(std::back_inserter(out), "{}", layers_[t]);
+  out += suffixes[static_cast<std::uint8_t>(v)];
+  out += '[';
+  bool first = true;
+  for (auto c : index(t)) {
+    if (!first) out += ',';
+    first = false;
+    fmt::format_to(std::back_inserter(out), "{}", c);
+  }
+  out += ']';
+  if (k == token_kind::normaliser) fmt::format_to(std::back_inserter(out), "#{}", terms_[t]);
+}
+
+std::string token_table::name(token_index t) const {
+  std::string s;
+  append_name(t, s);
+  return s;
+}
+
+std::optional<token_index> token_table::find(std::string_view s) const {
+  if (s.empty()) return std::nullopt;
+  token_kind kind;
+  token_variant variant = token_variant::plain;
+  switch (s[0]) {
+    case 'x': kind = token_kind::input; break;
+    case 'l': kind = token_kind::input, variant = token_variant::low; break;
+    case 'h': kind = token_kind::input, variant = token_variant::high; break;
+    case 'a': kind = token_kind::activation; break;
+    case 'W': kind = token_kind::parameter; break;
+    case 'b': kind = token_kind::bias; break;
+    case 'n': kind = token_kind::normaliser; break;
+    case 'r': kind = token_kind::target; break;
+    case 'c': kind = token_kind::constant; break;
+    default: return std::nullopt;
+  }
+  std::size_t pos = 1;
+  std::uint32_t layer = 0, term = 0;
+  if (has_layer(kind) && !parse_u32(s, pos, layer)) return std::nullopt;
+  if (variant == token_variant::plain) {
+    const auto bracket = s.find('[', pos);
+    if (bracket == std::string_view::npos) return std::nullopt;
+    const auto suffix = s.substr(pos, bracket - pos);
+    bool found = false;
+    for (std::uint8_t i = 0; i < token_variant_count; ++i)
+      if (i != static_cast<std::uint8_t>(token_variant::low) && i != static_cast<std::uint8_t>(token_variant::high) &&
+          suffixes[i] == suffix) {
+        variant = static_cast<token_variant>(i);
+        found = true;
+        break;
+      }
+    if (!found) return std::nullopt;
+    pos = bracket;
+  }
+  if (pos >= s.size() || s[pos] != '[') return std::nullopt;
+  ++pos;
+  std::vector<std::uint32_t> index;
+  if (pos < s.size() && s[pos] == ']') {
+    ++pos;
+  } else {
+    for (;;) {
+      std::uint32_t c;
+      if (!parse_u32(s, pos, c)) return std::nullopt;
+      index.push_back(c);
+      if (pos < s.size() && s[pos] == ',') {
+        ++pos;
+        continue;
+      }
+      if (pos < s.size() && s[pos] == ']') {
+        ++pos;
+        break;
+      }
+      return std::nullopt;
+    }
+  }
+  if (kind == token_kind::normaliser) {
+    if (pos >= s.size() || s[pos] != '#') return std::nullopt;
+    ++pos;
+    if (!parse_u32(s, pos, term)) return std::nullopt;
+  }
+  if (pos != s.size()) return std::nullopt;
+  return find(kind, variant, layer, index, term);
+}
+
+token_index token_table::at(std::string_view name) const {
+  if (auto t = find(name)) return *t;
+  throw error(fmt::format("token '{}' does not exist in this circuit (names look like x[0,3,4], W1[3,4], "
+                          "b1[3], a2[7], n1[3]#0, r[7]; use a glob pattern such as 'W1[3,*]' to list candidates)",
+                          name));
+}
+
+std::vector<token_index> token_table::match(std::string_view pattern) const {
+  std::vector<token_index> out;
+  std::string buf;
+  for (token_index t = 0; t < size(); ++t) {
+    buf.clear();
+    append_name(t, buf);
+    if (glob_match(pattern, buf)) out.push_back(t);
+  }
+  return out;
+}
+
+std::size_t token_table::bytes() const noexcept {
+  return kinds_.capacity() + variants_.capacity() + 4 * (layers_.capacity() + terms_.capacity()) +
+         4 * (coord_offsets_.capacity() + coords_.capacity()) + 8 * values_.capacity() + by_key_.bytes();
+}
+
+void token_table::reserve(std::size_t tokens, std::size_t coords) {
+  kinds_.reserve(tokens);
+  variants_.reserve(tokens);
+  layers_.reserve(tokens);
+  terms_.reserve(tokens);
+  coord_offsets_.reserve(tokens + 1);
+  coords_.reserve(coords);
+  values_.reserve(tokens);
+}
+
+}  // namespace provnn

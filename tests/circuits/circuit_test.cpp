@@ -1,0 +1,132 @@
+#include "circuits/circuit.hpp"
+
+#include <doctest/doctest.h>
+
+#include "common/error.hpp"
+
+using namespace provnn;
+
+namespace {
+struct fixture {
+  circuit c;
+  gate_id x, y, z;
+  fixture() {
+    auto& tt = c.tokens();
+    x = c.token(tt.intern(token_kind::input, token_variant::plain, 0, {0}));
+    y = c.token(tt.intern(token_kind::input, token_variant::plain, 0, {1}));
+    z = c.token(tt.intern(token_kind::input, token_variant::plain, 0, {2}));
+  }
+};
+}  // namespace
+
+TEST_CASE("a new circuit holds the constants zero and one") {
+  circuit c;
+  CHECK(c.size() == 2);
+  CHECK(c.kind(zero_gate) == gate_kind::zero);
+  CHECK(c.kind(one_gate) == gate_kind::one);
+  CHECK(c.children(zero_gate).empty());
+  CHECK(c.child_count() == 0);
+}
+
+TEST_CASE("token gates: one per token, reading back the token") {
+  fixture f;
+  CHECK(f.c.size() == 5);
+  CHECK(f.c.token(1) == f.y);
+  CHECK(f.c.size() == 5);
+  CHECK(f.c.kind(f.y) == gate_kind::token);
+  CHECK(f.c.token_of(f.y) == 1);
+  CHECK(f.c.children(f.y).empty());
+  CHECK(f.c.find_token_gate(2) == f.z);
+  f.c.tokens().intern(token_kind::input, token_variant::plain, 0, {9});
+  CHECK_FALSE(f.c.find_token_gate(3).has_value());
+}
+
+TEST_CASE("structural hashing shares identical gates, child order does not matter") {
+  fixture f;
+  auto& c = f.c;
+  const auto a = c.plus({f.x, f.y, f.z});
+  const auto before = c.size();
+  CHECK(c.plus({f.z, f.x, f.y}) == a);
+  CHECK(c.plus({f.y, f.z, f.x}) == a);
+  CHECK(c.size() == before);
+  CHECK(c.times({f.x, f.y, f.z}) != a);  // different kind
+  const auto m = c.times({f.y, f.x});
+  CHECK(c.times({f.x, f.y}) == m);
+  // A multiset: repeated children count.
+  const auto xx = c.plus({f.x, f.x});
+  CHECK(xx != f.x);
+  CHECK(c.plus({f.x, f.x}) == xx);
+  CHECK(c.plus({f.x, f.x, f.x}) != xx);
+  CHECK(c.children(xx).size() == 2);
+  // Shared sub-circuits compose: the same expression built twice is one gate.
+  auto build = [&] { return c.plus({c.times({f.x, f.y}), c.times({f.y, f.z})}); };
+  const auto e1 = build();
+  const auto n = c.size();
+  CHECK(build() == e1);
+  CHECK(c.size() == n);
+  // Children come before parents.
+  for (std::uint32_t g = 0; g < c.size(); ++g)
+    for (auto ch : c.children(gate_id{g})) CHECK(to_index(ch) < g);
+}
+
+TEST_CASE("simplifications valid in every semiring") {
+  fixture f;
+  auto& c = f.c;
+  CHECK(c.plus({}) == zero_gate);
+  CHECK(c.times({}) == one_gate);
+  CHECK(c.plus({f.x}) == f.x);
+  CHECK(c.plus({f.x, zero_gate}) == f.x);
+  CHECK(c.plus({zero_gate, zero_gate}) == zero_gate);
+  CHECK(c.times({f.x, one_gate}) == f.x);
+  CHECK(c.times({f.x, zero_gate, f.y}) == zero_gate);
+  CHECK(c.times({one_gate, one_gate}) == one_gate);
+  CHECK(c.plus({f.x, zero_gate, f.y}) == c.plus({f.y, f.x}));
+  // x ⊕ 1 is not simplified (not idempotent in general), nor x ⊗ x.
+  CHECK(c.kind(c.plus({f.x, one_gate})) == gate_kind::plus);
+  CHECK(c.kind(c.times({f.x, f.x})) == gate_kind::times);
+  CHECK(c.size() == 8);  // 2 constants, 3 tokens, x⊕y, x⊕1, x⊗x
+}
+
+TEST_CASE("edge gates are never shared nor simplified, and keep their context") {
+  fixture f;
+  auto& c = f.c;
+  const edge_context ctx1{1, 0, 3, 0, 1}, ctx2{1, 1, 3, 0, 1};
+  const auto e1 = c.edge({f.x, f.y}, ctx1);
+  const auto e2 = c.edge({f.x, f.y}, ctx2);
+  const auto e3 = c.edge({one_gate}, ctx2);
+  CHECK(e1 != e2);
+  CHECK(c.kind(e3) == gate_kind::times);
+  CHECK(c.children(e3).size() == 1);
+  CHECK(c.times({f.x, f.y}) != e1);  // a plain product is a different gate
+  REQUIRE(c.edge_gates().size() == 3);
+  CHECK(c.edge_gates()[1] == e2);
+  CHECK(c.edge_contexts()[0] == ctx1);
+  CHECK(c.edge_index(e2) == 1u);
+  CHECK_FALSE(c.edge_index(f.x).has_value());
+}
+
+TEST_CASE("sharing can be switched off; simplifications stay") {
+  fixture f;
+  f.c.set_sharing(false);
+  const auto a = f.c.plus({f.x, f.y});
+  CHECK(f.c.plus({f.x, f.y}) != a);
+  CHECK(f.c.plus({f.x, zero_gate}) == f.x);
+}
+
+TEST_CASE("roots and metadata") {
+  fixture f;
+  auto& c = f.c;
+  const auto g = c.plus({f.x, f.y});
+  c.add_root({"R(x[0])", g, root_kind::feature, 0, 0, no_target});
+  c.add_root({"R(b1[3])", f.z, root_kind::bias, 1, 3, 7});
+  CHECK(c.roots().size() == 2);
+  REQUIRE(c.find_root("R(b1[3])") != nullptr);
+  CHECK(c.find_root("R(b1[3])")->target == 7);
+  CHECK(c.find_root("R(x[0])")->gate == g);
+  CHECK(c.find_root("nope") == nullptr);
+  CHECK_THROWS_WITH_AS(c.add_root({"R(x[0])", f.x}), doctest::Contains("'R(x[0])' exists already"), provnn::error);
+  c.metadata()["model"] = "digits.onnx";
+  c.metadata()["rule"] = "epsilon:0.25";
+  CHECK(c.metadata().begin()->first == "model");
+  CHECK(c.bytes() > 0);
+}

@@ -1,0 +1,219 @@
+#include "circuits/evaluate.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "circuits/edge_annotation.hpp"
+#include "common/error.hpp"
+#include "layered.hpp"
+#include "semiring_list.hpp"
+
+using namespace provnn;
+using provnn::testing::same_value;
+
+namespace {
+
+struct hand_built {
+  circuit c;
+  gate_id x, y, z, g1, g2, g3;
+  hand_built() {
+    auto& tt = c.tokens();
+    const auto tx = tt.intern(token_kind::input, token_variant::plain, 0, {0});
+    const auto ty = tt.intern(token_kind::input, token_variant::plain, 0, {1});
+    const auto tz = tt.intern(token_kind::parameter, token_variant::plain, 1, {0, 0});
+    tt.set_value(tx, 2.0);
+    tt.set_value(ty, 3.0);
+    tt.set_value(tz, -1.0);
+    x = c.token(tx), y = c.token(ty), z = c.token(tz);
+    g1 = c.times({x, y});       // 6
+    g2 = c.plus({g1, z, x});    // 7
+    g3 = c.times({g2, g2, z});  // -49
+  }
+};
+
+// A semiring that counts its operations (to see that cone evaluation skips work) and has no
+// from_real (to see real-valued annotations refused).
+struct op_counting_semiring {
+  using value_type = long;
+  static constexpr std::uint32_t properties = commutative;
+  mutable long ops = 0;
+  value_type zero() const { return 0; }
+  value_type one() const { return 1; }
+  value_type plus(value_type a, value_type b) const { return ++ops, a + b; }
+  value_type times(value_type a, value_type b) const { return ++ops, a * b; }
+  value_type lift(token_index, double v) const { return static_cast<long>(v); }
+  std::string name() const { return "ops"; }
+  std::string format(value_type a, const token_namer& = {}) const { return std::to_string(a); }
+};
+static_assert(semiring<op_counting_semiring>);
+
+}  // namespace
+
+TEST_CASE("evaluation of a hand-built circuit, real and Boolean") {
+  hand_built h;
+  const auto r = evaluate(h.c, real_semiring{});
+  CHECK(r[to_index(h.g1)] == 6.0);
+  CHECK(r[to_index(h.g2)] == 7.0);
+  CHECK(r[to_index(h.g3)] == -49.0);
+  CHECK(r[to_index(zero_gate)] == 0.0);
+  CHECK(r[to_index(one_gate)] == 1.0);
+  const auto b = evaluate(h.c, boolean_semiring{});
+  CHECK(b[to_index(h.g3)] == true);
+
+  SUBCASE("overrides by exact name and by glob") {
+    real_semiring s;
+    auto v = lift_valuation(h.c, s);
+    const token_override del_y[] = {{"x[1]", 0.0}};
+    override_tokens(h.c, s, v, del_y);
+    auto r2 = evaluate(h.c, s, v);
+    CHECK(r2[to_index(h.g1)] == 0.0);
+    CHECK(r2[to_index(h.g2)] == 1.0);
+    CHECK(r2[to_index(h.g3)] == -1.0);
+    const token_override all_x[] = {{"x*", 1.0}, {"W1[0,?]", 2.0}};
+    override_tokens(h.c, s, v, all_x);
+    r2 = evaluate(h.c, s, v);
+    CHECK(r2[to_index(h.g2)] == 4.0);   // 1·1 + 2 + 1
+    CHECK(r2[to_index(h.g3)] == 32.0);  // 4·4·2
+
+    boolean_semiring bs;
+    auto bv = lift_valuation(h.c, bs);
+    const token_override del_z[] = {{"W1[0,0]", 0.0}};
+    override_tokens(h.c, bs, bv, del_z);
+    const auto b2 = evaluate(h.c, bs, bv);
+    CHECK(b2[to_index(h.g2)] == true);
+    CHECK(b2[to_index(h.g3)] == false);
+  }
+  SUBCASE("an override that matches nothing is an error naming it") {
+    real_semiring s;
+    auto v = lift_valuation(h.c, s);
+    const token_override typo[] = {{"W2[*]", 0.0}};
+    CHECK_THROWS_WITH_AS(override_tokens(h.c, s, v, typo), doctest::Contains("'W2[*]' matches no token"), provnn::error);
+  }
+}
+
+TEST_CASE("evaluate_gates and evaluate_roots evaluate only the cone") {
+  hand_built h;
+  op_counting_semiring s;
+  const auto v = lift_valuation(h.c, s);
+  const auto all = evaluate(h.c, s, v);
+  const long full_ops = s.ops;
+  CHECK(full_ops == 1 + 2 + 2);
+  CHECK(all[to_index(h.g3)] == -49);
+  s.ops = 0;
+  const gate_id want[] = {h.g1};
+  const auto part = evaluate_gates(h.c, s, v, want);
+  CHECK(part == std::vector<long>{6});
+  CHECK(s.ops == 1);
+  h.c.add_root({"R(x[0])", h.g2, root_kind::feature, 0, 0, no_target});
+  h.c.add_root({"g1", h.g1});
+  CHECK(evaluate_roots(h.c, s, v) == std::vector<long>{7, 6});
+}
+
+TEST_CASE_TEMPLATE("evaluation equals brute-force path enumeration on random layered DAGs", S,
+                   PROVNN_CIRCUIT_TEST_SEMIRINGS) {
+  std::mt19937 rng(20261126);
+  S s;
+  for (int trial = 0; trial < 30; ++trial) {
+    std::uniform_int_distribution<std::uint32_t> width(1, 4), depth(2, 4);
+    std::vector<std::uint32_t> sizes(depth(rng));
+    for (auto& w : sizes) w = width(rng);
+    auto net = provnn::testing::random_layered(rng, sizes);
+    const auto v = lift_valuation(net.c, s);
+    const auto expected = provnn::testing::brute_force_paths(net, s, v, provnn::testing::token_product(s, v));
+    const auto got = evaluate_roots(net.c, s, v);
+    const auto all = evaluate(net.c, s, v);
+    REQUIRE(got.size() == expected.size());
+    for (std::size_t j = 0; j < got.size(); ++j) {
+      INFO("trial ", trial, " feature ", j, ": ", s.format(got[j], {}), " vs ", s.format(expected[j], {}));
+      CHECK(same_value(s, got[j], expected[j]));
+      CHECK(same_value(s, all[to_index(net.feature_roots[j])], expected[j]));
+    }
+  }
+}
+
+TEST_CASE("threshold annotation: Boolean K-LRP equals a brute-force search for a path with every d >= theta") {
+  std::mt19937 rng(7);
+  boolean_semiring s;
+  int some_true = 0, some_false = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    std::uniform_int_distribution<std::uint32_t> width(1, 4), depth(2, 4);
+    std::vector<std::uint32_t> sizes(depth(rng));
+    for (auto& w : sizes) w = width(rng);
+    auto net = provnn::testing::random_layered(rng, sizes, 0.8);
+    const auto& tt = net.c.tokens();
+    const double theta = std::uniform_real_distribution<double>(-0.3, 0.1)(rng);
+    const auto ann = threshold_annotation(net.c, theta);
+    const auto v = lift_valuation(net.c, s);
+    // d of an edge computed here from its factors' natural values, independently of the library.
+    auto ok = [&](const provnn::testing::layered_net::edge& e) {
+      double d = 1.0;
+      for (auto t : e.factors) d *= tt.value(t);
+      return d >= theta;
+    };
+    const auto expected = provnn::testing::brute_force_paths<boolean_semiring>(net, s, v, ok);
+    const auto got = evaluate_roots(net.c, s, v, &ann);
+    const auto all = evaluate(net.c, s, v, &ann);
+    for (std::size_t j = 0; j < got.size(); ++j) {
+      CHECK(got[j] == expected[j]);
+      CHECK(all[to_index(net.feature_roots[j])] == expected[j]);
+      (expected[j] ? some_true : some_false)++;
+    }
+  }
+  CHECK(some_true > 10);  // the test exercises both outcomes
+  CHECK(some_false > 10);
+}
+
+TEST_CASE("per-layer thresholds, identity and Viterbi max-norm annotations") {
+  std::mt19937 rng(11);
+  auto net = provnn::testing::random_layered(rng, {3, 3, 2}, 1.0, 0.0);
+  const auto& tt = net.c.tokens();
+  auto d_of = [&](const provnn::testing::layered_net::edge& e) {
+    double d = 1.0;
+    for (auto t : e.factors) d *= tt.value(t);
+    return d;
+  };
+  const auto d = edge_coefficients(net.c);
+  for (const auto& e : net.edges) CHECK(d[e.circuit_edge] == doctest::Approx(d_of(e)));
+
+  SUBCASE("identity leaves real evaluation unchanged") {
+    const auto id = identity_annotation(net.c);
+    const auto a = evaluate(net.c, real_semiring{}, &id);
+    const auto b = evaluate(net.c, real_semiring{});
+    for (auto g : net.feature_roots) CHECK(a[to_index(g)] == doctest::Approx(b[to_index(g)]));
+  }
+  SUBCASE("per-layer thresholds; a missing layer names it") {
+    boolean_semiring s;
+    const std::map<std::uint32_t, double> theta{{1, 0.0}, {2, -0.5}};
+    const auto ann = threshold_annotation(net.c, theta);
+    const auto v = lift_valuation(net.c, s);
+    auto ok = [&](const provnn::testing::layered_net::edge& e) { return d_of(e) >= theta.at(e.level + 1); };
+    const auto expected = provnn::testing::brute_force_paths<boolean_semiring>(net, s, v, ok);
+    CHECK(evaluate_roots(net.c, s, v, &ann) == expected);
+    CHECK_THROWS_WITH_AS(threshold_annotation(net.c, std::map<std::uint32_t, double>{{1, 0.0}}),
+                         doctest::Contains("no threshold for layer 2"), provnn::error);
+  }
+  SUBCASE("viterbi-maxnorm: |d| over the largest |d| into the same upper unit") {
+    const auto ann = viterbi_maxnorm_annotation(net.c);
+    for (const auto& e : net.edges) {
+      double m = 0;
+      for (const auto& f : net.edges)
+        if (f.level == e.level && f.upper == e.upper && f.term == e.term) m = std::max(m, std::fabs(d_of(f)));
+      CHECK(ann.kind(e.circuit_edge) == edge_value_kind::real);
+      CHECK(ann.real(e.circuit_edge) == doctest::Approx(m > 0 ? std::fabs(d_of(e)) / m : 0.0));
+    }
+    // Real semiring under it: the brute-force sum of path products of normalised edges.
+    real_semiring s;
+    const auto v = lift_valuation(net.c, s);
+    auto norm = [&](const provnn::testing::layered_net::edge& e) { return ann.real(e.circuit_edge); };
+    const auto expected = provnn::testing::brute_force_paths<real_semiring>(net, s, v, norm);
+    const auto got = evaluate_roots(net.c, s, v, &ann);
+    for (std::size_t j = 0; j < got.size(); ++j) CHECK(got[j] == doctest::Approx(expected[j]));
+    // A semiring that cannot take reals refuses it by name.
+    op_counting_semiring ops;
+    const auto ov = lift_valuation(net.c, ops);
+    CHECK_THROWS_WITH_AS(evaluate(net.c, ops, ov, &ann),
+                         doctest::Contains("'viterbi-maxnorm'"), provnn::unsupported_error);
+  }
+}

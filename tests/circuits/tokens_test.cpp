@@ -1,0 +1,123 @@
+#include "circuits/tokens.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+
+using namespace provnn;
+
+TEST_CASE("token names follow the documented grammar") {
+  token_table tt;
+  using K = token_kind;
+  using V = token_variant;
+  CHECK(tt.name(tt.intern(K::input, V::plain, 0, {0, 3, 4})) == "x[0,3,4]");
+  CHECK(tt.name(tt.intern(K::input, V::pos, 0, {0, 3, 4})) == "x+[0,3,4]");
+  CHECK(tt.name(tt.intern(K::input, V::neg, 0, {0, 3, 4})) == "x-[0,3,4]");
+  CHECK(tt.name(tt.intern(K::input, V::low, 0, {2})) == "l[2]");
+  CHECK(tt.name(tt.intern(K::input, V::high, 0, {2})) == "h[2]");
+  CHECK(tt.name(tt.intern(K::parameter, V::plain, 1, {3, 4})) == "W1[3,4]");
+  CHECK(tt.name(tt.intern(K::parameter, V::pos, 1, {3, 4})) == "W1+[3,4]");
+  CHECK(tt.name(tt.intern(K::parameter, V::neg, 1, {3, 4})) == "W1-[3,4]");
+  CHECK(tt.name(tt.intern(K::parameter, V::gamma_pos, 12, {3, 4})) == "W12g+[3,4]");
+  CHECK(tt.name(tt.intern(K::parameter, V::gamma_neg, 1, {3, 4})) == "W1g-[3,4]");
+  CHECK(tt.name(tt.intern(K::parameter, V::square, 1, {3, 4})) == "W1^2[3,4]");
+  CHECK(tt.name(tt.intern(K::parameter, V::one, 1, {3, 4})) == "W1^0[3,4]");
+  CHECK(tt.name(tt.intern(K::bias, V::plain, 1, {3})) == "b1[3]");
+  CHECK(tt.name(tt.intern(K::activation, V::plain, 2, {7})) == "a2[7]");
+  CHECK(tt.name(tt.intern(K::normaliser, V::plain, 1, {3}, 0)) == "n1[3]#0");
+  CHECK(tt.name(tt.intern(K::normaliser, V::plain, 1, {3}, 2)) == "n1[3]#2");
+  CHECK(tt.name(tt.intern(K::target, V::plain, 0, {7})) == "r[7]");
+  CHECK(tt.name(tt.intern(K::constant, V::plain, 0, {})) == "c[]");
+  CHECK(tt.size() == 18);
+}
+
+TEST_CASE("interning creates each token once and find(name) parses every name back") {
+  token_table tt;
+  std::vector<token_index> made;
+  for (std::uint8_t k = 0; k < token_kind_count; ++k)
+    for (std::uint8_t v = 0; v < token_variant_count; ++v) {
+      const auto kind = static_cast<token_kind>(k);
+      const auto var = static_cast<token_variant>(v);
+      if ((var == token_variant::low || var == token_variant::high) && kind != token_kind::input) continue;
+      const std::uint32_t layer = has_layer(kind) ? 3 : 0;
+      const std::uint32_t term = kind == token_kind::normaliser ? 1 : 0;
+      const auto t = tt.intern(kind, var, layer, {1, 20, 300}, term);
+      CHECK(tt.intern(kind, var, layer, {1, 20, 300}, term) == t);  // interned
+      CHECK(tt.intern(kind, var, layer, {1, 20}, term) != t);        // a different index is a different token
+      made.push_back(t);
+    }
+  for (auto t : made) {
+    const auto n = tt.name(t);
+    INFO(n);
+    REQUIRE(tt.find(n).has_value());
+    CHECK(*tt.find(n) == t);
+    CHECK(tt.at(n) == t);
+  }
+  CHECK_FALSE(tt.find("W3[1,20,301]").has_value());
+  CHECK_FALSE(tt.find("W[1]").has_value());     // parameters need a layer
+  CHECK_FALSE(tt.find("x3[1,20,300]").has_value());  // inputs have none
+  CHECK_FALSE(tt.find("n3[1,20,300]").has_value());  // normalisers need a term
+  CHECK_FALSE(tt.find("W3*[1,20,300]").has_value());
+  CHECK_FALSE(tt.find("").has_value());
+  CHECK_FALSE(tt.find("W3[1,20,300").has_value());
+  CHECK_FALSE(tt.find("W3[1,,300]").has_value());
+  CHECK_FALSE(tt.find("W3[99999999999]").has_value());
+  CHECK_THROWS_WITH_AS(tt.at("W9[1]"), doctest::Contains("'W9[1]' does not exist"), provnn::error);
+}
+
+TEST_CASE("unnameable combinations are refused") {
+  token_table tt;
+  CHECK_THROWS_AS(tt.intern(token_kind::parameter, token_variant::low, 1, {0}), provnn::error);
+  CHECK_THROWS_AS(tt.intern(token_kind::input, token_variant::plain, 1, {0}), provnn::error);
+  CHECK_THROWS_AS(tt.intern(token_kind::bias, token_variant::plain, 1, {0}, 2), provnn::error);
+  CHECK(tt.size() == 0);
+}
+
+TEST_CASE("glob matching: * and ? are wildcards, everything else is literal") {
+  CHECK(glob_match("W1[3,*]", "W1[3,4]"));
+  CHECK(glob_match("W1[3,*]", "W1[3,]"));
+  CHECK_FALSE(glob_match("W1[3,*]", "W1[4,3]"));
+  CHECK_FALSE(glob_match("W1[3,*]", "W1+[3,4]"));
+  CHECK(glob_match("W1*[3,*]", "W1+[3,4]"));
+  CHECK(glob_match("x*", "x[0,1]"));
+  CHECK(glob_match("x*", "x"));
+  CHECK_FALSE(glob_match("x*", "a1[0]"));
+  CHECK(glob_match("a?[*]", "a2[7]"));
+  CHECK_FALSE(glob_match("a?[*]", "a12[7]"));
+  CHECK(glob_match("*", ""));
+  CHECK(glob_match("", ""));
+  CHECK_FALSE(glob_match("", "x"));
+  CHECK(glob_match("*[*]#1", "n1[3]#1"));
+  CHECK_FALSE(glob_match("*[*]#1", "n1[3]#10"));
+  CHECK(glob_match("a*b*c", "aXXbYYbZc"));
+  CHECK_FALSE(glob_match("a*b*c", "aXXbYYbZ"));
+  CHECK(glob_match("[1]", "[1]"));  // '[' is no character class
+
+  token_table tt;
+  for (std::uint32_t k = 0; k < 3; ++k)
+    for (std::uint32_t j = 0; j < 4; ++j) {
+      tt.intern(token_kind::parameter, token_variant::plain, 1, {k, j});
+      tt.intern(token_kind::parameter, token_variant::pos, 1, {k, j});
+    }
+  tt.intern(token_kind::activation, token_variant::plain, 2, {7});
+  CHECK(tt.match("W1[2,*]").size() == 4);
+  CHECK(tt.match("W1*[2,*]").size() == 8);
+  CHECK(tt.match("W1?[*,3]").size() == 3);
+  CHECK(tt.match("a2[*]") == std::vector<token_index>{24});
+  CHECK(tt.match("b*").empty());
+  const auto row = tt.match("W1[1,*]");
+  for (std::size_t i = 1; i < row.size(); ++i) CHECK(row[i - 1] < row[i]);  // index order
+}
+
+TEST_CASE("natural valuation: one double per token, zero until set") {
+  token_table tt;
+  const auto a = tt.intern(token_kind::input, token_variant::plain, 0, {0});
+  const auto b = tt.intern(token_kind::input, token_variant::plain, 0, {1});
+  CHECK(tt.value(a) == 0.0);
+  tt.set_value(b, -2.5);
+  CHECK(tt.values().size() == 2);
+  CHECK(tt.values()[1] == -2.5);
+}
