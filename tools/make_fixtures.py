@@ -257,6 +257,9 @@ def make_inputs(x, raw, y, i_te, correct):
     info["inputs/zbox_high_mlp.npy"] = "float64 (64,) per-feature z^B upper bounds (max over the dataset)"
     info["inputs/zbox_low_cnn.npy"] = "float64 (1,8,8), same bounds"
     info["inputs/zbox_high_cnn.npy"] = "float64 (1,8,8), same bounds"
+    # a user-given initial relevance (10 classes, mixed signs)
+    np.save(os.path.join(d, "initial_relevance.npy"), np.array([0.5, -0.25, 1.0, 0.0, 2.0, -1.0, 0.125, 0.0, 0.75, -0.5]))
+    info["inputs/initial_relevance.npy"] = "float64 (10,): an initial relevance vector for --target FILE.npy"
     # broken inputs
     f = np.asfortranarray(x[picks[0]].reshape(1, 1, 8, 8))
     assert f.flags.f_contiguous and not f.flags.c_contiguous
@@ -453,10 +456,11 @@ class Checks:
 
 
 def run_case(model_rel, short, layers, x_sample, input_rel, index, rule, overrides, composite, bias,
-             bounds, checks, target=None, tag=None, note=None):
+             bounds, checks, target=None, tag=None, note=None, initial=None):
     rules, rule_strs = resolve_rules(layers, rule, overrides, composite, bounds)
-    r64 = ref.lrp(layers, x_sample, rules, bias_on=bias, target=target, dtype=np.float64)
-    rld = ref.lrp(layers, x_sample, rules, bias_on=bias, target=target, dtype=np.longdouble)
+    R0 = None if initial is None else np.load(p(initial))
+    r64 = ref.lrp(layers, x_sample, rules, bias_on=bias, target=target, R0=R0, dtype=np.float64)
+    rld = ref.lrp(layers, x_sample, rules, bias_on=bias, target=target, R0=R0, dtype=np.longdouble)
     assert r64["target"] == rld["target"]
     # the longdouble run is more accurate; the float64 run shows how well conditioned the case is
     bnd = [b.astype(np.float64) for b in rld["boundaries"]]
@@ -490,8 +494,9 @@ def run_case(model_rel, short, layers, x_sample, input_rel, index, rule, overrid
         "composite": composite,
         "bias": bias,
         "target_arg": target,
-        "target": rld["target"],
-        "score": rld["score"],
+        "initial_relevance": initial,
+        "target": None if initial else rld["target"],
+        "score": None if initial else rld["score"],
         "layer_rules": rule_strs,
         "relevance": rel_r,
         "layers": rel_l,
@@ -504,6 +509,10 @@ def run_case(model_rel, short, layers, x_sample, input_rel, index, rule, overrid
         "sum": float(inp.sum()),
         "max_abs": float(np.abs(inp).max()),
     }
+    total = float(bnd[-1].sum())  # score, or the sum of the given initial relevance
+    gap = abs(total - (case["sum"] + case["bias_share"] + case["leak"])) / max(1.0, abs(total))
+    checks.note("network: initial = sum + bias_share + leak (relative)", gap)
+    assert gap < 1e-12, (name, gap)
     if note:
         case["note"] = note
     if input_rel.endswith(".png"):
@@ -658,6 +667,10 @@ def main():
         cases.append(run_case(rel, short, layers, x0, in0, None, "epsilon",
                               {"1": "gamma:0.5", lin[-1].name: "zero"}, None, True, bounds, checks,
                               tag=f"{short}_input_0_overrides")[0])
+        # a user-given initial relevance vector instead of one-hot x score
+        cases.append(run_case(rel, short, layers, x0, in0, None, "epsilon", {}, None, True, bounds, checks,
+                              tag=f"{short}_input_0_initial", initial="inputs/initial_relevance.npy",
+                              note="initial relevance from inputs/initial_relevance.npy; no target/score")[0])
         # an explicit, non-predicted target
         pred = int(np.argmax(ref.forward(layers, x0)[0][-1]))
         other = (pred + 3) % 10
