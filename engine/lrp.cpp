@@ -1,0 +1,434 @@
+#include "engine/lrp.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "common/error.hpp"
+
+namespace provnn::engine {
+
+namespace {
+
+// Zennit's Norm rule for average pools: ε rule with the fixed stabiliser 1e-6.
+constexpr double pool_epsilon = 1e-6;
+
+inline double pos(double x) noexcept { return x > 0 ? x : 0.0; }
+inline double neg(double x) noexcept { return x < 0 ? x : 0.0; }
+
+/// stab(z) = z + ε·s(z), s(z) = +1 if z ≥ 0 else −1 (DESIGN §2; Zennit's stabilize).
+inline double stab(double z, double eps) noexcept { return z >= 0 ? z + eps : z - eps; }
+
+/// r / stab(d): the per-unit coefficient with R_k folded in. A unit without relevance, or
+/// whose stabilised denominator is exactly 0 (only possible with ε = 0), passes nothing on.
+inline double coef(double r, double d, double eps) noexcept {
+  if (r == 0) return 0.0;
+  const double s = stab(d, eps);
+  return s == 0 ? 0.0 : r / s;
+}
+
+std::string shape_string(const shape_t& s) { return fmt::format("({})", fmt::join(s, ",")); }
+
+// ---- edge geometry: f(k, j, w) for every edge input j → output k with weight w ----------
+
+struct dense_geom {
+  const dense_op& op;
+  std::size_t n_in() const noexcept { return op.in; }
+  std::size_t n_out() const noexcept { return op.out; }
+  double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k]; }
+
+  // Row by row: j is contiguous in both the weights and the input-side arrays.
+  template <class F>
+  void edges(F&& f) const {
+    const std::size_t in = op.in;
+    const double* w = op.weight.data();
+    for (std::size_t k = 0; k < op.out; ++k, w += in)
+      for (std::size_t j = 0; j < in; ++j) f(k, j, w[j]);
+  }
+};
+
+/// Output positions o in [lo, hi) whose input coordinate o·stride + off lies in [0, n).
+inline std::pair<std::ptrdiff_t, std::ptrdiff_t> valid_range(std::ptrdiff_t off, std::ptrdiff_t stride,
+                                                             std::ptrdiff_t n, std::ptrdiff_t n_out) noexcept {
+  const std::ptrdiff_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  const std::ptrdiff_t last = n - 1 - off;  // o·stride ≤ last
+  std::ptrdiff_t hi = last < 0 ? 0 : last / stride + 1;
+  hi = std::min(hi, n_out);
+  return {std::min(lo, hi), hi};
+}
+
+struct conv_geom {
+  const conv2d_op& op;
+  std::size_t h, w, oh, ow;  // input and output planes
+
+  conv_geom(const conv2d_op& c, const shape_t& in, const shape_t& out) : op(c) {
+    PROVNN_ASSERT(in.size() == 3 && out.size() == 3);
+    h = in[1];
+    w = in[2];
+    oh = out[1];
+    ow = out[2];
+  }
+  std::size_t n_in() const noexcept { return op.in_channels * h * w; }
+  std::size_t n_out() const noexcept { return op.out_channels * oh * ow; }
+  double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k / (oh * ow)]; }
+
+  // Per kernel tap, over the output positions whose input is real: padding has no edges,
+  // so padded inputs count for nothing in any rule (Zennit pads every modified input with 0).
+  template <class F>
+  void edges(F&& f) const {
+    const auto& c = op;
+    const std::size_t icg = c.in_channels / c.group, ocg = c.out_channels / c.group;
+    const auto H = static_cast<std::ptrdiff_t>(h), W = static_cast<std::ptrdiff_t>(w);
+    const auto OH = static_cast<std::ptrdiff_t>(oh), OW = static_cast<std::ptrdiff_t>(ow);
+    const auto sh = static_cast<std::ptrdiff_t>(c.stride_h), sw = static_cast<std::ptrdiff_t>(c.stride_w);
+    const double* wp = c.weight.data();
+    for (std::size_t oc = 0; oc < c.out_channels; ++oc) {
+      const std::size_t grp = oc / ocg;
+      const std::size_t out_base = oc * oh * ow;
+      for (std::size_t icl = 0; icl < icg; ++icl) {
+        const std::size_t in_base = (grp * icg + icl) * h * w;
+        for (std::size_t ky = 0; ky < c.kernel_h; ++ky) {
+          const auto offy = static_cast<std::ptrdiff_t>(ky * c.dilation_h) - static_cast<std::ptrdiff_t>(c.pad_top);
+          const auto [oy0, oy1] = valid_range(offy, sh, H, OH);
+          for (std::size_t kx = 0; kx < c.kernel_w; ++kx, ++wp) {
+            const double wv = *wp;
+            const auto offx =
+                static_cast<std::ptrdiff_t>(kx * c.dilation_w) - static_cast<std::ptrdiff_t>(c.pad_left);
+            const auto [ox0, ox1] = valid_range(offx, sw, W, OW);
+            for (std::ptrdiff_t oy = oy0; oy < oy1; ++oy) {
+              const std::size_t krow = out_base + static_cast<std::size_t>(oy * OW);
+              const std::ptrdiff_t jrow = static_cast<std::ptrdiff_t>(in_base) + (oy * sh + offy) * W + offx;
+              for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox)
+                f(krow + static_cast<std::size_t>(ox), static_cast<std::size_t>(jrow + ox * sw), wv);
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+/// Pool windows: f(k, j) for every real input j of output unit k.
+template <class F>
+void pool_edges(const pool_op& p, const shape_t& in, const shape_t& out, F&& f) {
+  PROVNN_ASSERT(in.size() == 3 && out.size() == 3);
+  const auto C = in[0];
+  const auto H = static_cast<std::ptrdiff_t>(in[1]), W = static_cast<std::ptrdiff_t>(in[2]);
+  const auto OH = static_cast<std::ptrdiff_t>(out[1]), OW = static_cast<std::ptrdiff_t>(out[2]);
+  for (std::size_t ch = 0; ch < C; ++ch)
+    for (std::ptrdiff_t oy = 0; oy < OH; ++oy)
+      for (std::ptrdiff_t ox = 0; ox < OW; ++ox) {
+        const std::size_t k = (ch * static_cast<std::size_t>(OH) + static_cast<std::size_t>(oy)) *
+                                  static_cast<std::size_t>(OW) + static_cast<std::size_t>(ox);
+        for (std::size_t ky = 0; ky < p.kernel_h; ++ky) {
+          const std::ptrdiff_t iy = oy * static_cast<std::ptrdiff_t>(p.stride_h) + static_cast<std::ptrdiff_t>(ky) -
+                                    static_cast<std::ptrdiff_t>(p.pad_top);
+          if (iy < 0 || iy >= H) continue;
+          for (std::size_t kx = 0; kx < p.kernel_w; ++kx) {
+            const std::ptrdiff_t ix = ox * static_cast<std::ptrdiff_t>(p.stride_w) +
+                                      static_cast<std::ptrdiff_t>(kx) - static_cast<std::ptrdiff_t>(p.pad_left);
+            if (ix < 0 || ix >= W) continue;
+            f(k, (ch * static_cast<std::size_t>(H) + static_cast<std::size_t>(iy)) * static_cast<std::size_t>(W) +
+                     static_cast<std::size_t>(ix));
+          }
+        }
+      }
+}
+
+// ---- one linear layer under one rule ---------------------------------------------------
+
+struct layer_io {
+  const double* a;      // layer input (activations[i])
+  const double* z;      // forward pre-activation (activations[i + 1])
+  const double* r_out;  // R_k
+  double* r_in;         // R_j, zero on entry
+  double* r_bias;       // R(b_k), zero on entry
+};
+
+void check_bound(const zbox_bound& b, const char* which, std::size_t n_in, const layer& l, std::size_t lin) {
+  if (!b.loaded())
+    throw error(fmt::format("zbox bound {} '{}' of linear layer {} ('{}') is not loaded; resolve_bounds() reads it",
+                            which, b.path, lin, l.name));
+  if (!b.values.empty() && b.values.size() != n_in)
+    throw error(fmt::format(
+        "zbox bound {} '{}' has {} values but linear layer {} ('{}') has {} inputs of shape {}; give a scalar or "
+        "one bound per input feature",
+        which, b.path.empty() ? "<values>" : b.path, b.values.size(), lin, l.name, n_in, shape_string(l.in_shape)));
+}
+
+template <class Geom>
+void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_io& io) {
+  const std::size_t n_in = g.n_in(), n_out = g.n_out();
+  const double eps = r.epsilon;
+  const double* a = io.a;
+  const double* R = io.r_out;
+  double* out = io.r_in;
+  double* rb = io.r_bias;
+  auto bias = [&](std::size_t k) { return keep_bias ? g.bias(k) : 0.0; };
+
+  switch (r.kind) {
+    case rule_kind::zero:
+    case rule_kind::epsilon: {
+      // (a, w, 1/stab(z_k)); with biases kept z_k is the forward pre-activation itself.
+      std::vector<double> c(n_out);
+      if (keep_bias) {
+        for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], io.z[k], eps);
+      } else {
+        std::vector<double> d(n_out, 0.0);
+        g.edges([&](std::size_t k, std::size_t j, double w) { d[k] += a[j] * w; });
+        for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
+      }
+      const double* cp = c.data();
+      g.edges([&](std::size_t k, std::size_t j, double w) { out[j] += w * cp[k]; });
+      for (std::size_t j = 0; j < n_in; ++j) out[j] *= a[j];
+      for (std::size_t k = 0; k < n_out; ++k) rb[k] = bias(k) * c[k];
+      return;
+    }
+    case rule_kind::zplus:
+    case rule_kind::alphabeta: {
+      // Positive part (a⁺,w⁺),(a⁻,w⁻) over stab(z⁺), times α (z⁺ = α1β0: α = 1, no β part).
+      const bool ab = r.kind == rule_kind::alphabeta;
+      const double alpha = ab ? r.alpha : 1.0, beta = ab ? r.beta : 0.0;
+      std::vector<double> dp(n_out), dn(n_out);
+      for (std::size_t k = 0; k < n_out; ++k) {
+        dp[k] = pos(bias(k));
+        dn[k] = neg(bias(k));
+      }
+      g.edges([&](std::size_t k, std::size_t j, double w) {
+        const double ap = pos(a[j]), an = neg(a[j]), wp = pos(w), wn = neg(w);
+        dp[k] += ap * wp + an * wn;
+        dn[k] += ap * wn + an * wp;
+      });
+      std::vector<double> cpos(n_out), cneg(n_out, 0.0);
+      for (std::size_t k = 0; k < n_out; ++k) {
+        cpos[k] = alpha * coef(R[k], dp[k], eps);
+        // z⁻_k = 0 means every negative contribution is 0: the unit has no negative share.
+        if (ab && beta != 0 && dn[k] != 0) cneg[k] = -beta * coef(R[k], dn[k], eps);
+      }
+      std::vector<double> acc_pos(n_in, 0.0), acc_neg(n_in, 0.0);  // for a⁺ and for a⁻
+      const double* cp = cpos.data();
+      const double* cn = cneg.data();
+      double* ap_acc = acc_pos.data();
+      double* an_acc = acc_neg.data();
+      if (ab) {
+        g.edges([&](std::size_t k, std::size_t j, double w) {
+          const double wp = pos(w), wn = neg(w);
+          ap_acc[j] += wp * cp[k] + wn * cn[k];
+          an_acc[j] += wn * cp[k] + wp * cn[k];
+        });
+      } else {
+        g.edges([&](std::size_t k, std::size_t j, double w) {
+          ap_acc[j] += pos(w) * cp[k];
+          an_acc[j] += neg(w) * cp[k];
+        });
+      }
+      for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * ap_acc[j] + neg(a[j]) * an_acc[j];
+      for (std::size_t k = 0; k < n_out; ++k) rb[k] = pos(bias(k)) * cpos[k] + neg(bias(k)) * cneg[k];
+      return;
+    }
+    case rule_kind::gamma: {
+      // Units with z_k > 0: (a⁺, w+γw⁺), (a⁻, w+γw⁻), bias b+γb⁺. Units with z_k < 0: the
+      // mirror, (a⁺, w+γw⁻), (a⁻, w+γw⁺), bias b+γb⁻. z_k = 0: nothing. The sign test is on
+      // the forward z_k, whatever the bias mode (Zennit's Gamma: NoMod() on the sign term).
+      const double gm = r.gamma;
+      auto up = [gm](double w) { return w + gm * pos(w); };
+      auto un = [gm](double w) { return w + gm * neg(w); };
+      std::vector<double> dp(n_out), dn(n_out);
+      for (std::size_t k = 0; k < n_out; ++k) {
+        dp[k] = up(bias(k));
+        dn[k] = un(bias(k));
+      }
+      g.edges([&](std::size_t k, std::size_t j, double w) {
+        const double ap = pos(a[j]), an = neg(a[j]);
+        dp[k] += ap * up(w) + an * un(w);
+        dn[k] += ap * un(w) + an * up(w);
+      });
+      std::vector<double> cpos(n_out, 0.0), cneg(n_out, 0.0);
+      for (std::size_t k = 0; k < n_out; ++k) {
+        if (io.z[k] > 0) cpos[k] = coef(R[k], dp[k], eps);
+        else if (io.z[k] < 0) cneg[k] = coef(R[k], dn[k], eps);
+      }
+      std::vector<double> acc_pos(n_in, 0.0), acc_neg(n_in, 0.0);
+      const double* cp = cpos.data();
+      const double* cn = cneg.data();
+      double* ap_acc = acc_pos.data();
+      double* an_acc = acc_neg.data();
+      g.edges([&](std::size_t k, std::size_t j, double w) {
+        const double wu = up(w), wd = un(w);
+        ap_acc[j] += wu * cp[k] + wd * cn[k];
+        an_acc[j] += wd * cp[k] + wu * cn[k];
+      });
+      for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * ap_acc[j] + neg(a[j]) * an_acc[j];
+      for (std::size_t k = 0; k < n_out; ++k) rb[k] = up(bias(k)) * cpos[k] + un(bias(k)) * cneg[k];
+      return;
+    }
+    case rule_kind::zbox: {
+      // (a, w, c), (l, w⁺, −c), (h, w⁻, −c); the bias enters as b − b⁺ − b⁻ = 0: nothing.
+      const zbox_bound& lo = r.low;
+      const zbox_bound& hi = r.high;
+      std::vector<double> d(n_out, 0.0);
+      g.edges([&](std::size_t k, std::size_t j, double w) { d[k] += a[j] * w - lo.at(j) * pos(w) - hi.at(j) * neg(w); });
+      std::vector<double> c(n_out);
+      for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
+      std::vector<double> acc_w(n_in, 0.0), acc_p(n_in, 0.0), acc_n(n_in, 0.0);
+      const double* cp = c.data();
+      double* aw = acc_w.data();
+      double* apos = acc_p.data();
+      double* aneg = acc_n.data();
+      g.edges([&](std::size_t k, std::size_t j, double w) {
+        aw[j] += w * cp[k];
+        apos[j] += pos(w) * cp[k];
+        aneg[j] += neg(w) * cp[k];
+      });
+      for (std::size_t j = 0; j < n_in; ++j) out[j] = a[j] * aw[j] - lo.at(j) * apos[j] - hi.at(j) * aneg[j];
+      return;
+    }
+    case rule_kind::flat: {
+      // (1, 1, 1/stab(fan-in_k)); fan-in counts the edges, so padding counts for nothing.
+      std::vector<double> d(n_out, 0.0);
+      g.edges([&](std::size_t k, std::size_t, double) { d[k] += 1.0; });
+      for (std::size_t k = 0; k < n_out; ++k) d[k] = coef(R[k], d[k], eps);
+      const double* cp = d.data();
+      g.edges([&](std::size_t k, std::size_t j, double) { out[j] += cp[k]; });
+      return;
+    }
+    case rule_kind::wsquare: {
+      // (1, w², 1/stab(Σ_j w² + b²)); the bias absorbs b²·c.
+      std::vector<double> d(n_out);
+      for (std::size_t k = 0; k < n_out; ++k) d[k] = bias(k) * bias(k);
+      g.edges([&](std::size_t k, std::size_t, double w) { d[k] += w * w; });
+      std::vector<double> c(n_out);
+      for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
+      const double* cp = c.data();
+      g.edges([&](std::size_t k, std::size_t j, double w) { out[j] += w * w * cp[k]; });
+      for (std::size_t k = 0; k < n_out; ++k) rb[k] = bias(k) * bias(k) * c[k];
+      return;
+    }
+  }
+}
+
+void check_forward(const network& net, const forward_result& fwd) {
+  const std::size_t L = net.layers.size();
+  if (fwd.activations.size() != L + 1)
+    throw error(fmt::format("forward result has {} activation arrays but network '{}' has {} layers (expected {})",
+                            fwd.activations.size(), net.source, L, L + 1));
+  for (std::size_t i = 0; i <= L; ++i) {
+    const shape_t& s = i == 0 ? net.input_shape : net.layers[i - 1].out_shape;
+    if (fwd.activations[i].size() != element_count(s))
+      throw error(fmt::format("forward result: activations[{}] has {} values, the network expects shape {} ({} values)",
+                              i, fwd.activations[i].size(), shape_string(s), element_count(s)));
+  }
+  if (fwd.activations.back().empty()) throw error(fmt::format("network '{}' has an empty output", net.source));
+}
+
+}  // namespace
+
+std::size_t predicted(const forward_result& fwd) {
+  const auto& out = fwd.output();
+  PROVNN_ASSERT(!out.empty());
+  return static_cast<std::size_t>(std::max_element(out.begin(), out.end()) - out.begin());
+}
+
+lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options) {
+  check_forward(net, fwd);
+  const std::size_t L = net.layers.size();
+  const std::size_t n_linear =
+      static_cast<std::size_t>(std::count_if(net.layers.begin(), net.layers.end(), [](const layer& l) { return l.is_linear(); }));
+  if (options.layer_rules.size() != n_linear)
+    throw error(fmt::format("lrp: {} rules given but network '{}' has {} linear layers; use resolve() to get one per layer",
+                            options.layer_rules.size(), net.source, n_linear));
+
+  lrp_result res;
+  const std::vector<double>& logits = fwd.output();
+  std::vector<double> init(logits.size(), 0.0);
+  if (const auto* v = std::get_if<std::vector<double>>(&options.target)) {
+    if (v->size() != logits.size())
+      throw error(fmt::format("initial relevance has {} values but the network output has {}", v->size(), logits.size()));
+    for (std::size_t i = 0; i < v->size(); ++i)
+      if (!std::isfinite((*v)[i])) throw error(fmt::format("initial relevance value {} is not finite ({})", i, (*v)[i]));
+    init = *v;
+    for (double x : init) res.score += x;
+  } else {
+    std::size_t t = 0;
+    if (const auto* c = std::get_if<std::size_t>(&options.target)) {
+      t = *c;
+      if (t >= logits.size())
+        throw error(fmt::format("target class {} is out of range: the network has {} outputs (0..{})", t, logits.size(),
+                                logits.size() - 1));
+    } else {
+      t = predicted(fwd);
+    }
+    res.target = t;
+    res.score = logits[t];
+    init[t] = res.score;
+  }
+
+  res.relevance.resize(L + 1);
+  res.relevance[L] = std::move(init);
+  res.bias_relevance.resize(n_linear);
+  const bool keep_bias = options.bias == bias_mode::kept;
+  std::size_t lin = n_linear;
+  for (std::size_t i = L; i-- > 0;) {
+    const layer& l = net.layers[i];
+    const std::vector<double>& r_out = res.relevance[i + 1];
+    std::vector<double> r_in(fwd.activations[i].size(), 0.0);
+    const double* a = fwd.activations[i].data();
+    const double* z = fwd.activations[i + 1].data();
+    if (l.is_linear()) {
+      --lin;
+      const rule& r = options.layer_rules[lin];
+      std::vector<double>& rb = res.bias_relevance[lin];
+      rb.assign(r_out.size(), 0.0);
+      if (r.kind == rule_kind::zbox) {
+        check_bound(r.low, "L", r_in.size(), l, lin);
+        check_bound(r.high, "H", r_in.size(), l, lin);
+      }
+      const layer_io io{a, z, r_out.data(), r_in.data(), rb.data()};
+      if (const auto* d = std::get_if<dense_op>(&l.op)) {
+        PROVNN_ASSERT(d->in == r_in.size() && d->out == r_out.size());
+        linear_backward(dense_geom{*d}, r, keep_bias, io);
+      } else {
+        const conv_geom g(std::get<conv2d_op>(l.op), l.in_shape, l.out_shape);
+        PROVNN_ASSERT(g.n_in() == r_in.size() && g.n_out() == r_out.size());
+        linear_backward(g, r, keep_bias, io);
+      }
+    } else if (const auto* p = std::get_if<pool_op>(&l.op)) {
+      if (p->mode == pool_op::kind::max) {
+        if (i >= fwd.argmax.size() || fwd.argmax[i].size() != r_out.size())
+          throw error(fmt::format("forward result: max-pool layer {} ('{}') has no winner for each of its {} outputs",
+                                  i, l.name, r_out.size()));
+        const auto& win = fwd.argmax[i];
+        for (std::size_t k = 0; k < r_out.size(); ++k) {
+          PROVNN_ASSERT(win[k] < r_in.size());
+          r_in[win[k]] += r_out[k];
+        }
+      } else {
+        // A linear layer with fixed weights 1/N under the ε rule (ε = 1e-6), z_k = the pool output.
+        std::vector<double> c(r_out.size(), 0.0);
+        if (p->count_include_pad) {
+          const double n = static_cast<double>(p->kernel_h * p->kernel_w);
+          for (std::size_t k = 0; k < c.size(); ++k) c[k] = coef(r_out[k], z[k], pool_epsilon) / n;
+        } else {
+          pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t) { c[k] += 1.0; });
+          for (std::size_t k = 0; k < c.size(); ++k) c[k] = c[k] == 0 ? 0.0 : coef(r_out[k], z[k], pool_epsilon) / c[k];
+        }
+        pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t j) { r_in[j] += a[j] * c[k]; });
+      }
+    } else {
+      // ReLU (Zennit's Pass), flatten, reshape: same flat data, relevance unchanged.
+      PROVNN_ASSERT(r_in.size() == r_out.size());
+      r_in = r_out;
+    }
+    res.relevance[i] = std::move(r_in);
+  }
+  for (const auto& rb : res.bias_relevance)
+    for (double x : rb) res.bias_share += x;
+  return res;
+}
+
+}  // namespace provnn::engine

@@ -1,0 +1,81 @@
+// Numeric LRP (DESIGN §2): relevance propagated backwards through a network in double,
+// one rule per linear layer, over the activation pattern of a forward pass.
+//
+// Every linear-layer rule has the form R_j = Σ_m Σ_k φ_m(a_j) ψ_m(w_jk) c_mk R_k. The
+// implementation computes, per output unit, the coefficient c_mk·R_k once, then streams
+// over the weights (dense: row by row, contiguous; convolution: per kernel tap, over output
+// rows), so a layer costs a small constant times its multiply-adds and allocates nothing
+// per edge. Non-linear layers: ReLU passes relevance unchanged (Zennit's Pass), max-pooling
+// sends it to the winning input recorded by the forward pass, average pooling is a linear
+// layer with fixed weights 1/N under the ε rule with ε = 1e-6 (Zennit's Norm), flatten and
+// reshape re-index (the flat data is the same).
+//
+// Biases. The relevance a bias absorbs is Σ_m ψ_m(b_k) c_mk R_k, so for every linear layer
+//   Σ_j R_j + Σ_k R(b_k) = Σ_k R_k · d_k / stab(d_k)      (d_k: the rule's denominator),
+// which is exact conservation for LRP-0 and holds up to the ε leak otherwise (zbox and flat
+// absorb nothing; αβ loses the negative share of a unit whose z⁻ is 0). With
+// bias_mode::zeroed every bias is 0 in every rule (Zennit's zero_params='bias'); the activation
+// pattern, the score and the sign test of the γ rule still come from the ordinary forward
+// pass (Zennit's Gamma takes its sign from the unmodified module).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <variant>
+#include <vector>
+
+#include "engine/forward.hpp"
+#include "engine/network.hpp"
+#include "engine/rules.hpp"
+
+namespace provnn::engine {
+
+enum class bias_mode : std::uint8_t {
+  kept,   ///< each rule treats the bias as DESIGN §2 says (Zennit's default)
+  zeroed  ///< biases are 0 in every rule (Zennit's zero_params='bias')
+};
+
+/// Explain the class the network predicts (first maximum of the output).
+struct predicted_class {};
+
+/// What to explain: the predicted class, a class index, or an initial relevance vector
+/// (output-sized) used as given.
+using lrp_target = std::variant<predicted_class, std::size_t, std::vector<double>>;
+
+struct lrp_options {
+  /// One rule per linear layer, in network order (see resolve() in engine/rules.hpp); zbox
+  /// rules with per-feature bounds must be loaded (resolve_bounds).
+  std::vector<rule> layer_rules;
+  bias_mode bias = bias_mode::kept;
+  lrp_target target = predicted_class{};
+};
+
+struct lrp_result {
+  /// relevance[i] has the shape of forward_result::activations[i]: relevance[0] is the
+  /// input relevance, relevance.back() the initial (output) relevance.
+  std::vector<std::vector<double>> relevance;
+  /// Per linear layer (index among the linear layers), per output unit (a convolution's
+  /// unit is (channel, y, x)): the relevance its bias absorbed. Zeros when biases are zeroed
+  /// and for rules that give biases nothing.
+  std::vector<std::vector<double>> bias_relevance;
+  double bias_share = 0.0;            ///< Σ of every bias_relevance entry
+  std::optional<std::size_t> target;  ///< the class explained; empty for an initial vector
+  double score = 0.0;                 ///< the target's logit, or Σ of the given initial vector
+
+  const std::vector<double>& input_relevance() const { return relevance.front(); }
+};
+
+/// Index of the first maximum of the network output. Precondition: non-empty output.
+std::size_t predicted(const forward_result& fwd);
+
+/// Runs LRP over `net` with the activation pattern of `fwd` (= forward(net, x)).
+/// Complexity: O(multiply-adds of the network) per rule term (at most 3 passes over each
+/// layer's weights), O(activations) memory.
+/// Throws provnn::error when `fwd` does not match `net`, the number of rules is not the
+/// number of linear layers, the target class is out of range, the initial relevance vector
+/// has the wrong size or a non-finite value, or a zbox bound is not loaded or has the wrong
+/// number of values for its layer.
+lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options);
+
+}  // namespace provnn::engine
