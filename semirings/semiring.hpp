@@ -27,6 +27,7 @@
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,10 @@ using token_index = std::uint32_t;
 /// Turns a token index into its readable name when formatting symbolic values.
 /// An empty function formats tokens as `t<index>`.
 using token_namer = std::function<std::string(token_index)>;
+
+/// Turns a token name into its index (nullopt when the circuit has no such token). The
+/// registry uses it for parameters that name a token, such as `dual:W1[3,4]`.
+using token_resolver = std::function<std::optional<token_index>(std::string_view)>;
 
 /// Property flags, OpenFst style. Composite semirings derive theirs from their parts.
 enum semiring_property : std::uint32_t {

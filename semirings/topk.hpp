@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -68,12 +69,24 @@ class topk_semiring {
   static constexpr std::string_view parameter = "K";
   static constexpr std::string_view question = "which k paths carry the most relevance, and how much each?";
   static constexpr std::size_t default_k = 10;
+  /// A sanity bound for K from text: ⊗ costs O(K²) per gate.
+  static constexpr std::size_t max_k = 100000;
 
   /// k ≥ 1 (throws provnn::error otherwise).
   explicit topk_semiring(std::size_t k = default_k) : k_(k) {
     if (k == 0) throw error("top-k semiring: k must be at least 1");
   }
   std::size_t k() const noexcept { return k_; }
+
+  /// Builds `topk:K` from K: a decimal integer in [1, max_k]. Throws parse_error otherwise.
+  static topk_semiring from_parameter(std::string_view k, const token_resolver& = {}) {
+    std::size_t v = 0;
+    const char* e = k.data() + k.size();
+    auto [p, ec] = std::from_chars(k.data(), e, v);
+    if (k.empty() || ec != std::errc() || p != e || v == 0 || v > max_k)
+      throw parse_error(fmt::format("topk:{}: K must be an integer from 1 to {}, e.g. topk:10", k, max_k));
+    return topk_semiring(v);
+  }
 
   value_type zero() const { return {}; }
   value_type one() const {
