@@ -72,6 +72,9 @@ struct network {
   shape_t input_shape;     ///< without batch dimension
   std::string input_name;  ///< ONNX graph input name
   std::vector<layer> layers;
+  /// Op type of a trailing Softmax/LogSoftmax skipped at import ("" if none): the network
+  /// outputs logits, and relevance is explained on them.
+  std::string skipped_softmax;
 
   shape_t output_shape() const { return layers.empty() ? input_shape : layers.back().out_shape; }
 };

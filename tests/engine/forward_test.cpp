@@ -1,0 +1,163 @@
+// Forward pass on hand-built networks: hand-computed values, and a naive convolution over an
+// explicitly zero-padded input as an independent reference for strides/pads/dilations/groups.
+#include "engine/forward.hpp"
+
+#include <doctest/doctest.h>
+
+#include "common/error.hpp"
+#include "tests/engine/engine_test_util.hpp"
+
+namespace provnn::engine {
+namespace {
+
+layer make_layer(std::string name, decltype(layer::op) op, shape_t in, shape_t out) {
+  layer l;
+  l.name = name;
+  l.op_type = name;
+  l.op = std::move(op);
+  l.in_shape = std::move(in);
+  l.out_shape = std::move(out);
+  return l;
+}
+
+// Independent reference: pad the input explicitly, then apply the textbook formula.
+std::vector<double> naive_conv(const conv2d_op& c, std::size_t H, std::size_t W, const std::vector<double>& x,
+                               std::size_t& OH, std::size_t& OW) {
+  const std::size_t PH = H + c.pad_top + c.pad_bottom, PW = W + c.pad_left + c.pad_right;
+  std::vector<double> padded(c.in_channels * PH * PW, 0.0);
+  for (std::size_t ch = 0; ch < c.in_channels; ++ch)
+    for (std::size_t y = 0; y < H; ++y)
+      for (std::size_t xx = 0; xx < W; ++xx)
+        padded[(ch * PH + y + c.pad_top) * PW + xx + c.pad_left] = x[(ch * H + y) * W + xx];
+  OH = (PH - (c.kernel_h - 1) * c.dilation_h - 1) / c.stride_h + 1;
+  OW = (PW - (c.kernel_w - 1) * c.dilation_w - 1) / c.stride_w + 1;
+  const std::size_t cin_g = c.in_channels / c.group, cout_g = c.out_channels / c.group;
+  std::vector<double> y(c.out_channels * OH * OW);
+  for (std::size_t m = 0; m < c.out_channels; ++m)
+    for (std::size_t oy = 0; oy < OH; ++oy)
+      for (std::size_t ox = 0; ox < OW; ++ox) {
+        double s = c.bias[m];
+        for (std::size_t ci = 0; ci < cin_g; ++ci)
+          for (std::size_t ky = 0; ky < c.kernel_h; ++ky)
+            for (std::size_t kx = 0; kx < c.kernel_w; ++kx) {
+              const std::size_t ch = (m / cout_g) * cin_g + ci;
+              s += c.weight[((m * cin_g + ci) * c.kernel_h + ky) * c.kernel_w + kx] *
+                   padded[(ch * PH + oy * c.stride_h + ky * c.dilation_h) * PW + ox * c.stride_w + kx * c.dilation_w];
+            }
+        y[(m * OH + oy) * OW + ox] = s;
+      }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("forward: dense + relu by hand") {
+  network net;
+  net.source = "hand";
+  net.input_shape = {3};
+  dense_op d;
+  d.in = 3, d.out = 2;
+  d.weight = {1, 2, 3, -1, 0.5, -2};
+  d.bias = {0.5, -1};
+  net.layers.push_back(make_layer("Gemm", d, {3}, {2}));
+  net.layers.push_back(make_layer("Relu", relu_op{}, {2}, {2}));
+  const std::vector<double> x = {1, -2, 0.25};
+  const auto r = forward(net, x);
+  REQUIRE(r.activations.size() == 3);
+  // z0 = 1 - 4 + 0.75 + 0.5 = -1.75 ; z1 = -1 - 1 - 0.5 - 1 = -3.5
+  CHECK(r.activations[1] == std::vector<double>{-1.75, -3.5});
+  CHECK(r.output() == std::vector<double>{0.0, 0.0});
+  CHECK(r.argmax.size() == 2);
+  CHECK(r.argmax[0].empty());
+}
+
+TEST_CASE("forward: convolution against a naive padded reference") {
+  struct cfg {
+    std::size_t cin, cout, group, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, H, W;
+  };
+  const cfg cases[] = {
+      {1, 1, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 5, 5},   // plain
+      {2, 3, 1, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, 7, 6},   // strides, asymmetric pads
+      {2, 2, 1, 2, 3, 1, 2, 2, 1, 2, 1, 0, 2, 6, 7},   // dilation, stride in w
+      {4, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5, 5},   // depthwise
+      {4, 6, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, 8},   // grouped, strided
+      {3, 2, 1, 1, 1, 3, 3, 1, 1, 2, 2, 2, 2, 4, 4},   // 1×1 with padding larger than stride
+  };
+  std::uint32_t seed = 1;
+  for (const auto& k : cases) {
+    conv2d_op c;
+    c.in_channels = k.cin, c.out_channels = k.cout, c.group = k.group, c.kernel_h = k.kh, c.kernel_w = k.kw;
+    c.stride_h = k.sh, c.stride_w = k.sw, c.dilation_h = k.dh, c.dilation_w = k.dw;
+    c.pad_top = k.pt, c.pad_left = k.pl, c.pad_bottom = k.pb, c.pad_right = k.pr;
+    c.weight = test::pseudo_random(k.cout * (k.cin / k.group) * k.kh * k.kw, seed++);
+    c.bias = test::pseudo_random(k.cout, seed++);
+    const auto x = test::pseudo_random(k.cin * k.H * k.W, seed++);
+    std::size_t OH = 0, OW = 0;
+    const auto expected = naive_conv(c, k.H, k.W, x, OH, OW);
+    network net;
+    net.input_shape = {k.cin, k.H, k.W};
+    net.layers.push_back(make_layer("Conv", c, net.input_shape, {k.cout, OH, OW}));
+    const auto r = forward(net, x);
+    CHECK(test::scaled_error(r.output(), expected) < 1e-14);
+  }
+}
+
+TEST_CASE("forward: max pooling takes the first maximum and padding never wins") {
+  network net;
+  net.input_shape = {1, 3, 3};
+  pool_op p;
+  p.kernel_h = p.kernel_w = 2;
+  p.stride_h = p.stride_w = 2;
+  p.pad_top = p.pad_left = 1;  // windows: {x00}, {x01,x02}, {x10,x20}, {x11,x12,x21,x22}
+  net.layers.push_back(make_layer("MaxPool", p, {1, 3, 3}, {1, 2, 2}));
+  // All negative: a padding zero would win if padding were counted.
+  const std::vector<double> x = {-5, -3, -3, -2, -1, -4, -2, -1, -1};
+  const auto r = forward(net, x);
+  CHECK(r.output() == std::vector<double>{-5, -3, -2, -1});
+  // Ties: x01 = x02 → index 1 (first in window order); x11 = x21 = x22 = -1 → index 4.
+  CHECK(r.argmax[0] == std::vector<std::uint32_t>{0, 1, 3, 4});
+}
+
+TEST_CASE("forward: average pooling with and without counting padding") {
+  network net;
+  net.input_shape = {1, 2, 2};
+  pool_op p;
+  p.mode = pool_op::kind::average;
+  p.kernel_h = p.kernel_w = 2;
+  p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 1;
+  net.layers.push_back(make_layer("AveragePool", p, {1, 2, 2}, {1, 3, 3}));
+  const std::vector<double> x = {1, 2, 3, 4};
+  auto r = forward(net, x);
+  CHECK(r.output() == std::vector<double>{1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4});
+  CHECK(r.argmax[0].empty());
+  std::get<pool_op>(net.layers[0].op).count_include_pad = true;
+  r = forward(net, x);
+  CHECK(r.output() == std::vector<double>{0.25, 0.75, 0.5, 1, 2.5, 1.5, 0.75, 1.75, 1});
+}
+
+TEST_CASE("forward: reshape copies, input errors are clear") {
+  network net;
+  net.source = "m.onnx";
+  net.input_shape = {2, 2};
+  net.layers.push_back(make_layer("Flatten", reshape_op{}, {2, 2}, {4}));
+  CHECK(forward(net, std::vector<double>{1, 2, 3, 4}).output() == std::vector<double>{1, 2, 3, 4});
+  test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, 2, 3}); }, {"m.onnx", "3 values", "(2, 2)"});
+  test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, std::nan(""), 3, 4}); }, {"flat index 1"});
+  test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, 2, 3, INFINITY}); }, {"flat index 3"});
+}
+
+TEST_CASE("forward: a hand-built network with inconsistent sizes is an error, not a crash") {
+  network net;
+  net.source = "hand";
+  net.input_shape = {3};
+  dense_op d;
+  d.in = 3, d.out = 2;
+  d.weight = {1, 2, 3};  // too short
+  d.bias = {0, 0};
+  net.layers.push_back(make_layer("fc", d, {3}, {2}));
+  test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, 2, 3}); }, {"layer 0", "fc"});
+  net.layers[0] = make_layer("relu", relu_op{}, {4}, {4});
+  test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, 2, 3}); }, {"layer 0", "input shape"});
+}
+
+}  // namespace provnn::engine
