@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 --target provnn_cli
-exec build/cli/provnn explain tests/data/models/digits_mlp.onnx --input tests/data/inputs/digit_0.npy "$@"
+exec build/cli/provnn explain tests/data/models/digits_mlp.onnx --input tests/data/inputs/mlp_input_0.npy "$@"

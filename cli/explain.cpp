@@ -1,0 +1,100 @@
+// provnn explain MODEL.onnx --input X.npy|X.png [selection and rule options] [--out R.npy] [--json]
+#include <algorithm>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/selection.hpp"
+#include "engine/lrp.hpp"
+#include "engine/npy.hpp"
+
+namespace provnn::cli {
+namespace {
+
+struct explain_options {
+  selection_options sel;
+  std::string out;
+  bool json = false;
+  std::size_t top = 10;
+};
+
+std::string rules_summary(const selection& s) {
+  std::vector<std::string> parts;
+  std::size_t li = 0;
+  for (const auto& l : s.net.layers) {
+    if (!l.is_linear()) continue;
+    parts.push_back(fmt::format("{}:{}", l.name, engine::to_string(s.options.layer_rules[li++])));
+  }
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+void run_explain(const explain_options& o) {
+  const selection s = load_selection(o.sel);
+  const engine::lrp_result r = engine::lrp(s.net, s.fwd, s.options);
+  const auto& rel = r.input_relevance();
+  const double total = std::accumulate(rel.begin(), rel.end(), 0.0);
+
+  if (!o.out.empty()) engine::write_npy(o.out, s.net.input_shape, rel);
+
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = o.sel.model;
+    j["input"] = o.sel.input;
+    j["target"] = r.target ? nlohmann::json(*r.target) : nlohmann::json(nullptr);
+    j["prediction"] = engine::predicted(s.fwd);
+    j["score"] = r.score;
+    j["shape"] = s.net.input_shape;
+    j["relevance"] = rel;
+    j["sum"] = total;
+    j["bias_share"] = r.bias_share;
+    j["rules"] = rules_summary(s);
+    j["bias"] = o.sel.no_bias ? "zeroed" : "kept";
+    fmt::print("{}\n", j.dump());
+    return;
+  }
+  if (!o.out.empty()) {
+    fmt::print("wrote {} (float64, shape ({}))\n", o.out, fmt::join(s.net.input_shape, ", "));
+    return;
+  }
+
+  const auto& logits = s.fwd.output();
+  fmt::print("model       {}\n", s.net.source);
+  fmt::print("prediction  class {} (logit {:.6g})\n", engine::predicted(s.fwd), logits[engine::predicted(s.fwd)]);
+  if (r.target) {
+    fmt::print("explained   class {} (score {:.6g})\n", *r.target, r.score);
+  } else {
+    fmt::print("explained   a given initial relevance (sum {:.6g})\n", r.score);
+  }
+  fmt::print("rules       {}{}\n", rules_summary(s), o.sel.no_bias ? " (biases zeroed)" : "");
+  fmt::print("relevance   sum over the input {:.6g}, absorbed by biases {:.6g}, lost to stabilisers {:.3g}\n", total,
+             r.bias_share, r.score - total - r.bias_share);
+
+  std::vector<std::size_t> order(rel.size());
+  std::iota(order.begin(), order.end(), 0);
+  const std::size_t k = std::min(o.top, order.size());
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                    [&](std::size_t a, std::size_t b) {
+                      return std::abs(rel[a]) > std::abs(rel[b]) || (std::abs(rel[a]) == std::abs(rel[b]) && a < b);
+                    });
+  fmt::print("most relevant input features (by |R|):\n");
+  for (std::size_t i = 0; i < k; ++i) {
+    const auto f = order[i];
+    fmt::print("  x{:<12} R = {:+.6g}   (x = {:.4g})\n", multi_index(s.net.input_shape, f), rel[f], s.sample[f]);
+  }
+}
+
+}  // namespace
+
+void add_explain_command(CLI::App& app) {
+  auto o = std::make_shared<explain_options>();
+  auto* cmd = app.add_subcommand("explain", "LRP relevance of every input feature for one input");
+  add_selection_options(*cmd, o->sel);
+  cmd->add_option("--out,-o", o->out, "write the relevance as float64 .npy with the input's shape");
+  cmd->add_flag("--json", o->json, "print {target, score, shape, relevance, sum, bias_share} as JSON");
+  cmd->add_option("--top", o->top, "how many features the summary lists (default 10)");
+  cmd->callback([o] { run_explain(*o); });
+}
+
+}  // namespace provnn::cli

@@ -1,0 +1,33 @@
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "common/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "provnn — explain neural-network decisions with provenance circuits (LRP as provenance).\n"
+      "Run 'provnn COMMAND --help' for the options of a command."};
+  app.require_subcommand(1);
+  provnn::cli::add_explain_command(app);
+  provnn::cli::add_semirings_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);  // usage errors: CLI11's message, exit code ≠ 0
+  } catch (const provnn::error& e) {
+    fmt::print(stderr, "provnn: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "provnn: error: out of memory\n");
+    return 3;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "provnn: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
