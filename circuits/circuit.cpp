@@ -129,6 +129,7 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
   kinds_.reserve(gates);
   offsets_.reserve(gates + 1);
   children_.reserve(child_refs);
+  by_structure_.reserve(gates / 2);  // about half the gates of an LRP circuit are shared ⊕/⊗ gates
 }
 
 std::size_t circuit::bytes() const noexcept {

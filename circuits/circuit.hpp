@@ -124,6 +124,8 @@ class circuit {
 
   /// Names gate g as a root. Throws provnn::error when the name is already taken.
   void add_root(root r);
+  /// Room for `gates` gates and `child_refs` child references without reallocation (fresh
+  /// pages are expensive: a builder that knows its sizes should call this first).
   void reserve(std::size_t gates, std::size_t child_refs);
 
   // ---- reading ------------------------------------------------------------------------------

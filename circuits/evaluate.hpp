@@ -128,12 +128,18 @@ template <semiring S>
 typename S::value_type plus_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
                                std::uint32_t e, std::vector<typename S::value_type>& buf) {
   using V = typename S::value_type;
+  if (b == e) [[unlikely]]
+    return s.zero();
   if constexpr (std::is_same_v<S, real_semiring>) {
     double sum = 0.0, comp = 0.0;
     for (std::uint32_t i = b; i < e; ++i) {
       const double x = val[to_index(ch[i])];
+      // Branch-free form of Neumaier's step: the order of a wide sum is data-dependent,
+      // so a branch on |sum| >= |x| mispredicts.
       const double t = sum + x;
-      comp += (std::fabs(sum) >= std::fabs(x)) ? (sum - t) + x : (x - t) + sum;
+      const bool sum_bigger = std::fabs(sum) >= std::fabs(x);
+      const double big = sum_bigger ? sum : x, small = sum_bigger ? x : sum;
+      comp += (big - t) + small;
       sum = t;
     }
     return sum + comp;
@@ -152,6 +158,8 @@ template <semiring S>
 typename S::value_type times_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
                                 std::uint32_t e) {
   using V = typename S::value_type;
+  if (b == e) [[unlikely]]
+    return s.one();  // an edge gate without factors
   if constexpr (std::is_same_v<S, real_semiring>) {
     double p = val[to_index(ch[b])];
     for (std::uint32_t i = b + 1; i < e; ++i) p *= val[to_index(ch[i])];
@@ -163,16 +171,15 @@ typename S::value_type times_of(const S& s, const stored_value_t<S>* val, const 
   }
 }
 
-/// The forward loop. Gates [0, end) are evaluated, those with mask[g] == 0 skipped (left at
-/// S's default value) when a mask is given; edge gates take theta_values when given.
-/// hook(g, value) runs after each evaluated gate (expansion limits use it).
-template <semiring S, class Hook>
-void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
-                   const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end,
-                   values_of<S>& out, Hook&& hook) {
+/// The forward loop. Gates [0, end) are evaluated, those with mask[g] == 0 skipped (left as
+/// they were) when Masked; edge gates take theta_values when Annotated. hook(g, value) runs
+/// after each evaluated gate (expansion limits use it). The two flags are template
+/// parameters so the common case (neither) has no per-gate test for them.
+template <bool Masked, bool Annotated, semiring S, class Hook>
+void evaluate_loop_impl(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                        const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end,
+                        values_of<S>& out, Hook&& hook) {
   using V = typename S::value_type;
-  PROVNN_ASSERT(valuation.size() >= c.tokens().size());
-  out.resize(c.size());
   const std::uint8_t* kinds = c.raw_kinds().data();
   const std::uint32_t* off = c.raw_offsets().data();
   const gate_id* ch = c.raw_children().data();
@@ -181,21 +188,21 @@ void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<
   std::vector<V> buf;
   const auto edges = c.edge_gates();
   std::size_t next_edge = 0;
-  std::uint32_t next_edge_gate = (theta_values && !edges.empty()) ? to_index(edges[0]) : 0xFFFFFFFFu;
+  std::uint32_t next_edge_gate = (Annotated && !edges.empty()) ? to_index(edges[0]) : 0xFFFFFFFFu;
   for (std::uint32_t g = 0; g < end; ++g) {
-    if (mask && !mask[g]) {
-      if (g == next_edge_gate) {
-        ++next_edge;
+    if constexpr (Annotated) {
+      if (g == next_edge_gate) [[unlikely]] {
+        const std::size_t i = next_edge++;
         next_edge_gate = next_edge < edges.size() ? to_index(edges[next_edge]) : 0xFFFFFFFFu;
+        if (!Masked || mask[g]) {
+          val[g] = (*theta_values)[i];
+          hook(g, val[g]);
+        }
+        continue;
       }
-      continue;
     }
-    if (g == next_edge_gate) [[unlikely]] {
-      val[g] = (*theta_values)[next_edge];
-      ++next_edge;
-      next_edge_gate = next_edge < edges.size() ? to_index(edges[next_edge]) : 0xFFFFFFFFu;
-      hook(g, val[g]);
-      continue;
+    if constexpr (Masked) {
+      if (!mask[g]) continue;
     }
     const std::uint32_t b = off[g], e = off[g + 1];
     switch (static_cast<gate_kind>(kinds[g])) {
@@ -209,7 +216,40 @@ void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<
   }
 }
 
+template <semiring S, class Hook>
+void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                   const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end, values_of<S>& out,
+                   Hook&& hook) {
+  PROVNN_ASSERT(valuation.size() >= c.tokens().size());
+  out.resize(c.size());
+  if (mask) {
+    if (theta_values)
+      evaluate_loop_impl<true, true>(c, s, valuation, theta_values, mask, end, out, hook);
+    else
+      evaluate_loop_impl<true, false>(c, s, valuation, theta_values, mask, end, out, hook);
+  } else {
+    if (theta_values)
+      evaluate_loop_impl<false, true>(c, s, valuation, theta_values, mask, end, out, hook);
+    else
+      evaluate_loop_impl<false, false>(c, s, valuation, theta_values, mask, end, out, hook);
+  }
+}
+
 }  // namespace detail
+
+/// evaluate() into a caller-owned buffer (resized to c.size(); its memory is reused, which
+/// matters when evaluating many times: fresh pages cost more than the loop itself).
+template <semiring S>
+void evaluate_into(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation, values_of<S>& out,
+                   const edge_annotation* theta = nullptr) {
+  values_of<S> tv;
+  if (theta) {
+    PROVNN_ASSERT(theta->size() == c.edge_gates().size());
+    tv = detail::annotation_values(s, *theta);
+  }
+  detail::evaluate_loop(c, s, valuation, theta ? &tv : nullptr, nullptr, static_cast<std::uint32_t>(c.size()), out,
+                        detail::no_gate_hook{});
+}
 
 /// The value of every gate (indexed by gate id) under `valuation` (one value per token) and,
 /// when given, the edge annotation Θ. O(gates + child references) semiring operations.
@@ -219,13 +259,7 @@ template <semiring S>
 values_of<S> evaluate(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
                       const edge_annotation* theta = nullptr) {
   values_of<S> out;
-  values_of<S> tv;
-  if (theta) {
-    PROVNN_ASSERT(theta->size() == c.edge_gates().size());
-    tv = detail::annotation_values(s, *theta);
-  }
-  detail::evaluate_loop(c, s, valuation, theta ? &tv : nullptr, nullptr, static_cast<std::uint32_t>(c.size()), out,
-                        detail::no_gate_hook{});
+  evaluate_into(c, s, valuation, out, theta);
   return out;
 }
 

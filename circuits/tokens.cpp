@@ -238,6 +238,7 @@ void token_table::reserve(std::size_t tokens, std::size_t coords) {
   coord_offsets_.reserve(tokens + 1);
   coords_.reserve(coords);
   values_.reserve(tokens);
+  by_key_.reserve(tokens);
 }
 
 }  // namespace provnn

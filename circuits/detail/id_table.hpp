@@ -35,6 +35,17 @@ class id_table {
     ++count_;
   }
 
+  /// Room for n ids without growing.
+  void reserve(std::size_t n) {
+    std::size_t want = 64;
+    while (want * 3 < n * 4 + 4) want *= 2;
+    if (want > slots_.size()) {
+      std::vector<std::uint32_t> old_slots = std::move(slots_), old_hi = std::move(hashes_),
+                                 old_lo = std::move(full_hashes_lo_);
+      rehash(want, old_slots, old_hi, old_lo);
+    }
+  }
+
   void clear() {
     slots_.clear();
     hashes_.clear();
@@ -56,7 +67,10 @@ class id_table {
   void grow() {
     std::vector<std::uint32_t> old_slots = std::move(slots_), old_hi = std::move(hashes_),
                                old_lo = std::move(full_hashes_lo_);
-    const std::size_t n = old_slots.empty() ? 64 : old_slots.size() * 2;
+    rehash(old_slots.empty() ? 64 : old_slots.size() * 2, old_slots, old_hi, old_lo);
+  }
+  void rehash(std::size_t n, const std::vector<std::uint32_t>& old_slots, const std::vector<std::uint32_t>& old_hi,
+              const std::vector<std::uint32_t>& old_lo) {
     slots_.assign(n, empty);
     hashes_.assign(n, 0);
     full_hashes_lo_.assign(n, 0);

@@ -217,3 +217,38 @@ TEST_CASE("per-layer thresholds, identity and Viterbi max-norm annotations") {
                          doctest::Contains("'viterbi-maxnorm'"), provnn::unsupported_error);
   }
 }
+
+TEST_CASE("real ⊕ gates use the semiring's compensated sum, bit for bit") {
+  circuit c;
+  auto& tt = c.tokens();
+  const double vals[] = {1e16, 1.0, -1e16, 3.0, 1e-3, -2.5e15, 2.5e15};
+  std::vector<gate_id> gs;
+  for (std::uint32_t i = 0; i < 7; ++i) {
+    const auto t = tt.intern(token_kind::input, token_variant::plain, 0, {i});
+    tt.set_value(t, vals[i]);
+    gs.push_back(c.token(t));
+  }
+  const auto p = c.plus(gs);
+  const auto r = evaluate(c, real_semiring{});
+  // The children are stored in id order, which is the order of vals here.
+  CHECK(r[to_index(p)] == real_semiring{}.sum(vals));
+  CHECK(r[to_index(p)] == doctest::Approx(4.001).epsilon(1e-15));
+  double fold = 0;
+  for (double v : vals) fold += v;
+  CHECK(std::fabs(fold - 4.001) > 0.5);  // a plain left fold loses the 1
+}
+
+TEST_CASE("edge gates without factors are one; an edge gate with an annotation ignores its factors") {
+  circuit c;
+  const auto t = c.tokens().intern(token_kind::input, token_variant::plain, 0, {0});
+  c.tokens().set_value(t, 0.0);
+  const auto e0 = c.edge(std::span<const gate_id>{}, {1, 0, 0, 0, no_token});
+  const auto e1 = c.edge({c.token(t)}, {1, 0, 1, 0, no_token});
+  const auto r = evaluate(c, real_semiring{});
+  CHECK(r[to_index(e0)] == 1.0);
+  CHECK(r[to_index(e1)] == 0.0);
+  const auto ann = threshold_annotation(c, -1.0);  // d = 0 ≥ -1 and 1 ≥ -1
+  const auto b = evaluate(c, boolean_semiring{}, &ann);
+  CHECK(b[to_index(e0)] == 1);
+  CHECK(b[to_index(e1)] == 1);
+}
