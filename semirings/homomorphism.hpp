@@ -82,14 +82,21 @@ typename S::value_type power(const S& s, const typename S::value_type& a, std::u
 template <semiring S, class Valuation>
   requires std::convertible_to<std::invoke_result_t<Valuation&, token_index>, typename S::value_type>
 typename S::value_type evaluate_polynomial(const S& s, const polynomial& p, Valuation&& nu) {
-  std::vector<typename S::value_type> terms;
-  terms.reserve(p.size());
-  for (const auto& t : p) {
+  const auto term_value = [&](const term& t) {
     typename S::value_type v = embed_natural(s, t.coefficient);
     for (const auto& f : t.mono) v = s.times(v, power(s, static_cast<typename S::value_type>(nu(f.token)), f.exponent));
-    terms.push_back(std::move(v));
+    return v;
+  };
+  if constexpr (has_nary_sum<S>) {
+    std::vector<typename S::value_type> terms;
+    terms.reserve(p.size());
+    for (const auto& t : p) terms.push_back(term_value(t));
+    return s.sum(std::span<const typename S::value_type>(terms));
+  } else {
+    typename S::value_type acc = s.zero();
+    for (const auto& t : p) acc = s.plus(acc, term_value(t));
+    return acc;
   }
-  return sum(s, std::span<const typename S::value_type>(terms));
 }
 
 /// The standard valuation of S: token t ↦ s.lift(t, real_value(t)), for a callable
