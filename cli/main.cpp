@@ -1,8 +1,11 @@
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
@@ -15,6 +18,18 @@ int main(int argc, char** argv) {
   provnn::cli::add_explain_command(app);
   provnn::cli::add_semirings_command(app);
 
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) {
+      names.push_back(sub->get_name());
+      known = known || sub->get_name() == argv[1];
+    }
+    if (!known) {
+      fmt::print(stderr, "provnn: error: unknown command '{}'; the commands are: {}\n", argv[1], fmt::join(names, ", "));
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
