@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 namespace provnn::test {
 
@@ -30,6 +31,17 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+/// tests/data/expected/manifest.json, written by tools/make_fixtures.py (paths inside are
+/// relative to tests/data).
+inline const nlohmann::json& fixture_manifest() {
+  static const nlohmann::json m = [] {
+    std::ifstream in(data_dir() / "expected" / "manifest.json");
+    REQUIRE_MESSAGE(in.good(), "missing ", (data_dir() / "expected" / "manifest.json").string());
+    return nlohmann::json::parse(in);
+  }();
+  return m;
 }
 
 inline std::string read_bytes(const std::filesystem::path& p) {

@@ -2,9 +2,14 @@
 // explicitly zero-padded input as an independent reference for strides/pads/dilations/groups.
 #include "engine/forward.hpp"
 
+#include <algorithm>
+
 #include <doctest/doctest.h>
 
 #include "common/error.hpp"
+#include "engine/npy.hpp"
+#include "engine/onnx_import.hpp"
+#include "engine/png_io.hpp"
 #include "tests/engine/engine_test_util.hpp"
 
 namespace provnn::engine {
@@ -158,6 +163,50 @@ TEST_CASE("forward: a hand-built network with inconsistent sizes is an error, no
   test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, 2, 3}); }, {"layer 0", "fc"});
   net.layers[0] = make_layer("relu", relu_op{}, {4}, {4});
   test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, 2, 3}); }, {"layer 0", "input shape"});
+}
+
+}  // namespace provnn::engine
+
+// ---------------------------------------------------------------------------------------
+// Bundled models (tests/data, made by tools/make_fixtures.py): the forward pass in double on
+// the float32 weights must reproduce the double-precision logits the fixture script computed
+// with PyTorch, for every model and every listed input (npy with/without batch, uint8/int64,
+// --index, PNG).
+
+namespace provnn::engine {
+
+TEST_CASE("forward: bundled models reproduce PyTorch's logits") {
+  const auto& models = test::fixture_manifest().at("models");
+  REQUIRE(models.size() >= 4);
+  double worst = 0.0;
+  std::size_t checked = 0;
+  for (const auto& [path, info] : models.items()) {
+    CAPTURE(path);
+    const network net = load_onnx(test::data_dir() / path);
+    CHECK(net.input_shape == info.at("input_shape").get<shape_t>());
+    for (const auto& f : info.at("forward")) {
+      const std::string input = f.at("input");
+      CAPTURE(input);
+      std::vector<double> x;
+      if (input.ends_with(".png")) {
+        x = png_to_input(read_png(test::data_dir() / input), net.input_shape, input);
+      } else {
+        std::optional<std::size_t> index;
+        if (!f.at("index").is_null()) index = f.at("index").get<std::size_t>();
+        x = select_sample(read_npy(test::data_dir() / input), net.input_shape, index, input);
+      }
+      const auto r = forward(net, x);
+      const auto expected = f.at("logits").get<std::vector<double>>();
+      const double err = test::scaled_error(r.output(), expected);
+      CHECK(err <= 1e-9);
+      worst = std::max(worst, err);
+      const auto best = std::max_element(r.output().begin(), r.output().end()) - r.output().begin();
+      CHECK(best == f.at("predicted").get<std::ptrdiff_t>());
+      ++checked;
+    }
+  }
+  CHECK(checked >= 20);
+  MESSAGE("largest logit error relative to max|logit|: ", worst, " over ", checked, " forward passes");
 }
 
 }  // namespace provnn::engine

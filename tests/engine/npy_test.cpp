@@ -150,3 +150,34 @@ TEST_CASE("npy: select_sample matches S, (N, …S), and ignores size-1 axes") {
 }
 
 }  // namespace provnn::engine
+
+// ---------------------------------------------------------------------------------------
+// Bundled inputs (tests/data/inputs): each broken one gives its clear error; the good ones
+// have the dtypes and shapes the manifest describes.
+
+namespace provnn::engine {
+
+TEST_CASE("npy: bundled inputs, good and broken") {
+  const auto dir = test::data_dir() / "inputs";
+  const auto u8 = read_npy(dir / "mlp_batch_u8.npy");
+  CHECK(u8.shape == shape_t{4, 64});
+  CHECK(*std::max_element(u8.data.begin(), u8.data.end()) == 16);  // raw sklearn values, read as is
+  CHECK(read_npy(dir / "cnn_input_f64.npy").shape == shape_t{1, 8, 8});
+  const auto i64 = read_npy(dir / "mlp_input_i64.npy");
+  const auto f32 = read_npy(dir / "mlp_input_0.npy");
+  REQUIRE(i64.data.size() == 64);
+  for (std::size_t i = 0; i < 64; ++i) CHECK(i64.data[i] / 16 == doctest::Approx(f32.data[i]).epsilon(1e-7));
+
+  test::check_throws_with<unsupported_error>([&] { read_npy(dir / "fortran_order.npy"); }, {"fortran_order.npy", "Fortran"});
+  test::check_throws_with<unsupported_error>([&] { read_npy(dir / "bad_dtype.npy"); }, {"bad_dtype.npy", "<c8"});
+  test::check_throws_with<unsupported_error>([&] { read_npy(dir / "bad_dtype_str.npy"); }, {"bad_dtype_str.npy", "<U1"});
+  test::check_throws_with<parse_error>([&] { read_npy(dir / "truncated.npy"); }, {"truncated.npy", "truncated"});
+  const auto wrong = read_npy(dir / "wrong_shape.npy");
+  test::check_throws_with<error>([&] { select_sample(wrong, {64}, std::nullopt, "wrong_shape.npy"); },
+                                 {"wrong_shape.npy", "(1, 63)", "(64,)"});
+  // NaN is a valid .npy value; the forward pass refuses it (naming index 10), tested there.
+  const auto nan = read_npy(dir / "nan_input.npy");
+  CHECK(std::isnan(nan.data[10]));
+}
+
+}  // namespace provnn::engine

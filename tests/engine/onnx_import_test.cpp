@@ -4,6 +4,7 @@
 #include "engine/onnx_import.hpp"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "common/error.hpp"
 #include "engine/forward.hpp"
@@ -439,7 +440,7 @@ TEST_CASE("onnx: limits on parameters and nodes") {
   onnx_builder c({1, 3});
   std::string prev = "x";
   for (std::size_t i = 0; i <= max_onnx_nodes; ++i) {
-    const std::string next = "t" + std::to_string(i);
+    const std::string next = fmt::format("t{}", i);  // not "t" + to_string: GCC 12 -Wrestrict false positive
     c.node("Identity", {prev}, {next});
     prev = next;
   }
@@ -457,6 +458,45 @@ TEST_CASE("onnx: load_onnx reads a file and reports a missing one") {
   CHECK(net.source == (dir / "m.onnx").string());
   CHECK(net.input_name == "x");
   test::check_throws_with<io_error>([&] { load_onnx(dir / "missing.onnx"); }, {"missing.onnx"});
+}
+
+}  // namespace provnn::engine
+
+// ---------------------------------------------------------------------------------------
+// Bundled fixtures (tests/data): the layer list of every model as the fixture script recorded
+// it (BatchNorm folded away, Softmax skipped), and the clear error of every broken model.
+
+namespace provnn::engine {
+
+TEST_CASE("onnx: bundled models import to the layer lists of the manifest") {
+  for (const auto& [path, info] : test::fixture_manifest().at("models").items()) {
+    CAPTURE(path);
+    const network net = load_onnx(test::data_dir() / path);
+    const auto& layers = info.at("layers");
+    REQUIRE(net.layers.size() == layers.size());
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      CAPTURE(i);
+      CHECK(net.layers[i].name == layers[i].at("name").get<std::string>());
+      CHECK(net.layers[i].op_type == layers[i].at("op_type").get<std::string>());
+      CHECK(net.layers[i].in_shape == layers[i].at("in_shape").get<shape_t>());
+      CHECK(net.layers[i].out_shape == layers[i].at("out_shape").get<shape_t>());
+    }
+    const auto ops = info.at("ops").get<std::vector<std::string>>();
+    CHECK(net.skipped_softmax == (ops.back() == "Softmax" ? "Softmax" : ""));
+  }
+}
+
+TEST_CASE("onnx: every bundled broken model gives its clear error") {
+  const auto dir = test::data_dir() / "models" / "bad";
+  REQUIRE(test::fixture_manifest().at("bad_models").size() == 6);
+  test::check_throws_with<unsupported_error>([&] { load_onnx(dir / "unknown_op.onnx"); },
+                                             {"unknown_op.onnx", "Sigmoid", "#1", "supported ops"});
+  test::check_throws_with<unsupported_error>([&] { load_onnx(dir / "residual.onnx"); }, {"residual.onnx", "Add", "residual"});
+  test::check_throws_with<unsupported_error>([&] { load_onnx(dir / "two_inputs.onnx"); },
+                                             {"two_inputs.onnx", "2 inputs", "'x'", "'y'"});
+  test::check_throws_with<error>([&] { load_onnx(dir / "nan_weight.onnx"); }, {"nan_weight.onnx", "nan", "flat index 5"});
+  test::check_throws_with<parse_error>([&] { load_onnx(dir / "truncated.onnx"); }, {"truncated.onnx"});
+  test::check_throws_with<parse_error>([&] { load_onnx(dir / "not_onnx.onnx"); }, {"not_onnx.onnx"});
 }
 
 }  // namespace provnn::engine

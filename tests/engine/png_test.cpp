@@ -94,3 +94,25 @@ TEST_CASE("png: images fit network input shapes") {
 }
 
 }  // namespace provnn::engine
+
+// ---------------------------------------------------------------------------------------
+// Bundled PNGs: the grey digit reads as the pixel/255 values the fixture script recorded; the
+// RGB copy (three equal channels) gives the same values through luminance.
+
+#include "engine/npy.hpp"
+
+namespace provnn::engine {
+
+TEST_CASE("png: bundled digit images read as the manifest's values") {
+  const auto dir = test::data_dir() / "inputs";
+  const auto expected = read_npy(dir / "digit_0_png_values.npy");
+  const auto grey = read_png(dir / "digit_0.png");
+  CHECK(grey.shape() == shape_t{1, 8, 8});
+  CHECK(grey.data == expected.data);
+  const auto rgb = read_png(dir / "digit_0_rgb.png");
+  CHECK(rgb.shape() == shape_t{3, 8, 8});
+  CHECK(test::scaled_error(png_to_input(rgb, {1, 8, 8}, "digit_0_rgb.png"), expected.data) < 1e-15);
+  CHECK(png_to_input(grey, {64}, "digit_0.png") == expected.data);
+}
+
+}  // namespace provnn::engine
