@@ -15,9 +15,6 @@ namespace provnn::engine {
 
 namespace {
 
-// Zennit's Norm rule for average pools: ε rule with the fixed stabiliser 1e-6.
-constexpr double pool_epsilon = 1e-6;
-
 inline double pos(double x) noexcept { return x > 0 ? x : 0.0; }
 inline double neg(double x) noexcept { return x < 0 ? x : 0.0; }
 
@@ -343,6 +340,9 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
     throw error(fmt::format("lrp: {} rules given but network '{}' has {} linear layers; use resolve() to get one per layer",
                             options.layer_rules.size(), net.source, n_linear));
 
+  if (!(options.pool_epsilon >= 0) || !std::isfinite(options.pool_epsilon))
+    throw error(fmt::format("lrp: pool_epsilon must be a finite number >= 0, got {}", options.pool_epsilon));
+
   lrp_result res;
   const std::vector<double>& logits = fwd.output();
   std::vector<double> init(logits.size(), 0.0);
@@ -412,10 +412,10 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
         std::vector<double> c(r_out.size(), 0.0);
         if (p->count_include_pad) {
           const double n = static_cast<double>(p->kernel_h * p->kernel_w);
-          for (std::size_t k = 0; k < c.size(); ++k) c[k] = coef(r_out[k], z[k], pool_epsilon) / n;
+          for (std::size_t k = 0; k < c.size(); ++k) c[k] = coef(r_out[k], z[k], options.pool_epsilon) / n;
         } else {
           pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t) { c[k] += 1.0; });
-          for (std::size_t k = 0; k < c.size(); ++k) c[k] = c[k] == 0 ? 0.0 : coef(r_out[k], z[k], pool_epsilon) / c[k];
+          for (std::size_t k = 0; k < c.size(); ++k) c[k] = c[k] == 0 ? 0.0 : coef(r_out[k], z[k], options.pool_epsilon) / c[k];
         }
         pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t j) { r_in[j] += a[j] * c[k]; });
       }

@@ -49,6 +49,9 @@ struct lrp_options {
   std::vector<rule> layer_rules;
   bias_mode bias = bias_mode::kept;
   lrp_target target = predicted_class{};
+  /// ε of average pooling (Zennit's Norm: 1e-6). 0 makes LRP-0 equal gradient × input
+  /// exactly on networks with average pools.
+  double pool_epsilon = 1e-6;
 };
 
 struct lrp_result {
@@ -70,11 +73,11 @@ struct lrp_result {
 std::size_t predicted(const forward_result& fwd);
 
 /// Runs LRP over `net` with the activation pattern of `fwd` (= forward(net, x)).
-/// Complexity: O(multiply-adds of the network) per rule term (at most 3 passes over each
-/// layer's weights), O(activations) memory.
+/// Complexity: O(multiply-adds of the network): two passes over each layer's weights (one
+/// for the ε rule with biases kept), O(activations) memory.
 /// Throws provnn::error when `fwd` does not match `net`, the number of rules is not the
 /// number of linear layers, the target class is out of range, the initial relevance vector
-/// has the wrong size or a non-finite value, or a zbox bound is not loaded or has the wrong
+/// has the wrong size or a non-finite value, pool_epsilon is negative, or a zbox bound is not loaded or has the wrong
 /// number of values for its layer.
 lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options);
 
