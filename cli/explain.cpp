@@ -5,7 +5,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include "cli/commands.hpp"
+#include "cli/heatmap.hpp"
 #include "cli/selection.hpp"
 #include "engine/lrp.hpp"
 #include "engine/npy.hpp"
@@ -16,6 +21,8 @@ namespace {
 struct explain_options {
   selection_options sel;
   std::string out;
+  std::string heatmap;
+  bool overlay = false;
   bool json = false;
   std::size_t top = 10;
 };
@@ -37,6 +44,9 @@ void run_explain(const explain_options& o) {
   const double total = std::accumulate(rel.begin(), rel.end(), 0.0);
 
   if (!o.out.empty()) engine::write_npy(o.out, s.net.input_shape, rel);
+  if (!o.heatmap.empty()) {
+    write_heatmap_png(o.heatmap, s.net.input_shape, rel, o.overlay ? std::span<const double>(s.sample) : std::span<const double>());
+  }
 
   if (o.json) {
     nlohmann::json j;
@@ -54,8 +64,9 @@ void run_explain(const explain_options& o) {
     fmt::print("{}\n", j.dump());
     return;
   }
-  if (!o.out.empty()) {
-    fmt::print("wrote {} (float64, shape ({}))\n", o.out, fmt::join(s.net.input_shape, ", "));
+  if (!o.out.empty() || !o.heatmap.empty()) {
+    if (!o.out.empty()) fmt::print("wrote {} (float64, shape ({}))\n", o.out, fmt::join(s.net.input_shape, ", "));
+    if (!o.heatmap.empty()) fmt::print("wrote {} (heatmap: red positive, blue negative, white 0)\n", o.heatmap);
     return;
   }
 
@@ -78,6 +89,10 @@ void run_explain(const explain_options& o) {
                     [&](std::size_t a, std::size_t b) {
                       return std::abs(rel[a]) > std::abs(rel[b]) || (std::abs(rel[a]) == std::abs(rel[b]) && a < b);
                     });
+  const bool ansi = ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
+  if (const auto picture = terminal_heatmap(s.net.input_shape, rel, ansi); !picture.empty()) {
+    fmt::print("heatmap (red: for the class, blue: against; ## strongest){}\n{}", ansi ? "" : ":", picture);
+  }
   fmt::print("most relevant input features (by |R|):\n");
   for (std::size_t i = 0; i < k; ++i) {
     const auto f = order[i];
@@ -92,6 +107,8 @@ void add_explain_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("explain", "LRP relevance of every input feature for one input");
   add_selection_options(*cmd, o->sel);
   cmd->add_option("--out,-o", o->out, "write the relevance as float64 .npy with the input's shape");
+  cmd->add_option("--heatmap", o->heatmap, "write a PNG heatmap (blue–white–red, symmetric around 0)");
+  cmd->add_flag("--overlay", o->overlay, "draw the input in grey under the heatmap");
   cmd->add_flag("--json", o->json, "print {target, score, shape, relevance, sum, bias_share} as JSON");
   cmd->add_option("--top", o->top, "how many features the summary lists (default 10)");
   cmd->callback([o] { run_explain(*o); });

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/npy.hpp"
+#include "engine/png_io.hpp"
 #include "tests/cli/cli_test_util.hpp"
 
 using provnn::test::data;
@@ -140,4 +141,25 @@ TEST_CASE("semirings --json lists every registered semiring") {
                         "lukasiewicz", "security", "lineage", "why", "posbool", "bx", "trio", "nx", "topk:K", "dual:TOKEN"}) {
     CHECK_MESSAGE(std::find(names.begin(), names.end(), n) != names.end(), n);
   }
+}
+
+TEST_CASE("explain --heatmap writes a PNG whose pixels follow the diverging colour map") {
+  const auto dir = provnn::test::scratch_dir("heatmap");
+  const auto png = (dir / "h.png").string();
+  auto r = run_provnn("explain models/digits_mlp.onnx -i inputs/mlp_input_0.npy --heatmap " + quote(png),
+                      PROVNN_TEST_DATA_DIR);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  const auto img = provnn::engine::read_png(png);
+  CHECK(img.channels == 3);
+  CHECK(img.width == 256);  // 8 pixels upscaled ×32
+  CHECK(img.height == 256);
+  // Pixel 18 (row 2, col 2) has the largest relevance, +2.3876 (manifest): pure red.
+  const std::size_t y = 2 * 32 + 5, x = 2 * 32 + 5, plane = 256 * 256;
+  CHECK(img.data[0 * plane + y * 256 + x] == doctest::Approx(1.0));
+  CHECK(img.data[1 * plane + y * 256 + x] == doctest::Approx(0.0));
+  CHECK(img.data[2 * plane + y * 256 + x] == doctest::Approx(0.0));
+  // Pixel 0 (a blank corner, x = 0) has relevance 0: white.
+  CHECK(img.data[0 * plane] == doctest::Approx(1.0));
+  CHECK(img.data[1 * plane] == doctest::Approx(1.0));
+  CHECK(img.data[2 * plane] == doctest::Approx(1.0));
 }
