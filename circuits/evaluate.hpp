@@ -270,25 +270,34 @@ values_of<S> evaluate(const circuit& c, const S& s, const edge_annotation* theta
   return evaluate(c, s, std::span<const stored_value_t<S>>(v), theta);
 }
 
+namespace detail {
+/// evaluate_gates() with a hook run after every evaluated gate (see evaluate_loop).
+template <semiring S, class Hook>
+values_of<S> evaluate_gates_hooked(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                                   std::span<const gate_id> gates, const edge_annotation* theta, Hook&& hook) {
+  values_of<S> all;
+  values_of<S> tv;
+  if (theta) {
+    PROVNN_ASSERT(theta->size() == c.edge_gates().size());
+    tv = annotation_values(s, *theta);
+  }
+  const auto mask = cone_mask(c, gates, theta != nullptr);
+  std::uint32_t end = 0;
+  for (auto g : gates) end = std::max(end, to_index(g) + 1);
+  evaluate_loop(c, s, valuation, theta ? &tv : nullptr, mask.data(), end, all, hook);
+  values_of<S> out;
+  out.reserve(gates.size());
+  for (auto g : gates) out.push_back(all[to_index(g)]);
+  return out;
+}
+}  // namespace detail
+
 /// The values of the given gates only (same order): evaluates just their cone, so an
 /// expensive semiring pays for what is asked. O(cone) semiring operations + O(gates) bytes.
 template <semiring S>
 values_of<S> evaluate_gates(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
                             std::span<const gate_id> gates, const edge_annotation* theta = nullptr) {
-  values_of<S> all;
-  values_of<S> tv;
-  if (theta) {
-    PROVNN_ASSERT(theta->size() == c.edge_gates().size());
-    tv = detail::annotation_values(s, *theta);
-  }
-  const auto mask = detail::cone_mask(c, gates, theta != nullptr);
-  std::uint32_t end = 0;
-  for (auto g : gates) end = std::max(end, to_index(g) + 1);
-  detail::evaluate_loop(c, s, valuation, theta ? &tv : nullptr, mask.data(), end, all, detail::no_gate_hook{});
-  values_of<S> out;
-  out.reserve(gates.size());
-  for (auto g : gates) out.push_back(all[to_index(g)]);
-  return out;
+  return detail::evaluate_gates_hooked(c, s, valuation, gates, theta, detail::no_gate_hook{});
 }
 
 /// The value of every root of c, in roots() order.

@@ -1,28 +1,19 @@
-// The semirings the circuit tests run over, and value comparison that respects the
-// `approximate` flag (floating-point carriers agree up to rounding, the others exactly).
+// The semirings the circuit tests run over (every semiring of semirings/all.hpp), the
+// structure object each test uses, and value comparison that respects the `approximate`
+// flag — shared with the semiring suite (tests/semirings/generators.hpp) so both suites
+// agree on what "equal" means.
 #pragma once
 
-#include <doctest/doctest.h>
-
-#include <cmath>
-
-#include "semirings/boolean.hpp"
-#include "semirings/real.hpp"
-#include "semirings/semiring.hpp"
-
-#define PROVNN_CIRCUIT_TEST_SEMIRINGS provnn::real_semiring, provnn::boolean_semiring
+#include "semirings/all.hpp"
+#include "tests/semirings/generators.hpp"
 
 namespace provnn::testing {
 
+using provnn::test::make_test_semiring;
+
 template <semiring S>
-bool same_value(const S&, const typename S::value_type& a, const typename S::value_type& b) {
-  if constexpr (std::is_same_v<typename S::value_type, double>) {
-    if (a == b) return true;
-    const double scale = std::max({1.0, std::fabs(a), std::fabs(b)});
-    return std::fabs(a - b) <= 1e-9 * scale;
-  } else {
-    return a == b;
-  }
+bool same_value(const S& s, const typename S::value_type& a, const typename S::value_type& b) {
+  return provnn::test::same(s, a, b);
 }
 
 }  // namespace provnn::testing
