@@ -284,25 +284,32 @@ void importer::read_input() {
                                         "(re-export with batch 1 or a dynamic batch axis)",
                                         source_, in.name(), dims[0].dim_value()));
   shape_.clear();
+  std::size_t count = 1;
   for (int i = 1; i < dims.size(); ++i) {
     if (!dims[i].has_dim_value() || dims[i].dim_value() <= 0)
       throw unsupported_error(fmt::format("{}: graph input '{}' has a symbolic or non-positive dimension {} ('{}'); "
                                           "provnn needs a fixed input shape apart from the batch axis",
                                           source_, in.name(), i, dims[i].dim_param()));
-    shape_.push_back(static_cast<std::size_t>(dims[i].dim_value()));
+    const auto d = static_cast<std::size_t>(dims[i].dim_value());
+    if (d > max_onnx_activation || count * d > max_onnx_activation)  // count, d ≤ 1e8: no overflow
+      throw limit_error(fmt::format("{}: graph input '{}' has more than max_onnx_activation = {} elements", source_,
+                                    in.name(), max_onnx_activation));
+    count *= d;
+    shape_.push_back(d);
   }
-  if (element_count(shape_) > max_onnx_activation)
-    throw limit_error(fmt::format("{}: graph input '{}' has {} elements, more than max_onnx_activation = {}", source_,
-                                  in.name(), element_count(shape_), max_onnx_activation));
   net_.input_shape = shape_;
   current_ = in.name();
 }
 
 void importer::count_readers() {
+  // Constant outputs, and Identity of a constant (exporters alias shared weights that way).
   std::set<std::string, std::less<>> constant_outputs;
-  for (const auto& node : graph_->node())
-    if (node.op_type() == "Constant")
+  for (const auto& node : graph_->node()) {
+    const bool const_identity = node.op_type() == "Identity" && node.input_size() == 1 &&
+                                (constants_.count(node.input(0)) || constant_outputs.count(node.input(0)));
+    if (node.op_type() == "Constant" || const_identity)
       for (const auto& out : node.output()) constant_outputs.insert(out);
+  }
   auto computed = [&](const std::string& name) {
     return !name.empty() && !constants_.count(name) && !constant_outputs.count(name);
   };
@@ -362,6 +369,11 @@ std::vector<std::int64_t> importer::attr_ints(std::string_view name) const {
   if (!a) return {};
   if (a->type() != onnx::AttributeProto_AttributeType_INTS)
     malformed(fmt::format("attribute '{}' is not a list of integers", name));
+  // Kernel sizes, strides, dilations and pads: bounding them keeps every size computation
+  // below far from overflow.
+  constexpr auto bound = static_cast<std::int64_t>(max_onnx_activation);
+  for (auto v : a->ints())
+    if (v < -bound || v > bound) malformed(fmt::format("attribute '{}' holds {}, out of range", name, v));
   return {a->ints().begin(), a->ints().end()};
 }
 
@@ -750,6 +762,13 @@ void importer::import_node() {
       "Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
       "Reshape", "BatchNormalization", "Identity", "Dropout", "Softmax", "LogSoftmax"};
   if (!known.count(op)) unsupported(fmt::format("op type '{}' is not supported; supported ops: {}", op, supported_ops));
+
+  if (op == "Identity" && node.input_size() == 1 && constants_.count(node.input(0))) {
+    if (node.output_size() != 1 || graph_outputs_.count(node.output(0))) unsupported("a constant graph output is not supported");
+    constant alias = constants_.find(node.input(0))->second;
+    constants_[node.output(0)] = std::move(alias);
+    return;
+  }
 
   // Chain check: the node reads the head of the chain, and nothing else that is computed.
   std::vector<std::string> computed;

@@ -206,6 +206,11 @@ TEST_CASE("forward: bundled models reproduce PyTorch's logits") {
     }
   }
   CHECK(checked >= 20);
+  // The bundled NaN input is refused by the forward pass, naming the index.
+  const network mlp = load_onnx(test::data_dir() / "models" / "digits_mlp.onnx");
+  const auto nan = read_npy(test::data_dir() / "inputs" / "nan_input.npy");
+  test::check_throws_with<error>([&] { forward(mlp, select_sample(nan, mlp.input_shape, std::nullopt, "nan_input.npy")); },
+                                 {"digits_mlp.onnx", "flat index 10", "not finite"});
   MESSAGE("largest logit error relative to max|logit|: ", worst, " over ", checked, " forward passes");
 }
 

@@ -91,6 +91,46 @@ TEST_CASE("onnx: MatMul followed by Add is one dense layer; typed and double sto
   }
 }
 
+TEST_CASE("onnx: Add after Conv is a per-channel bias; Identity of a weight is an alias") {
+  onnx_builder b({1, 1, 2, 2});
+  b.init("w", {2, 1, 1, 1}, {1, -1});
+  b.init("shared", {1, 2, 1, 1}, {10, 20});
+  b.node("Identity", {"shared"}, {"bias_alias"});
+  b.node("Conv", {"x", "w"}, {"c"});
+  b.node("Add", {"c", "bias_alias"}, {"y"});
+  b.output("y");
+  const network net = load(b);
+  REQUIRE(net.layers.size() == 1);
+  CHECK(std::get<conv2d_op>(net.layers[0].op).bias == std::vector<double>{10, 20});
+  CHECK(forward(net, std::vector<double>{1, 2, 3, 4}).output() == std::vector<double>{11, 12, 13, 14, 19, 18, 17, 16});
+
+  onnx_builder r({1, 2});
+  r.init("k", {2}, {1, 1});
+  r.node("Relu", {"x"}, {"h"});
+  r.node("Add", {"h", "k"}, {"y"}, "shift");
+  r.output("y");
+  test::check_throws_with<unsupported_error>([&] { load(r); }, {"'shift'", "per-unit bias", "Relu"});
+}
+
+TEST_CASE("onnx: absurd attribute values are refused before any size computation") {
+  onnx_builder b({1, 1, 4, 4});
+  b.init("w", {1, 1, 2, 2}, {1, 1, 1, 1});
+  auto& n = b.node("Conv", {"x", "w"}, {"y"}, "c");
+  onnx_builder::set_ints(n, "pads", {0, 0, INT64_MAX, 0});
+  b.output("y");
+  test::check_throws_with<parse_error>([&] { load(b); }, {"'c'", "pads", "out of range"});
+  onnx_builder p({1, 1, 4, 4});
+  auto& m = p.node("MaxPool", {"x"}, {"y"}, "mp");
+  onnx_builder::set_ints(m, "kernel_shape", {2, 2});
+  onnx_builder::set_ints(m, "pads", {2, 0, 0, 0});
+  p.output("y");
+  test::check_throws_with<parse_error>([&] { load(p); }, {"'mp'", "smaller than the kernel"});
+  onnx_builder g({1, 1000000, 1000000});
+  g.node("Relu", {"x"}, {"y"});
+  g.output("y");
+  test::check_throws_with<limit_error>([&] { load(g); }, {"max_onnx_activation"});
+}
+
 TEST_CASE("onnx: Conv attributes map to the layer and agree with an unpadded evaluation") {
   // A 1-channel 4×4 input, a 2×2 kernel of ones, stride 2, pads (1, 0, 1, 0), dilation 1:
   // by hand, output rows use padded rows {0,1} and {2,3}, i.e. real rows {0} and {1,2}.
