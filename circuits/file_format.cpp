@@ -1,0 +1,446 @@
+#include "circuits/file_format.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <boost/crc.hpp>
+#include <cstring>
+#include <fstream>
+#include <system_error>
+#include <unordered_set>
+
+#include "common/atomic_file.hpp"
+#include "common/error.hpp"
+
+namespace provnn {
+
+namespace detail {
+
+// Friend of circuit: fills its arrays from a validated file and rebuilds the indexes.
+struct circuit_access {
+  static void set_gates(circuit& c, std::vector<std::uint8_t> kinds, std::vector<std::uint32_t> offsets,
+                        std::vector<gate_id> children, std::vector<gate_id> edge_gates,
+                        std::vector<edge_context> contexts) {
+    c.kinds_ = std::move(kinds);
+    c.offsets_ = std::move(offsets);
+    c.children_ = std::move(children);
+    c.edge_gates_ = std::move(edge_gates);
+    c.edge_contexts_ = std::move(contexts);
+    c.token_gate_.assign(c.tokens_.size(), id_table::empty);
+    c.token_gates_ = 0;
+    c.by_structure_.clear();
+    std::size_t e = 0;
+    for (std::uint32_t g = 0; g < c.kinds_.size(); ++g) {
+      const auto k = static_cast<gate_kind>(c.kinds_[g]);
+      const bool is_edge = e < c.edge_gates_.size() && to_index(c.edge_gates_[e]) == g;
+      if (is_edge) ++e;
+      if (k == gate_kind::token) {
+        c.token_gate_[to_index(c.children_[c.offsets_[g]])] = g;
+        ++c.token_gates_;
+      } else if ((k == gate_kind::plus || k == gate_kind::times) && !is_edge) {
+        // Gates built with sharing off may repeat: the first one is found, as when building.
+        std::span<const gate_id> ch(c.children_.data() + c.offsets_[g], c.children_.data() + c.offsets_[g + 1]);
+        const auto h = c.gate_hash(c.kinds_[g], ch);
+        const auto kind = c.kinds_[g];
+        const auto found = c.by_structure_.find(h, [&](std::uint32_t o) {
+          const auto n = c.offsets_[o + 1] - c.offsets_[o];
+          return c.kinds_[o] == kind && n == ch.size() &&
+                 std::memcmp(c.children_.data() + c.offsets_[o], ch.data(), n * sizeof(gate_id)) == 0;
+        });
+        if (found == id_table::empty) c.by_structure_.insert(h, g);
+      }
+    }
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::array<unsigned char, 8> magic = {0x89, 'P', 'V', 'C', 0x0D, 0x0A, 0x1A, 0x0A};
+constexpr std::size_t section_count = 7;
+constexpr std::size_t header_size = 24 + 8 * section_count;
+constexpr std::array<const char*, section_count> section_names = {"tokens", "coords", "values", "gates",
+                                                                  "edges",  "roots",  "metadata"};
+
+std::uint32_t crc32_of(std::string_view bytes) {
+  boost::crc_32_type crc;
+  crc.process_bytes(bytes.data(), bytes.size());
+  return crc.checksum();
+}
+
+// ---- writing -------------------------------------------------------------------------------
+struct writer {
+  std::string out;
+  void u8(std::uint8_t v) { out.push_back(static_cast<char>(v)); }
+  void u32(std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  }
+  void u64(std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  }
+  void f64(double d) {
+    std::uint64_t v;
+    std::memcpy(&v, &d, 8);
+    u64(v);
+  }
+  void str(std::string_view s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    out.append(s);
+  }
+};
+
+// ---- reading -------------------------------------------------------------------------------
+class reader {
+ public:
+  reader(std::string_view bytes, std::string_view source, const char* section)
+      : b_(bytes), source_(source), section_(section) {}
+  [[noreturn]] void fail(const std::string& what) const {
+    throw parse_error(fmt::format("{}: damaged circuit file: section '{}' at byte {}: {}", source_, section_, pos_, what));
+  }
+  void need(std::uint64_t n) const {
+    if (n > b_.size() - pos_) fail(fmt::format("needs {} more bytes, the section has {}", n, b_.size() - pos_));
+  }
+  std::uint8_t u8() {
+    need(1);
+    return static_cast<std::uint8_t>(b_[pos_++]);
+  }
+  std::uint32_t u32() {
+    need(4);
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= std::uint32_t{static_cast<std::uint8_t>(b_[pos_ + i])} << (8 * i);
+    pos_ += 4;
+    return v;
+  }
+  std::uint64_t u64() {
+    need(8);
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<std::uint8_t>(b_[pos_ + i])} << (8 * i);
+    pos_ += 8;
+    return v;
+  }
+  double f64() {
+    const auto v = u64();
+    double d;
+    std::memcpy(&d, &v, 8);
+    return d;
+  }
+  std::string str() {
+    const auto n = u32();
+    need(n);
+    std::string s(b_.substr(pos_, n));
+    pos_ += n;
+    return s;
+  }
+  /// A record count, checked against the bytes left (each record at least `min_record` bytes)
+  /// before anything is allocated for it.
+  std::uint64_t count(std::uint64_t min_record) {
+    const auto n = u64();
+    if (min_record > 0 && n > (b_.size() - pos_) / min_record)
+      fail(fmt::format("claims {} records of at least {} bytes, only {} bytes are left", n, min_record,
+                       b_.size() - pos_));
+    return n;
+  }
+  void skip_padding(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (u8() != 0) fail("non-zero padding");
+  }
+  void expect_end() const {
+    if (pos_ != b_.size()) fail(fmt::format("{} unexpected bytes at the end of the section", b_.size() - pos_));
+  }
+
+ private:
+  std::string_view b_;
+  std::string_view source_;
+  const char* section_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::string serialize_circuit(const circuit& c) {
+  const auto& tt = c.tokens();
+  std::array<writer, section_count> s;
+  // tokens, coords, values
+  s[0].u64(tt.size());
+  for (token_index t = 0; t < tt.size(); ++t) {
+    s[0].u8(static_cast<std::uint8_t>(tt.kind(t)));
+    s[0].u8(static_cast<std::uint8_t>(tt.variant(t)));
+    s[0].u8(0);
+    s[0].u8(0);
+    s[0].u32(tt.layer(t));
+    s[0].u32(tt.term(t));
+    s[0].u32(static_cast<std::uint32_t>(tt.index(t).size()));
+    for (auto x : tt.index(t)) s[1].u32(x);
+    s[2].f64(tt.value(t));
+  }
+  // gates
+  const auto kinds = c.raw_kinds();
+  const auto offsets = c.raw_offsets();
+  s[3].u64(kinds.size());
+  s[3].out.append(reinterpret_cast<const char*>(kinds.data()), kinds.size());
+  while (s[3].out.size() % 4 != 0) s[3].u8(0);
+  for (std::size_t g = 0; g < kinds.size(); ++g) s[3].u32(offsets[g + 1] - offsets[g]);
+  for (auto ch : c.raw_children()) s[3].u32(to_index(ch));
+  // edges
+  s[4].u64(c.edge_gates().size());
+  for (std::size_t i = 0; i < c.edge_gates().size(); ++i) {
+    const auto& e = c.edge_contexts()[i];
+    s[4].u32(to_index(c.edge_gates()[i]));
+    s[4].u32(e.layer);
+    s[4].u32(e.lower);
+    s[4].u32(e.upper);
+    s[4].u32(e.term);
+    s[4].u32(e.parameter);
+  }
+  // roots
+  s[5].u64(c.roots().size());
+  for (const auto& r : c.roots()) {
+    s[5].u32(to_index(r.gate));
+    s[5].u8(static_cast<std::uint8_t>(r.kind));
+    s[5].u8(0), s[5].u8(0), s[5].u8(0);
+    s[5].u32(r.layer);
+    s[5].u32(r.index);
+    s[5].u32(r.target);
+    s[5].str(r.name);
+  }
+  // metadata
+  s[6].u64(c.metadata().size());
+  for (const auto& [k, v] : c.metadata()) {
+    s[6].str(k);
+    s[6].str(v);
+  }
+
+  writer h;
+  std::size_t total = header_size + 4;
+  for (const auto& w : s) total += w.out.size();
+  h.out.reserve(total);
+  h.out.append(reinterpret_cast<const char*>(magic.data()), magic.size());
+  h.u32(pvc_format_version);
+  h.u32(0);
+  h.u64(section_count);
+  for (const auto& w : s) h.u64(w.out.size());
+  for (const auto& w : s) h.out.append(w.out);
+  h.u32(crc32_of(h.out));
+  return std::move(h.out);
+}
+
+circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
+  auto fail = [&](const std::string& what) -> void {
+    throw parse_error(fmt::format("{}: {}", source, what));
+  };
+  // Magic first: a foreign file deserves "not a circuit file", not a size complaint.
+  if (bytes.size() < magic.size() || std::memcmp(bytes.data(), magic.data(), magic.size()) != 0)
+    fail("not a provnn circuit file (the first bytes are not the .pvc magic number)");
+  if (bytes.size() < header_size + 4)
+    fail(fmt::format("truncated circuit file: {} bytes, the header alone needs {}", bytes.size(), header_size + 4));
+  reader h(bytes.substr(0, header_size), source, "header");
+  for (std::size_t i = 0; i < magic.size(); ++i) h.u8();
+  const auto version = h.u32();
+  if (version > pvc_format_version)
+    fail(fmt::format("circuit file format version {} is newer than this build of provnn reads (up to {}); "
+                     "upgrade provnn or re-create the file with this version",
+                     version, pvc_format_version));
+  if (version == 0) fail("circuit file format version 0 does not exist: the file is damaged");
+  const auto flags = h.u32();
+  if (flags != 0) fail(fmt::format("unknown flags {:#x} in the header (written by a newer provnn?)", flags));
+  const auto nsections = h.u64();
+  if (nsections != section_count)
+    fail(fmt::format("the header lists {} sections, version {} has {}: the file is damaged", nsections, version,
+                     section_count));
+  std::array<std::uint64_t, section_count> sizes{};
+  std::uint64_t sum = 0;
+  const std::uint64_t room = bytes.size() - header_size - 4;
+  for (std::size_t i = 0; i < section_count; ++i) {
+    sizes[i] = h.u64();
+    if (sizes[i] > room || sum + sizes[i] > room)
+      fail(fmt::format("truncated or damaged circuit file: section '{}' claims {} bytes, only {} of {} are left",
+                       section_names[i], sizes[i], room - std::min(sum, room), bytes.size()));
+    sum += sizes[i];
+  }
+  if (sum != room)
+    fail(fmt::format("damaged circuit file: the sections hold {} bytes but the file has room for {}", sum, room));
+  const auto body = bytes.substr(0, bytes.size() - 4);
+  reader tail(bytes.substr(bytes.size() - 4), source, "checksum");
+  const auto stored = tail.u32();
+  const auto computed = crc32_of(body);
+  if (stored != computed)
+    fail(fmt::format("damaged circuit file: checksum mismatch (stored {:08x}, computed {:08x}); the file was "
+                     "corrupted or truncated — re-create it",
+                     stored, computed));
+
+  std::array<std::string_view, section_count> sec;
+  std::size_t at = header_size;
+  for (std::size_t i = 0; i < section_count; ++i) {
+    sec[i] = bytes.substr(at, sizes[i]);
+    at += sizes[i];
+  }
+
+  circuit c;
+  auto& tt = c.tokens();
+  // tokens + coords
+  {
+    reader r(sec[0], source, "tokens");
+    reader rc(sec[1], source, "coords");
+    const auto n = r.count(16);
+    if (n > 0xFFFFFFFEull) r.fail("more tokens than 32-bit indices allow");
+    tt.reserve(n, sizes[1] / 4);
+    std::vector<std::uint32_t> coords;
+    for (std::uint64_t t = 0; t < n; ++t) {
+      const auto kind = r.u8(), variant = r.u8();
+      r.skip_padding(2);
+      const auto layer = r.u32(), term = r.u32(), ncoords = r.u32();
+      if (kind >= token_kind_count || variant >= token_variant_count)
+        r.fail(fmt::format("token {} has unknown kind {} or variant {}", t, kind, variant));
+      coords.clear();
+      for (std::uint32_t i = 0; i < ncoords; ++i) coords.push_back(rc.u32());
+      token_index got;
+      try {
+        got = tt.intern(static_cast<token_kind>(kind), static_cast<token_variant>(variant), layer, coords, term);
+      } catch (const error& e) {
+        r.fail(fmt::format("token {}: {}", t, e.what()));
+      }
+      if (got != t) r.fail(fmt::format("token {} repeats token {} ('{}')", t, got, tt.name(got)));
+    }
+    r.expect_end();
+    rc.expect_end();
+  }
+  // values
+  {
+    reader r(sec[2], source, "values");
+    if (sizes[2] != 8 * tt.size())
+      r.fail(fmt::format("{} bytes for {} tokens (8 per token expected)", sizes[2], tt.size()));
+    for (token_index t = 0; t < tt.size(); ++t) tt.set_value(t, r.f64());
+    r.expect_end();
+  }
+  // gates
+  std::vector<std::uint8_t> kinds;
+  std::vector<std::uint32_t> offsets;
+  std::vector<gate_id> children;
+  {
+    reader r(sec[3], source, "gates");
+    const auto n = r.count(5);  // a kind byte and a slot count at least
+    if (n < 2) r.fail("fewer than the two constant gates");
+    if (n > 0xFFFFFFFEull) r.fail("more gates than 32-bit ids allow");
+    kinds.resize(n);
+    for (auto& k : kinds) k = r.u8();
+    r.skip_padding((4 - (n % 4)) % 4);
+    offsets.resize(n + 1);
+    offsets[0] = 0;
+    std::uint64_t total = 0;
+    for (std::uint64_t g = 0; g < n; ++g) {
+      total += r.u32();
+      if (total > sizes[3] / 4) r.fail(fmt::format("gate {}: child counts exceed the section", g));
+      offsets[g + 1] = static_cast<std::uint32_t>(total);
+    }
+    children.resize(total);
+    for (auto& ch : children) ch = gate_id{r.u32()};
+    r.expect_end();
+    std::vector<std::uint8_t> token_seen(tt.size(), 0);
+    for (std::uint32_t g = 0; g < n; ++g) {
+      const auto slots = offsets[g + 1] - offsets[g];
+      switch (kinds[g]) {
+        case static_cast<std::uint8_t>(gate_kind::zero):
+        case static_cast<std::uint8_t>(gate_kind::one):
+          if (slots != 0) r.fail(fmt::format("constant gate {} has {} children", g, slots));
+          break;
+        case static_cast<std::uint8_t>(gate_kind::token): {
+          if (slots != 1) r.fail(fmt::format("token gate {} has {} slots (1 expected)", g, slots));
+          const auto t = to_index(children[offsets[g]]);
+          if (t >= tt.size()) r.fail(fmt::format("token gate {} names token {}, there are {}", g, t, tt.size()));
+          if (token_seen[t]++) r.fail(fmt::format("token {} ('{}') has two gates", t, tt.name(t)));
+          break;
+        }
+        case static_cast<std::uint8_t>(gate_kind::plus):
+        case static_cast<std::uint8_t>(gate_kind::times):
+          for (std::uint32_t i = offsets[g]; i < offsets[g + 1]; ++i)
+            if (to_index(children[i]) >= g)
+              r.fail(fmt::format("gate {} has child {}: children must come before their parents", g,
+                                 to_index(children[i])));
+          break;
+        default:
+          r.fail(fmt::format("gate {} has kind {}, unknown to this build (written by a newer provnn?)", g, kinds[g]));
+      }
+    }
+    if (kinds[0] != static_cast<std::uint8_t>(gate_kind::zero) || kinds[1] != static_cast<std::uint8_t>(gate_kind::one))
+      r.fail("gates 0 and 1 must be the constants zero and one");
+  }
+  // edges
+  std::vector<gate_id> edge_gates;
+  std::vector<edge_context> contexts;
+  {
+    reader r(sec[4], source, "edges");
+    const auto n = r.count(24);
+    edge_gates.reserve(n);
+    contexts.reserve(n);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const auto g = r.u32();
+      edge_context e;
+      e.layer = r.u32(), e.lower = r.u32(), e.upper = r.u32(), e.term = r.u32(), e.parameter = r.u32();
+      if (g >= kinds.size() || kinds[g] != static_cast<std::uint8_t>(gate_kind::times))
+        r.fail(fmt::format("edge {} marks gate {}, which is not a ⊗ gate", i, g));
+      if (!edge_gates.empty() && to_index(edge_gates.back()) >= g)
+        r.fail(fmt::format("edge {} (gate {}) is out of order", i, g));
+      if (e.parameter != no_token && e.parameter >= tt.size())
+        r.fail(fmt::format("edge {} names parameter token {}, there are {}", i, e.parameter, tt.size()));
+      edge_gates.push_back(gate_id{g});
+      contexts.push_back(e);
+    }
+    r.expect_end();
+  }
+  detail::circuit_access::set_gates(c, std::move(kinds), std::move(offsets), std::move(children), std::move(edge_gates),
+                                    std::move(contexts));
+  // roots
+  {
+    reader r(sec[5], source, "roots");
+    const auto n = r.count(24);
+    std::unordered_set<std::string> names;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      root rt;
+      const auto g = r.u32();
+      const auto kind = r.u8();
+      r.skip_padding(3);
+      rt.layer = r.u32(), rt.index = r.u32(), rt.target = r.u32();
+      rt.name = r.str();
+      if (g >= c.size()) r.fail(fmt::format("root {} ('{}') names gate {}, there are {}", i, rt.name, g, c.size()));
+      if (kind >= root_kind_count) r.fail(fmt::format("root {} ('{}') has unknown kind {}", i, rt.name, kind));
+      if (!names.insert(rt.name).second) r.fail(fmt::format("root name '{}' appears twice", rt.name));
+      rt.gate = gate_id{g};
+      rt.kind = static_cast<root_kind>(kind);
+      c.add_root(std::move(rt));
+    }
+    r.expect_end();
+  }
+  // metadata
+  {
+    reader r(sec[6], source, "metadata");
+    const auto n = r.count(8);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      auto k = r.str();
+      auto v = r.str();
+      if (!c.metadata().emplace(k, std::move(v)).second) r.fail(fmt::format("metadata key '{}' appears twice", k));
+    }
+    r.expect_end();
+  }
+  return c;
+}
+
+void save_circuit(const circuit& c, const std::filesystem::path& path) {
+  write_file_atomically(path, serialize_circuit(c));
+}
+
+circuit load_circuit(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) throw io_error(fmt::format("{}: cannot read the circuit file: {}", path.string(), ec.message()));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw io_error(fmt::format("{}: cannot open the circuit file", path.string()));
+  // The size comes from the file system, not from the file's content, so this allocation is
+  // bounded by what is on disk.
+  std::string bytes(size, '\0');
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(size)) || in.gcount() != static_cast<std::streamsize>(size))
+    throw io_error(fmt::format("{}: reading the circuit file failed after {} of {} bytes", path.string(), in.gcount(), size));
+  return deserialize_circuit(bytes, path.string());
+}
+
+}  // namespace provnn

@@ -1,0 +1,58 @@
+// The circuit file format (.pvc), version 1. All integers little-endian.
+//
+//   offset  size  field
+//   0       8     magic  89 'P' 'V' 'C' 0D 0A 1A 0A   (PNG-style: catches text-mode mangling)
+//   8       4     format version (1)
+//   12      4     flags (0; a reader refuses bits it does not know)
+//   16      8     number of sections (7)
+//   24      7×8   byte size of each section, in the order below
+//   80      …     the sections, back to back
+//   end-4   4     CRC-32 (IEEE 802.3, as zlib's crc32) of every byte before it
+//
+// Sections (counts are u64, records fixed-size unless stated):
+//   1 tokens     count; per token: kind u8, variant u8, 0 u16, layer u32, term u32, #coords u32
+//   2 coords     the tokens' coordinates, u32 each, token after token
+//   3 values     the natural real valuation: count f64 (one per token)
+//   4 gates      count; kinds u8 × count, 0-padding to a multiple of 4; child-slot count u32 ×
+//                count; then the children, u32 × Σ slot counts (a token gate's one slot is
+//                its token index)
+//   5 edges      count; per edge gate: gate u32, layer u32, lower u32, upper u32, term u32,
+//                parameter u32 (0xFFFFFFFF: none)
+//   6 roots      count; per root: gate u32, kind u8, 0 u8×3, layer u32, index u32, target u32,
+//                name length u32, name bytes
+//   7 metadata   count; per entry: key length u32, key bytes, value length u32, value bytes
+//
+// A reader checks, in this order and before allocating anything sized by the file: the file
+// size against the header and every section size, the magic, the version, the flags, the
+// CRC, and then every record against the circuit invariants (kinds known, children before
+// parents, token gates unique, names unique, …). Any failure is a parse_error naming the
+// file and the problem; a file is never half-read into a circuit.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "circuits/circuit.hpp"
+
+namespace provnn {
+
+inline constexpr std::uint32_t pvc_format_version = 1;
+
+/// The file's bytes. O(size of the circuit).
+std::string serialize_circuit(const circuit& c);
+
+/// A circuit from bytes made by serialize_circuit. `source` names the bytes in messages
+/// (a file name). Throws parse_error naming `source` and the problem for any damage.
+circuit deserialize_circuit(std::string_view bytes, std::string_view source = "<memory>");
+
+/// Writes the circuit to `path` atomically (temporary file + rename: no half-written file
+/// ever exists under `path`). Throws io_error naming the path.
+void save_circuit(const circuit& c, const std::filesystem::path& path);
+
+/// Reads a circuit file. Throws io_error when it cannot be read, parse_error (naming the
+/// file) when it is not a valid circuit file of a version this build reads.
+circuit load_circuit(const std::filesystem::path& path);
+
+}  // namespace provnn
