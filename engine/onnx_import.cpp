@@ -23,6 +23,7 @@ namespace {
 
 constexpr const char* supported_ops =
     "Gemm, MatMul, Add (a constant bias after Gemm/MatMul/Conv), Conv, Relu, MaxPool, AveragePool, "
+    "Pad (zeros, before Conv/AveragePool), "
     "GlobalAveragePool, Flatten, Reshape (constant shape), BatchNormalization (after Conv/Gemm/MatMul), "
     "Dropout, Identity, Constant, Softmax/LogSoftmax (trailing only)";
 
@@ -52,6 +53,13 @@ class importer {
   std::string current_;  // name of the tensor at the head of the chain
   shape_t shape_;        // its shape (no batch dimension)
   std::size_t total_parameters_ = 0;
+  // A zero Pad waiting to be folded into the Conv or AveragePool that follows it (PyTorch
+  // exports AvgPool2d(padding=p, count_include_pad=True) as Pad + AveragePool).
+  struct pending_pad {
+    std::size_t top = 0, left = 0, bottom = 0, right = 0;
+    std::string node;
+  };
+  std::optional<pending_pad> pad_;
 
   // Context of the node being imported, for messages.
   const onnx::NodeProto* node_ = nullptr;
@@ -93,6 +101,7 @@ class importer {
   void add_bias();
   void conv();
   void pool(pool_op::kind mode, bool global);
+  void pad();
   void flatten();
   void reshape();
   void batch_norm();
@@ -321,14 +330,22 @@ void importer::count_readers() {
         names.push_back(in);
         ++readers_[in];
       }
+    if (node.op_type() == "Reshape" && node.input_size() > 1 && computed(node.input(1))) {
+      node_ = &node;
+      node_index_ = i;
+      node_name_ = node.name().empty() ? fmt::format("{}_{}", node.op_type(), i) : node.name();
+      unsupported("its target shape is computed in the graph (as torch exports x.view(x.size(0), -1)); provnn needs a "
+                  "constant shape: use torch.flatten(x, 1), nn.Flatten, or a constant shape");
+    }
     // A node joining two computed tensors is the clearest sign of a non-chain graph: report it
     // first, before the fork it joins is seen as "a tensor read twice".
     if (names.size() > 1) {
       node_ = &node;
       node_index_ = i;
       node_name_ = node.name().empty() ? fmt::format("{}_{}", node.op_type(), i) : node.name();
-      unsupported(fmt::format("it combines computed tensors '{}' (a residual or skip connection); provnn handles "
-                              "chains of layers only",
+      unsupported(fmt::format("it combines computed tensors '{}': a residual/skip connection, or a parameter (weight, "
+                              "pads, shape) computed by other nodes; provnn handles chains of layers whose parameters "
+                              "are constants",
                               fmt::join(names, "', '")));
     }
   }
@@ -572,6 +589,12 @@ void importer::conv() {
   } else if (auto_pad != "VALID") {
     malformed(fmt::format("unknown auto_pad '{}'", auto_pad));
   }
+  if (pad_) {
+    if (auto_pad != "NOTSET" && auto_pad != "VALID")
+      unsupported(fmt::format("auto_pad {} after the Pad node '{}' is not supported", auto_pad, pad_->node));
+    c.pad_top += pad_->top, c.pad_left += pad_->left, c.pad_bottom += pad_->bottom, c.pad_right += pad_->right;
+    pad_.reset();
+  }
   if (H + c.pad_top + c.pad_bottom < ext_h || W + c.pad_left + c.pad_right < ext_w)
     malformed(fmt::format("the kernel ({}×{}, dilated {}×{}) is larger than the padded input {}", c.kernel_h, c.kernel_w,
                           ext_h, ext_w, shape_str(shape_)));
@@ -629,17 +652,74 @@ void importer::pool(pool_op::kind mode, bool global) {
   } else if (auto_pad != "VALID") {
     malformed(fmt::format("unknown auto_pad '{}'", auto_pad));
   }
+  if (pad_) {
+    if (auto_pad != "NOTSET" && auto_pad != "VALID")
+      unsupported(fmt::format("auto_pad {} after the Pad node '{}' is not supported", auto_pad, pad_->node));
+    const bool own_pads = p.pad_top || p.pad_left || p.pad_bottom || p.pad_right;
+    if (own_pads && !p.count_include_pad)
+      unsupported(fmt::format("its own pads (not counted) combined with the Pad node '{}' (counted) is not supported",
+                              pad_->node));
+    p.pad_top += pad_->top, p.pad_left += pad_->left, p.pad_bottom += pad_->bottom, p.pad_right += pad_->right;
+    p.count_include_pad = true;  // the explicit zeros are real inputs of the average
+    pad_.reset();
+  }
   // A padding as large as the kernel would create windows with no real input.
   if (p.pad_top >= p.kernel_h || p.pad_bottom >= p.kernel_h || p.pad_left >= p.kernel_w || p.pad_right >= p.kernel_w)
     malformed("each pad must be smaller than the kernel");
   if (H + p.pad_top + p.pad_bottom < p.kernel_h || W + p.pad_left + p.pad_right < p.kernel_w)
     malformed(fmt::format("the kernel ({}×{}) is larger than the padded input {}", p.kernel_h, p.kernel_w, shape_str(shape_)));
+  if (attr_int("ceil_mode", 0) != 0) {
+    // Rounding the output size up adds a last, partial window. Extending the trailing pad to
+    // cover it is exact for max (padding never wins) and for an average over real inputs, as
+    // long as the window starts inside the input or the leading pad (PyTorch's rule).
+    auto extend = [&](std::size_t in, std::size_t lead, std::size_t& trail, std::size_t k, std::size_t stride) {
+      const std::size_t span = in + lead + trail - k;
+      if (span % stride == 0) return;
+      const std::size_t out = span / stride + 2;
+      if ((out - 1) * stride >= in + lead)
+        unsupported("ceil_mode = 1 would add a window that lies entirely in the padding; this is not supported");
+      if (p.count_include_pad)
+        unsupported("ceil_mode = 1 with count_include_pad = 1 and a partial last window is not supported");
+      trail = (out - 1) * stride + k - in - lead;
+    };
+    extend(H, p.pad_top, p.pad_bottom, p.kernel_h, p.stride_h);
+    extend(W, p.pad_left, p.pad_right, p.kernel_w, p.stride_w);
+  }
   const std::size_t span_h = H + p.pad_top + p.pad_bottom - p.kernel_h, span_w = W + p.pad_left + p.pad_right - p.kernel_w;
   const std::size_t OH = span_h / p.stride_h + 1, OW = span_w / p.stride_w + 1;
-  if (attr_int("ceil_mode", 0) != 0 && (span_h % p.stride_h != 0 || span_w % p.stride_w != 0))
-    unsupported("ceil_mode = 1 changes the output size here (partial windows); provnn supports ceil_mode only when "
-                "the windows tile the padded input exactly");
   push(node_->op_type(), p, {shape_[0], OH, OW});
+}
+
+void importer::pad() {
+  refuse_attributes_except({"mode", "pads", "value"});
+  if (attr_string("mode", "constant") != "constant")
+    unsupported(fmt::format("Pad mode '{}' is not supported; only zero (constant) padding folds into a Conv or "
+                            "AveragePool",
+                            attr_string("mode", "constant")));
+  if (shape_.size() != 3) unsupported(fmt::format("Pad is supported on (C, H, W) inputs only, not {}", shape_str(shape_)));
+  std::vector<std::int64_t> pads = attr_ints("pads");
+  double value = attr_float("value", 0.0);
+  if (!attr("pads")) {  // opset ≥ 11: pads and the value are inputs
+    const constant& pt = const_input(1, "pads");
+    if (!pt.is_integer) malformed("the pads input must be an integer tensor");
+    pads = pt.ints;
+    if (const constant* v = optional_const_input(2, "constant value")) {
+      if (v->count() != 1) malformed("the constant value must be a scalar");
+      value = v->is_integer ? static_cast<double>(v->ints[0]) : v->values[0];
+    }
+    if (node_->input_size() > 3 && !node_->input(3).empty()) unsupported("the axes input of Pad is not supported");
+  }
+  if (value != 0.0) unsupported(fmt::format("Pad with the value {} is not supported; only zero padding folds", value));
+  // (N, C, H, W) begins, then ends.
+  if (pads.size() != 8) malformed(fmt::format("pads holds {} values; a 4-D input needs 8", pads.size()));
+  constexpr auto bound = static_cast<std::int64_t>(max_onnx_activation);
+  for (auto v : pads)
+    if (v < 0 || v > bound) unsupported(fmt::format("pad value {} is not supported (negative pads crop)", v));
+  if (pads[0] || pads[1] || pads[4] || pads[5]) unsupported("Pad on the batch or channel axis is not supported");
+  if (!pad_) pad_ = pending_pad{};
+  pad_->top += static_cast<std::size_t>(pads[2]), pad_->left += static_cast<std::size_t>(pads[3]);
+  pad_->bottom += static_cast<std::size_t>(pads[6]), pad_->right += static_cast<std::size_t>(pads[7]);
+  pad_->node = node_name_;
 }
 
 void importer::flatten() {
@@ -760,7 +840,7 @@ void importer::import_node() {
 
   static const std::set<std::string, std::less<>> known = {
       "Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
-      "Reshape", "BatchNormalization", "Identity", "Dropout", "Softmax", "LogSoftmax"};
+      "Reshape", "BatchNormalization", "Identity", "Dropout", "Softmax", "LogSoftmax", "Pad"};
   if (!known.count(op)) unsupported(fmt::format("op type '{}' is not supported; supported ops: {}", op, supported_ops));
 
   if (op == "Identity" && node.input_size() == 1 && constants_.count(node.input(0))) {
@@ -793,6 +873,10 @@ void importer::import_node() {
     if (!node.output(i).empty() && readers_.count(node.output(i)) && op != "BatchNormalization")
       unsupported(fmt::format("its extra output '{}' is used; provnn supports the first output only", node.output(i)));
 
+  if (pad_ && op != "Conv" && op != "AveragePool" && op != "Pad" && op != "Identity" && op != "Dropout")
+    unsupported(fmt::format("it follows the Pad node '{}'; a zero Pad is folded only into a directly following Conv or "
+                            "AveragePool (its zeros could win a max, or change a global average)",
+                            pad_->node));
   if (!net_.skipped_softmax.empty() && op != "Identity" && op != "Dropout")
     unsupported(fmt::format("it follows a {}; provnn skips a Softmax only when it is the last layer", net_.skipped_softmax));
 
@@ -805,6 +889,7 @@ void importer::import_node() {
   else if (op == "AveragePool") pool(pool_op::kind::average, false);
   else if (op == "GlobalAveragePool") pool(pool_op::kind::average, true);
   else if (op == "Flatten") flatten();
+  else if (op == "Pad") pad();
   else if (op == "Reshape") reshape();
   else if (op == "BatchNormalization") batch_norm();
   else if (op == "Identity" || op == "Dropout") {
@@ -849,6 +934,10 @@ network importer::run(std::string_view bytes) {
     throw unsupported_error(fmt::format("{}: the graph output '{}' is not the end of the chain of layers ('{}'); "
                                         "provnn handles chains of layers only",
                                         source_, graph_->output(0).name(), current_));
+  if (pad_)
+    throw unsupported_error(fmt::format("{}: the graph ends with the Pad node '{}'; a zero Pad is folded only into a "
+                                        "following Conv or AveragePool",
+                                        source_, pad_->node));
   if (net_.layers.empty()) throw unsupported_error(fmt::format("{}: the graph has no layers", source_));
   if (!net_.skipped_softmax.empty())
     std::fprintf(stderr, "provnn: note: the trailing %s of %s is skipped; relevance is explained on the logits\n",

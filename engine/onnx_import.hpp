@@ -2,8 +2,10 @@
 //
 // Supported (default domain, opsets 9–17): Gemm (transB, alpha, beta; transA = 0), MatMul
 // (optionally followed by Add of a constant, folded into the bias), Conv (2-D; strides, pads,
-// dilations, auto_pad, any group), Relu, MaxPool, AveragePool (count_include_pad),
-// GlobalAveragePool, Flatten, Reshape with a constant shape (initialiser or Constant node),
+// dilations, auto_pad, any group), Relu, MaxPool, AveragePool (count_include_pad; ceil_mode when
+// the last window starts inside the input), GlobalAveragePool, a zero Pad directly before a Conv
+// or AveragePool (folded into its pads; PyTorch exports AvgPool2d(padding=p) that way), Flatten,
+// Reshape with a constant shape (initialiser or Constant node),
 // BatchNormalization directly after Conv/Gemm/MatMul (folded into it:
 //   W' = W·γ/√(var+ε), b' = (b − mean)·γ/√(var+ε) + β), Dropout and Identity (skipped),
 // Constant, and a trailing Softmax/LogSoftmax (skipped, with one note on stderr: relevance is

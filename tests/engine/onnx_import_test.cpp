@@ -112,6 +112,71 @@ TEST_CASE("onnx: Add after Conv is a per-channel bias; Identity of a weight is a
   test::check_throws_with<unsupported_error>([&] { load(r); }, {"'shift'", "per-unit bias", "Relu"});
 }
 
+TEST_CASE("onnx: a zero Pad folds into the following AveragePool or Conv") {
+  SUBCASE("opset 13: pads as an input, before AveragePool (counted, as PyTorch's count_include_pad)") {
+    onnx_builder b({1, 1, 2, 2});
+    b.int_init("pads", {0, 0, 1, 1, 0, 0, 1, 1});
+    b.node("Pad", {"x", "pads"}, {"p"}, "pad");
+    auto& n = b.node("AveragePool", {"p"}, {"y"});
+    onnx_builder::set_ints(n, "kernel_shape", {2, 2});
+    b.output("y");
+    const network net = load(b);
+    REQUIRE(net.layers.size() == 1);
+    const auto& pool = std::get<pool_op>(net.layers[0].op);
+    CHECK(pool.count_include_pad);
+    CHECK(net.layers[0].in_shape == shape_t{1, 2, 2});
+    CHECK(forward(net, std::vector<double>{1, 2, 3, 4}).output() ==
+          std::vector<double>{0.25, 0.75, 0.5, 1, 2.5, 1.5, 0.75, 1.75, 1});
+  }
+  SUBCASE("opset 9: pads as an attribute, before Conv") {
+    onnx_builder b({1, 1, 2, 2}, 9);
+    auto& p = b.node("Pad", {"x"}, {"p"}, "pad");
+    onnx_builder::set_ints(p, "pads", {0, 0, 2, 0, 0, 0, 0, 1});
+    b.init("w", {1, 1, 1, 1}, {2});
+    b.node("Conv", {"p", "w"}, {"y"});
+    b.output("y");
+    const network net = load(b);
+    const auto& c = std::get<conv2d_op>(net.layers[0].op);
+    CHECK((c.pad_top == 2 && c.pad_left == 0 && c.pad_bottom == 0 && c.pad_right == 1));
+    CHECK(forward(net, std::vector<double>{1, 2, 3, 4}).output() == std::vector<double>{0, 0, 0, 0, 0, 0, 2, 4, 0, 6, 8, 0});
+  }
+  SUBCASE("refusals: before MaxPool, at the end, reflect mode, non-zero value") {
+    auto make = [](const std::string& next, const std::string& mode, double value) {
+      onnx_builder b({1, 1, 4, 4}, 9);
+      auto& p = b.node("Pad", {"x"}, {"p"}, "pad");
+      onnx_builder::set_ints(p, "pads", {0, 0, 1, 1, 0, 0, 1, 1});
+      onnx_builder::set_string(p, "mode", mode);
+      onnx_builder::set_float(p, "value", value);
+      if (next.empty()) {
+        b.output("p");
+      } else {
+        auto& n = b.node(next, {"p"}, {"y"}, "next");
+        onnx_builder::set_ints(n, "kernel_shape", {2, 2});
+        b.output("y");
+      }
+      return b;
+    };
+    test::check_throws_with<unsupported_error>([&] { load(make("MaxPool", "constant", 0)); }, {"'next'", "'pad'", "max"});
+    test::check_throws_with<unsupported_error>([&] { load(make("", "constant", 0)); }, {"ends with the Pad node 'pad'"});
+    test::check_throws_with<unsupported_error>([&] { load(make("AveragePool", "reflect", 0)); }, {"'pad'", "reflect"});
+    test::check_throws_with<unsupported_error>([&] { load(make("AveragePool", "constant", 1)); }, {"'pad'", "value 1"});
+  }
+}
+
+TEST_CASE("onnx: MaxPool ceil_mode adds the partial last window") {
+  onnx_builder b({1, 1, 3, 3});
+  auto& n = b.node("MaxPool", {"x"}, {"y"});
+  onnx_builder::set_ints(n, "kernel_shape", {2, 2});
+  onnx_builder::set_ints(n, "strides", {2, 2});
+  onnx_builder::set_int(n, "ceil_mode", 1);
+  b.output("y");
+  const network net = load(b);
+  CHECK(net.layers[0].out_shape == shape_t{1, 2, 2});
+  const auto r = forward(net, std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9});
+  CHECK(r.output() == std::vector<double>{5, 6, 8, 9});
+  CHECK(r.argmax[0] == std::vector<std::uint32_t>{4, 5, 7, 8});
+}
+
 TEST_CASE("onnx: absurd attribute values are refused before any size computation") {
   onnx_builder b({1, 1, 4, 4});
   b.init("w", {1, 1, 2, 2}, {1, 1, 1, 1});
