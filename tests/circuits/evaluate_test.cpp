@@ -9,6 +9,8 @@
 #include "common/error.hpp"
 #include "layered.hpp"
 #include "semiring_list.hpp"
+#include "semirings/counting.hpp"
+#include "semirings/viterbi.hpp"
 
 using namespace provnn;
 using provnn::testing::same_value;
@@ -252,4 +254,51 @@ TEST_CASE("edge gates without factors are one; an edge gate with an annotation i
   const auto b = evaluate(c, boolean_semiring{}, &ann);
   CHECK(b[to_index(e0)] == 1);
   CHECK(b[to_index(e1)] == 1);
+}
+
+TEST_CASE("K-LRP on random layered nets: counting counts the paths above θ, Viterbi finds the best max-norm path") {
+  std::mt19937 rng(12);
+  counting_semiring cs;
+  viterbi_semiring vs;
+  long total_counted = 0;
+  for (int trial = 0; trial < 25; ++trial) {
+    std::uniform_int_distribution<std::uint32_t> width(1, 4), depth(2, 4);
+    std::vector<std::uint32_t> sizes(depth(rng));
+    for (auto& w : sizes) w = width(rng);
+    auto net = provnn::testing::random_layered(rng, sizes, 0.8, 0.3);
+    const auto& tt = net.c.tokens();
+    const double theta = std::uniform_real_distribution<double>(-0.3, 0.05)(rng);
+    const auto thr = threshold_annotation(net.c, theta);
+    const auto maxnorm = viterbi_maxnorm_annotation(net.c);
+    const auto levels = static_cast<std::uint32_t>(sizes.size());
+    // Plain enumeration of every path, counting and maximising with ordinary arithmetic.
+    std::vector<long> count(sizes[0], 0);
+    std::vector<double> best(sizes[0], 0.0);
+    std::function<void(std::uint32_t, std::uint32_t, std::uint32_t, bool, double)> walk =
+        [&](std::uint32_t feature, std::uint32_t level, std::uint32_t unit, bool all_above, double product) {
+          if (level == levels - 1) {
+            const double r = tt.value(net.targets[unit]);
+            if (all_above && r != 0.0) ++count[feature];
+            best[feature] = std::max(best[feature], product * std::fabs(r));
+            return;
+          }
+          for (const auto& e : net.edges)
+            if (e.level == level && e.lower == unit) {
+              double d = 1.0;
+              for (auto t : e.factors) d *= tt.value(t);
+              walk(feature, level + 1, e.upper, all_above && d >= theta, product * maxnorm.real(e.circuit_edge));
+            }
+        };
+    for (std::uint32_t j = 0; j < sizes[0]; ++j) walk(j, 0, j, true, 1.0);
+    const auto cv = lift_valuation(net.c, cs);
+    const auto counted = evaluate_roots(net.c, cs, cv, &thr);
+    const auto vv = lift_valuation(net.c, vs);
+    const auto viterbi = evaluate_roots(net.c, vs, vv, &maxnorm);
+    for (std::uint32_t j = 0; j < sizes[0]; ++j) {
+      CHECK(counted[j] == count[j]);
+      CHECK(viterbi[j] == doctest::Approx(best[j]));
+      total_counted += count[j];
+    }
+  }
+  CHECK(total_counted > 50);  // many paths pass the threshold: the comparison is not vacuous
 }
