@@ -61,6 +61,18 @@ class monomial {
   /// The single token t (exponent 1).
   explicit monomial(token_index t) { factors_.push_back({t, 1}); }
 
+  // small_vector does not declare its moves noexcept, which would make every
+  // std::vector<term> copy on growth. They cannot throw here: the elements are trivially
+  // copyable and a move either steals the heap buffer or copies into the inline one.
+  monomial(const monomial&) = default;
+  monomial& operator=(const monomial&) = default;
+  monomial(monomial&& o) noexcept : factors_(std::move(o.factors_)) {}
+  monomial& operator=(monomial&& o) noexcept {
+    factors_ = std::move(o.factors_);
+    return *this;
+  }
+  ~monomial() = default;
+
   /// Builds a monomial from factors in any order; equal tokens have their exponents added
   /// and zero exponents are dropped. O(n log n).
   static monomial from_factors(std::span<const factor> fs) {
@@ -252,14 +264,20 @@ class polynomial {
     return r;
   }
 
-  /// Product. Multiplying by a single term keeps the canonical order (it is a monomial
-  /// order), so that common case is O(n); otherwise all |p|·|q| products are formed, sorted
-  /// and combined, O(|p||q| log(|p||q|)).
+  /// Product. Multiplying by one term keeps the canonical order (it is a monomial order),
+  /// so each row small[i]·large is already sorted: a single term costs O(n), and in general
+  /// the rows are merged with a heap, O(|p||q| log min(|p|,|q|)) comparisons, building every
+  /// product monomial once and storing only the combined result.
   friend polynomial operator*(const polynomial& p, const polynomial& q) {
-    return multiply(p, q, [](const monomial& a, const monomial& b) { return a * b; }, true);
+    if (p.is_zero() || q.is_zero()) return {};
+    const polynomial& small = p.size() <= q.size() ? p : q;
+    const polynomial& large = p.size() <= q.size() ? q : p;
+    if (small.size() == 1)
+      return multiply(p, q, [](const monomial& a, const monomial& b) { return a * b; }, true);
+    return merge_rows(small, large);
   }
-
-  /// Σ of many polynomials: one sort of all terms instead of a chain of merges.
+  /// Σ of many polynomials: one k-way merge instead of a chain of binary merges,
+  /// O(n log k) comparisons for n terms in k inputs.
   static polynomial sum(std::span<const polynomial> ps) {
     std::size_t n = 0;
     const polynomial* only = nullptr;
@@ -278,10 +296,31 @@ class polynomial {
           else return *a + p;
         }
     }
-    std::vector<term> all;
-    all.reserve(n);
-    for (const auto& p : ps) all.insert(all.end(), p.terms_.begin(), p.terms_.end());
-    return from_terms(std::move(all));
+    // k-way merge of the sorted inputs: every term is copied once, O(n log k) comparisons.
+    std::vector<std::pair<const term*, const term*>> cursors;  // (next, end) per input
+    for (const auto& p : ps)
+      if (!p.is_zero()) cursors.emplace_back(p.terms_.data(), p.terms_.data() + p.terms_.size());
+    std::vector<std::uint32_t> heap(cursors.size());
+    for (std::uint32_t i = 0; i < heap.size(); ++i) heap[i] = i;
+    const auto later = [&](std::uint32_t a, std::uint32_t b) { return cursors[b].first->mono < cursors[a].first->mono; };
+    std::make_heap(heap.begin(), heap.end(), later);
+    polynomial r;
+    r.terms_.reserve(n);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      auto& c = cursors[heap.back()];
+      if (!r.terms_.empty() && r.terms_.back().mono == c.first->mono)
+        r.terms_.back().coefficient += c.first->coefficient;
+      else
+        r.terms_.push_back(*c.first);
+      if (++c.first != c.second)
+        std::push_heap(heap.begin(), heap.end(), later);
+      else
+        heap.pop_back();
+    }
+    r.terms_.erase(std::remove_if(r.terms_.begin(), r.terms_.end(), [](const term& t) { return t.coefficient == 0; }),
+                   r.terms_.end());
+    return r;
   }
 
   /// Generic product with a custom monomial product (B[X] and Trio[X] use the set union);
@@ -309,6 +348,52 @@ class polynomial {
   friend bool operator==(const polynomial&, const polynomial&) = default;
 
  private:
+  // Heap merge of the sorted rows small[i]·large (see operator*).
+  static polynomial merge_rows(const polynomial& small, const polynomial& large) {
+    struct cursor {
+      term value;  // small[row]·large[col]
+      std::uint32_t col;
+    };
+    std::vector<cursor> rows;  // one per row of small; the heap holds row indices only
+    rows.reserve(small.size());
+    const auto product = [&](std::uint32_t row, std::uint32_t col) {
+      const term& s = small.terms_[row];
+      const term& l = large.terms_[col];
+      return term{s.mono * l.mono, s.coefficient * l.coefficient};
+    };
+    std::vector<std::uint32_t> heap;
+    heap.reserve(small.size());
+    for (std::uint32_t i = 0; i < small.size(); ++i) {
+      rows.push_back({product(i, 0), 0});
+      heap.push_back(i);
+    }
+    const auto later = [&](std::uint32_t a, std::uint32_t b) { return rows[b].value.mono < rows[a].value.mono; };
+    std::make_heap(heap.begin(), heap.end(), later);
+    polynomial r;
+    // The result has at most |small|·|large| terms; reserving that (up to a cap) avoids
+    // moving a growing vector of terms several times.
+    r.terms_.reserve(std::min<std::size_t>(small.size() * large.size(), std::size_t{1} << 22));
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      const std::uint32_t row = heap.back();
+      cursor& c = rows[row];
+      if (!r.terms_.empty() && r.terms_.back().mono == c.value.mono)
+        r.terms_.back().coefficient += c.value.coefficient;
+      else
+        r.terms_.push_back(std::move(c.value));
+      if (++c.col < large.size()) {
+        c.value = product(row, c.col);
+        std::push_heap(heap.begin(), heap.end(), later);
+      } else {
+        heap.pop_back();
+      }
+    }
+    // Coefficients of N[X] are positive, but from_terms accepts any integers: drop zeros.
+    r.terms_.erase(std::remove_if(r.terms_.begin(), r.terms_.end(), [](const term& t) { return t.coefficient == 0; }),
+                   r.terms_.end());
+    return r;
+  }
+
   void normalise() {
     std::sort(terms_.begin(), terms_.end(), [](const term& a, const term& b) { return a.mono < b.mono; });
     std::size_t out = 0;

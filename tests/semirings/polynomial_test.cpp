@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -111,4 +112,31 @@ TEST_CASE("top-k: keeps the k best by |score| with their monomials and signs") {
   CHECK(f.k() == 2);
   CHECK(f.name() == "topk:2");
   CHECK_THROWS_AS(topk_semiring(0), provnn::error);
+}
+
+TEST_CASE("N[X]: the heap-merged product and k-way sum equal sort-and-combine") {
+  std::mt19937_64 g(7);
+  const auto random_poly = [&](int terms) {
+    std::vector<term> ts;
+    for (int i = 0; i < terms; ++i) {
+      std::vector<factor> fs;
+      const int n = static_cast<int>(g() % 4);
+      for (int j = 0; j < n; ++j) fs.push_back({static_cast<token_index>(g() % 6), static_cast<std::uint32_t>(1 + g() % 3)});
+      ts.push_back({monomial::from_factors(fs), natural(1 + g() % 9)});
+    }
+    return polynomial::from_terms(std::move(ts));
+  };
+  for (int round = 0; round < 50; ++round) {
+    const polynomial p = random_poly(1 + round % 17), q = random_poly(1 + round % 11), r = random_poly(round % 5);
+    // Reference product: all pairs, then one sort and combine (from_terms).
+    std::vector<term> pairs;
+    for (const auto& a : p)
+      for (const auto& b : q) pairs.push_back({a.mono * b.mono, a.coefficient * b.coefficient});
+    CHECK(p * q == polynomial::from_terms(pairs));
+    // Reference sum: concatenate, then one sort and combine.
+    std::vector<term> all;
+    for (const polynomial* x : {&p, &q, &r, &p}) all.insert(all.end(), x->begin(), x->end());
+    const std::vector<polynomial> ps{p, q, polynomial{}, r, p};
+    CHECK(polynomial::sum(ps) == polynomial::from_terms(all));
+  }
 }
