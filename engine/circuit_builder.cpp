@@ -1,0 +1,711 @@
+#include "engine/circuit_builder.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "common/error.hpp"
+
+namespace provnn::engine {
+
+namespace {
+
+using V = token_variant;
+using K = token_kind;
+
+constexpr std::uint32_t unset = 0xFFFFFFFFu;
+
+inline double pos(double x) noexcept { return x > 0 ? x : 0.0; }
+inline double neg(double x) noexcept { return x < 0 ? x : 0.0; }
+inline double stab(double z, double eps) noexcept { return z >= 0 ? z + eps : z - eps; }
+/// 1/stab(d): the per-unit coefficient; a zero stabilised denominator (only with ε = 0)
+/// passes nothing, as in lrp().
+inline double inv_stab(double d, double eps) noexcept {
+  const double s = stab(d, eps);
+  return s == 0 ? 0.0 : 1.0 / s;
+}
+
+std::string shape_string(const shape_t& s) { return fmt::format("({})", fmt::join(s, ",")); }
+
+/// A term m of a rule: input modifier φ_m, parameter modifier ψ_m (none for pools).
+struct term_spec {
+  V phi;
+  V psi;
+  bool has_psi = true;
+};
+/// A bias share: ψ_m(b_k) with the coefficient of term m.
+struct bias_spec {
+  V psi;
+  std::uint32_t term;
+};
+
+struct rule_terms {
+  std::vector<term_spec> terms;
+  std::vector<bias_spec> bias;  // empty: the rule gives biases nothing
+};
+
+rule_terms terms_of(const rule& r) {
+  switch (r.kind) {
+    case rule_kind::zero:
+    case rule_kind::epsilon: return {{{V::plain, V::plain}}, {{V::plain, 0}}};
+    case rule_kind::zplus: return {{{V::pos, V::pos}, {V::neg, V::neg}}, {{V::pos, 0}}};
+    case rule_kind::alphabeta:
+      return {{{V::pos, V::pos}, {V::neg, V::neg}, {V::pos, V::neg}, {V::neg, V::pos}}, {{V::pos, 0}, {V::neg, 2}}};
+    case rule_kind::gamma:
+      return {{{V::pos, V::gamma_pos}, {V::neg, V::gamma_neg}, {V::pos, V::gamma_neg}, {V::neg, V::gamma_pos}},
+              {{V::gamma_pos, 0}, {V::gamma_neg, 2}}};
+    case rule_kind::zbox: return {{{V::plain, V::plain}, {V::low, V::pos}, {V::high, V::neg}}, {}};
+    case rule_kind::flat: return {{{V::one, V::one}}, {}};
+    case rule_kind::wsquare: return {{{V::one, V::square}}, {{V::square, 0}}};
+  }
+  return {};
+}
+
+double modify(V v, double x, double gamma) noexcept {
+  switch (v) {
+    case V::plain: return x;
+    case V::pos: return pos(x);
+    case V::neg: return neg(x);
+    case V::gamma_pos: return x + gamma * pos(x);
+    case V::gamma_neg: return x + gamma * neg(x);
+    case V::square: return x * x;
+    case V::one: return 1.0;
+    case V::low:
+    case V::high: break;  // bounds are not modifiers of x
+  }
+  return 0.0;
+}
+
+// ---- edge geometry: f(k, j, p, w) for every edge input j → output k using parameter p ------
+// The traversal orders are those of lrp(), so the per-unit sums round the same way.
+
+template <class F>
+void dense_edges(const dense_op& op, F&& f) {
+  const double* w = op.weight.data();
+  for (std::size_t k = 0; k < op.out; ++k)
+    for (std::size_t j = 0; j < op.in; ++j) f(k, j, k * op.in + j, w[k * op.in + j]);
+}
+
+inline std::pair<std::ptrdiff_t, std::ptrdiff_t> valid_range(std::ptrdiff_t off, std::ptrdiff_t stride,
+                                                             std::ptrdiff_t n, std::ptrdiff_t n_out) noexcept {
+  const std::ptrdiff_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  const std::ptrdiff_t last = n - 1 - off;
+  std::ptrdiff_t hi = last < 0 ? 0 : last / stride + 1;
+  hi = std::min(hi, n_out);
+  return {std::min(lo, hi), hi};
+}
+
+template <class F>
+void conv_edges(const conv2d_op& c, const shape_t& in, const shape_t& out, F&& f) {
+  const std::size_t h = in[1], w = in[2], oh = out[1], ow = out[2];
+  const std::size_t icg = c.in_channels / c.group, ocg = c.out_channels / c.group;
+  const auto H = static_cast<std::ptrdiff_t>(h), W = static_cast<std::ptrdiff_t>(w);
+  const auto OH = static_cast<std::ptrdiff_t>(oh), OW = static_cast<std::ptrdiff_t>(ow);
+  const auto sh = static_cast<std::ptrdiff_t>(c.stride_h), sw = static_cast<std::ptrdiff_t>(c.stride_w);
+  std::size_t p = 0;
+  for (std::size_t oc = 0; oc < c.out_channels; ++oc) {
+    const std::size_t grp = oc / ocg;
+    const std::size_t out_base = oc * oh * ow;
+    for (std::size_t icl = 0; icl < icg; ++icl) {
+      const std::size_t in_base = (grp * icg + icl) * h * w;
+      for (std::size_t ky = 0; ky < c.kernel_h; ++ky) {
+        const auto offy = static_cast<std::ptrdiff_t>(ky * c.dilation_h) - static_cast<std::ptrdiff_t>(c.pad_top);
+        const auto [oy0, oy1] = valid_range(offy, sh, H, OH);
+        for (std::size_t kx = 0; kx < c.kernel_w; ++kx, ++p) {
+          const double wv = c.weight[p];
+          const auto offx = static_cast<std::ptrdiff_t>(kx * c.dilation_w) - static_cast<std::ptrdiff_t>(c.pad_left);
+          const auto [ox0, ox1] = valid_range(offx, sw, W, OW);
+          for (std::ptrdiff_t oy = oy0; oy < oy1; ++oy) {
+            const std::size_t krow = out_base + static_cast<std::size_t>(oy * OW);
+            const std::ptrdiff_t jrow = static_cast<std::ptrdiff_t>(in_base) + (oy * sh + offy) * W + offx;
+            for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox)
+              f(krow + static_cast<std::size_t>(ox), static_cast<std::size_t>(jrow + ox * sw), p, wv);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class F>
+void pool_edges(const pool_op& p, const shape_t& in, const shape_t& out, F&& f) {
+  const auto C = in[0];
+  const auto H = static_cast<std::ptrdiff_t>(in[1]), W = static_cast<std::ptrdiff_t>(in[2]);
+  const auto OH = static_cast<std::ptrdiff_t>(out[1]), OW = static_cast<std::ptrdiff_t>(out[2]);
+  for (std::size_t ch = 0; ch < C; ++ch)
+    for (std::ptrdiff_t oy = 0; oy < OH; ++oy)
+      for (std::ptrdiff_t ox = 0; ox < OW; ++ox) {
+        const std::size_t k = (ch * static_cast<std::size_t>(OH) + static_cast<std::size_t>(oy)) *
+                                  static_cast<std::size_t>(OW) + static_cast<std::size_t>(ox);
+        for (std::size_t ky = 0; ky < p.kernel_h; ++ky) {
+          const std::ptrdiff_t iy = oy * static_cast<std::ptrdiff_t>(p.stride_h) + static_cast<std::ptrdiff_t>(ky) -
+                                    static_cast<std::ptrdiff_t>(p.pad_top);
+          if (iy < 0 || iy >= H) continue;
+          for (std::size_t kx = 0; kx < p.kernel_w; ++kx) {
+            const std::ptrdiff_t ix = ox * static_cast<std::ptrdiff_t>(p.stride_w) + static_cast<std::ptrdiff_t>(kx) -
+                                      static_cast<std::ptrdiff_t>(p.pad_left);
+            if (ix < 0 || ix >= W) continue;
+            f(k, (ch * static_cast<std::size_t>(H) + static_cast<std::size_t>(iy)) * static_cast<std::size_t>(W) +
+                     static_cast<std::size_t>(ix),
+              std::size_t{0}, 0.0);
+          }
+        }
+      }
+}
+
+/// Calls f(k, j, p, w) for every edge of a linear stage (pools: p = 0, w = 0).
+template <class F>
+void stage_edges(const layer& l, F&& f) {
+  if (const auto* d = std::get_if<dense_op>(&l.op)) {
+    dense_edges(*d, f);
+  } else if (const auto* c = std::get_if<conv2d_op>(&l.op)) {
+    conv_edges(*c, l.in_shape, l.out_shape, f);
+  } else {
+    pool_edges(std::get<pool_op>(l.op), l.in_shape, l.out_shape, f);
+  }
+}
+
+bool is_stage(const layer& l) {
+  if (l.is_linear()) return true;
+  const auto* p = std::get_if<pool_op>(&l.op);
+  return p && p->mode == pool_op::kind::average;
+}
+
+void unravel(std::size_t flat, const shape_t& shape, std::vector<std::uint32_t>& out) {
+  out.resize(shape.size());
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    out[d] = static_cast<std::uint32_t>(shape[d] == 0 ? 0 : flat % shape[d]);
+    flat = shape[d] == 0 ? 0 : flat / shape[d];
+  }
+}
+
+void check_bound(const zbox_bound& b, const char* which, std::size_t n_in, const layer& l, std::size_t lin) {
+  if (!b.loaded())
+    throw error(fmt::format("zbox bound {} '{}' of linear layer {} ('{}') is not loaded; resolve_bounds() reads it",
+                            which, b.path, lin, l.name));
+  if (!b.values.empty() && b.values.size() != n_in)
+    throw error(fmt::format(
+        "zbox bound {} '{}' has {} values but linear layer {} ('{}') has {} inputs of shape {}; give a scalar or "
+        "one bound per input feature",
+        which, b.path.empty() ? "<values>" : b.path, b.values.size(), lin, l.name, n_in, shape_string(l.in_shape)));
+}
+
+/// One explanation sharing the circuit: the output units it starts from and its root suffix.
+struct group {
+  std::vector<std::pair<std::size_t, double>> start;  // (output unit y, initial relevance)
+  std::string suffix;                                 // "" or "|r[y]"
+  std::uint32_t target = no_target;
+  std::vector<gate_id> r;  // R at the current boundary
+  // (lower unit, gate) pairs of the stage being built, then bucketed by lower unit
+  std::vector<std::uint32_t> pair_j;
+  std::vector<gate_id> pair_g;
+};
+
+class builder {
+ public:
+  builder(const network& net, const forward_result& fwd, const circuit_options& opt)
+      : net_(net), fwd_(fwd), opt_(opt), keep_bias_(opt.bias == bias_mode::kept) {}
+
+  circuit run(circuit_build_info* info);
+
+ private:
+  void check();
+  void make_groups();
+  void build_stage(std::size_t i, std::size_t s, const rule& r);
+  void route_max_pool(std::size_t i);
+
+  gate_id token_gate(K kind, V variant, std::uint32_t layer, std::span<const std::uint32_t> index, double value,
+                     std::uint32_t term = 0) {
+    const token_index t = c_.tokens().intern(kind, variant, layer, index, term);
+    c_.tokens().set_value(t, value);
+    return c_.token(t);
+  }
+
+  const network& net_;
+  const forward_result& fwd_;
+  const circuit_options& opt_;
+  const bool keep_bias_;
+  circuit c_;
+  std::vector<group> groups_;
+  std::vector<std::size_t> stage_of_;
+  std::vector<std::string> stage_rules_;
+  std::vector<root> bias_roots_;
+  std::vector<std::uint32_t> idx_;
+  std::size_t edges_ = 0;
+  bool first_reads_x_ = true;
+};
+
+void builder::check() {
+  const std::size_t L = net_.layers.size();
+  if (fwd_.activations.size() != L + 1)
+    throw error(fmt::format("forward result has {} activation arrays but network '{}' has {} layers (expected {})",
+                            fwd_.activations.size(), net_.source, L, L + 1));
+  for (std::size_t i = 0; i <= L; ++i) {
+    const shape_t& s = i == 0 ? net_.input_shape : net_.layers[i - 1].out_shape;
+    if (fwd_.activations[i].size() != element_count(s))
+      throw error(fmt::format("forward result: activations[{}] has {} values, the network expects shape {} ({} values)",
+                              i, fwd_.activations[i].size(), shape_string(s), element_count(s)));
+  }
+  if (fwd_.activations.back().empty()) throw error(fmt::format("network '{}' has an empty output", net_.source));
+  const auto n_linear = static_cast<std::size_t>(
+      std::count_if(net_.layers.begin(), net_.layers.end(), [](const layer& l) { return l.is_linear(); }));
+  if (opt_.layer_rules.size() != n_linear)
+    throw error(fmt::format(
+        "build_circuit: {} rules given but network '{}' has {} linear layers; use resolve() to get one per layer",
+        opt_.layer_rules.size(), net_.source, n_linear));
+  if (!(opt_.pool_epsilon >= 0) || !std::isfinite(opt_.pool_epsilon))
+    throw error(fmt::format("build_circuit: pool_epsilon must be a finite number >= 0, got {}", opt_.pool_epsilon));
+}
+
+void builder::make_groups() {
+  const auto& logits = fwd_.output();
+  auto check_class = [&](std::size_t t) {
+    if (t >= logits.size())
+      throw error(fmt::format("target class {} is out of range: the network has {} outputs (0..{})", t, logits.size(),
+                              logits.size() - 1));
+  };
+  if (!opt_.targets.empty()) {
+    for (std::size_t t : opt_.targets) {
+      check_class(t);
+      for (const auto& g : groups_)
+        if (g.target == t) throw error(fmt::format("build_circuit: target class {} is listed twice", t));
+      group g;
+      g.start = {{t, logits[t]}};
+      g.target = static_cast<std::uint32_t>(t);
+      if (opt_.targets.size() > 1) g.suffix = fmt::format("|r[{}]", t);
+      groups_.push_back(std::move(g));
+    }
+    return;
+  }
+  group g;
+  if (const auto* v = std::get_if<std::vector<double>>(&opt_.target)) {
+    if (v->size() != logits.size())
+      throw error(fmt::format("initial relevance has {} values but the network output has {}", v->size(), logits.size()));
+    for (std::size_t y = 0; y < v->size(); ++y) {
+      if (!std::isfinite((*v)[y])) throw error(fmt::format("initial relevance value {} is not finite ({})", y, (*v)[y]));
+      if ((*v)[y] != 0) g.start.emplace_back(y, (*v)[y]);
+    }
+  } else {
+    std::size_t t = 0;
+    if (const auto* cl = std::get_if<std::size_t>(&opt_.target)) {
+      t = *cl;
+      check_class(t);
+    } else {
+      t = predicted(fwd_);
+    }
+    g.start = {{t, logits[t]}};
+    g.target = static_cast<std::uint32_t>(t);
+  }
+  groups_.push_back(std::move(g));
+}
+
+void builder::route_max_pool(std::size_t i) {
+  const layer& l = net_.layers[i];
+  const std::size_t n_out = fwd_.activations[i + 1].size(), n_in = fwd_.activations[i].size();
+  if (i >= fwd_.argmax.size() || fwd_.argmax[i].size() != n_out)
+    throw error(fmt::format("forward result: max-pool layer {} ('{}') has no winner for each of its {} outputs", i,
+                            l.name, n_out));
+  const auto& win = fwd_.argmax[i];
+  for (auto& g : groups_) {
+    std::vector<gate_id> r_in(n_in, zero_gate);
+    for (std::size_t k = 0; k < n_out; ++k) {
+      PROVNN_ASSERT(win[k] < n_in);
+      if (g.r[k] == zero_gate) continue;
+      // Overlapping windows can share a winner: its relevance is the sum of theirs.
+      r_in[win[k]] = r_in[win[k]] == zero_gate ? g.r[k] : c_.plus({r_in[win[k]], g.r[k]});
+    }
+    g.r = std::move(r_in);
+  }
+}
+
+void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
+  const layer& l = net_.layers[i];
+  const bool pool = !l.is_linear();
+  const auto* dense = std::get_if<dense_op>(&l.op);
+  const auto* conv = std::get_if<conv2d_op>(&l.op);
+  const std::vector<double>& a = fwd_.activations[i];
+  const std::vector<double>& z = fwd_.activations[i + 1];
+  const std::size_t n_in = a.size(), n_out = z.size();
+  const auto layer_no = static_cast<std::uint32_t>(s);
+  const bool reads_x = s == 1 && first_reads_x_;
+
+  rule_terms rt;
+  if (pool) {
+    rt.terms = {{V::plain, V::plain, false}};
+  } else {
+    rt = terms_of(r);
+    if (!keep_bias_) rt.bias.clear();
+  }
+  if (!pool && r.kind == rule_kind::zbox) {
+    if (!reads_x)
+      throw unsupported_error(fmt::format(
+          "build_circuit: the zbox rule on layer '{}' (stage {}) needs the network input as its input, but other "
+          "layers come before it; the circuit names z^B bounds only for input features (l[i], h[i]); use zbox on "
+          "the first linear layer only",
+          l.name, s));
+    check_bound(r.low, "L", n_in, l, s - 1);
+    check_bound(r.high, "H", n_in, l, s - 1);
+  }
+  const std::size_t T = rt.terms.size();
+
+  // Parameters and their shapes.
+  const std::vector<double>* bias_vec = dense ? &dense->bias : conv ? &conv->bias : nullptr;
+  std::size_t plane = 1;  // output units per bias parameter
+  shape_t wshape;
+  if (dense) wshape = {dense->out, dense->in};
+  if (conv) {
+    wshape = {conv->out_channels, conv->in_channels / conv->group, conv->kernel_h, conv->kernel_w};
+    plane = l.out_shape[1] * l.out_shape[2];
+  }
+  auto bias = [&](std::size_t k) -> double {
+    if (!keep_bias_ || !bias_vec || bias_vec->empty()) return 0.0;
+    return (*bias_vec)[k / plane];
+  };
+
+  // Per-unit coefficients c_mk (with all divisions, ε, γ, α, β and signs), as lrp() does.
+  std::vector<std::vector<double>> coef(T, std::vector<double>(n_out, 0.0));
+  const double eps = r.epsilon;
+  if (pool) {
+    const auto& p = std::get<pool_op>(l.op);
+    std::vector<double> count(n_out, 0.0);
+    if (p.count_include_pad) {
+      std::fill(count.begin(), count.end(), static_cast<double>(p.kernel_h * p.kernel_w));
+    } else {
+      stage_edges(l, [&](std::size_t k, std::size_t, std::size_t, double) { count[k] += 1.0; });
+    }
+    for (std::size_t k = 0; k < n_out; ++k)
+      coef[0][k] = count[k] == 0 ? 0.0 : inv_stab(z[k], opt_.pool_epsilon) / count[k];
+  } else {
+    switch (r.kind) {
+      case rule_kind::zero:
+      case rule_kind::epsilon: {
+        if (keep_bias_) {
+          for (std::size_t k = 0; k < n_out; ++k) coef[0][k] = inv_stab(z[k], eps);
+        } else {
+          std::vector<double> d(n_out, 0.0);
+          stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) { d[k] += a[j] * w; });
+          for (std::size_t k = 0; k < n_out; ++k) coef[0][k] = inv_stab(d[k], eps);
+        }
+        break;
+      }
+      case rule_kind::zplus:
+      case rule_kind::alphabeta: {
+        const bool ab = r.kind == rule_kind::alphabeta;
+        const double alpha = ab ? r.alpha : 1.0, beta = ab ? r.beta : 0.0;
+        std::vector<double> dp(n_out), dn(n_out);
+        for (std::size_t k = 0; k < n_out; ++k) {
+          dp[k] = pos(bias(k));
+          dn[k] = neg(bias(k));
+        }
+        stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
+          const double ap = pos(a[j]), an = neg(a[j]), wp = pos(w), wn = neg(w);
+          dp[k] += ap * wp + an * wn;
+          dn[k] += ap * wn + an * wp;
+        });
+        for (std::size_t k = 0; k < n_out; ++k) {
+          coef[0][k] = coef[1][k] = alpha * inv_stab(dp[k], eps);
+          // z⁻_k = 0 means every negative contribution is 0: the unit has no negative share.
+          if (ab && beta != 0 && dn[k] != 0) coef[2][k] = coef[3][k] = -beta * inv_stab(dn[k], eps);
+        }
+        break;
+      }
+      case rule_kind::gamma: {
+        const double gm = r.gamma;
+        auto up = [gm](double w) { return w + gm * pos(w); };
+        auto un = [gm](double w) { return w + gm * neg(w); };
+        std::vector<double> dp(n_out), dn(n_out);
+        for (std::size_t k = 0; k < n_out; ++k) {
+          dp[k] = up(bias(k));
+          dn[k] = un(bias(k));
+        }
+        stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
+          const double ap = pos(a[j]), an = neg(a[j]);
+          dp[k] += ap * up(w) + an * un(w);
+          dn[k] += ap * un(w) + an * up(w);
+        });
+        // The sign test is on the forward z_k, whatever the bias mode (as lrp()).
+        for (std::size_t k = 0; k < n_out; ++k) {
+          if (z[k] > 0) coef[0][k] = coef[1][k] = inv_stab(dp[k], eps);
+          else if (z[k] < 0) coef[2][k] = coef[3][k] = inv_stab(dn[k], eps);
+        }
+        break;
+      }
+      case rule_kind::zbox: {
+        std::vector<double> d(n_out, 0.0);
+        stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
+          d[k] += a[j] * w - r.low.at(j) * pos(w) - r.high.at(j) * neg(w);
+        });
+        for (std::size_t k = 0; k < n_out; ++k) {
+          coef[0][k] = inv_stab(d[k], eps);
+          coef[1][k] = coef[2][k] = -coef[0][k];
+        }
+        break;
+      }
+      case rule_kind::flat: {
+        std::vector<double> d(n_out, 0.0);
+        stage_edges(l, [&](std::size_t k, std::size_t, std::size_t, double) { d[k] += 1.0; });
+        for (std::size_t k = 0; k < n_out; ++k) coef[0][k] = inv_stab(d[k], eps);
+        break;
+      }
+      case rule_kind::wsquare: {
+        std::vector<double> d(n_out);
+        for (std::size_t k = 0; k < n_out; ++k) d[k] = bias(k) * bias(k);
+        stage_edges(l, [&](std::size_t k, std::size_t, std::size_t, double w) { d[k] += w * w; });
+        for (std::size_t k = 0; k < n_out; ++k) coef[0][k] = inv_stab(d[k], eps);
+        break;
+      }
+    }
+  }
+
+  // Units some explanation needs (R_k not the zero gate in at least one group).
+  std::vector<std::uint8_t> need(n_out, 0);
+  std::size_t needing = 0;
+  for (const auto& g : groups_)
+    for (std::size_t k = 0; k < n_out; ++k)
+      if (g.r[k] != zero_gate && !need[k]) need[k] = 1, ++needing;
+
+  auto phi_value = [&](V v, std::size_t j) -> double {
+    if (v == V::low) return r.low.at(j);
+    if (v == V::high) return r.high.at(j);
+    return modify(v, a[j], 0.0);
+  };
+  auto psi_value = [&](V v, double w) { return modify(v, w, r.gamma); };
+
+  // Count the edges first, so every array is reserved once.
+  std::size_t n_edges = 0;
+  std::vector<std::size_t> per_group(groups_.size(), 0);
+  if (needing) {
+    stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
+      if (!need[k]) return;
+      for (std::size_t m = 0; m < T; ++m) {
+        const auto& ts = rt.terms[m];
+        if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || (ts.has_psi && psi_value(ts.psi, w) == 0)) continue;
+        ++n_edges;
+        for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
+      }
+    });
+  }
+  std::size_t products = 0;
+  for (auto n : per_group) products += n;
+  c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + 64,
+             c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + 64);
+  for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+    groups_[gi].pair_j.clear();
+    groups_[gi].pair_g.clear();
+    groups_[gi].pair_j.reserve(per_group[gi]);
+    groups_[gi].pair_g.reserve(per_group[gi]);
+  }
+
+  // Token gate caches: φ per (variant, j), ψ per (variant, p), n per (m, k).
+  std::array<std::vector<std::uint32_t>, token_variant_count> phi_cache, psi_cache;
+  std::vector<std::uint32_t> n_cache(T * n_out, unset);
+  const std::size_t n_params = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
+  auto phi_gate = [&](V v, std::size_t j) {
+    auto& cache = phi_cache[static_cast<std::size_t>(v)];
+    if (cache.empty()) cache.assign(n_in, unset);
+    if (cache[j] == unset) {
+      gate_id g;
+      if (reads_x) {
+        unravel(j, net_.input_shape, idx_);
+        g = token_gate(K::input, v, 0, idx_, phi_value(v, j));
+      } else {
+        unravel(j, l.in_shape, idx_);
+        g = token_gate(K::activation, v, layer_no - 1, idx_, phi_value(v, j));
+      }
+      cache[j] = to_index(g);
+    }
+    return static_cast<gate_id>(cache[j]);
+  };
+  auto psi_gate = [&](V v, std::size_t p, double w) {
+    auto& cache = psi_cache[static_cast<std::size_t>(v)];
+    if (cache.empty()) cache.assign(n_params, unset);
+    if (cache[p] == unset) {
+      unravel(p, wshape, idx_);
+      cache[p] = to_index(token_gate(K::parameter, v, layer_no, idx_, psi_value(v, w)));
+    }
+    return static_cast<gate_id>(cache[p]);
+  };
+  auto n_gate = [&](std::size_t m, std::size_t k) {
+    auto& slot = n_cache[m * n_out + k];
+    if (slot == unset) {
+      unravel(k, l.out_shape, idx_);
+      slot = to_index(token_gate(K::normaliser, V::plain, layer_no, idx_, coef[m][k], static_cast<std::uint32_t>(m)));
+    }
+    return static_cast<gate_id>(slot);
+  };
+
+  // Edge gates E_jk^m, shared by every explanation, and the products E ⊗ R_k per explanation.
+  if (n_edges) {
+    stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
+      if (!need[k]) return;
+      for (std::size_t m = 0; m < T; ++m) {
+        const auto& ts = rt.terms[m];
+        if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || (ts.has_psi && psi_value(ts.psi, w) == 0)) continue;
+        edge_context ctx;
+        ctx.layer = layer_no;
+        ctx.lower = static_cast<std::uint32_t>(j);
+        ctx.upper = static_cast<std::uint32_t>(k);
+        ctx.term = static_cast<std::uint32_t>(m);
+        gate_id e;
+        const gate_id ph = phi_gate(ts.phi, j), nn = n_gate(m, k);
+        if (ts.has_psi) {
+          const gate_id ps = psi_gate(ts.psi, p, w);
+          ctx.parameter = c_.token_of(ps);
+          e = c_.edge({ph, ps, nn}, ctx);
+        } else {
+          e = c_.edge({ph, nn}, ctx);
+        }
+        ++edges_;
+        for (auto& g : groups_) {
+          if (g.r[k] == zero_gate) continue;
+          g.pair_j.push_back(static_cast<std::uint32_t>(j));
+          g.pair_g.push_back(c_.times({e, g.r[k]}));
+        }
+      }
+    });
+  }
+
+  // Bias shares R(b_c) = ⊕_{k in channel c} ⊕_m ψ_m(b_c) ⊗ n_k^m ⊗ R_k, one root per bias.
+  if (!rt.bias.empty() && bias_vec) {
+    const std::size_t n_bias = n_out / plane;
+    std::vector<gate_id> kids;
+    for (auto& g : groups_) {
+      for (std::size_t bc = 0; bc < n_bias; ++bc) {
+        kids.clear();
+        const double b = bias_vec->empty() ? 0.0 : (*bias_vec)[bc];
+        for (const auto& bs : rt.bias) {
+          const double bv = psi_value(bs.psi, b);
+          if (bv == 0) continue;
+          for (std::size_t k = bc * plane; k < (bc + 1) * plane; ++k) {
+            if (g.r[k] == zero_gate || coef[bs.term][k] == 0) continue;
+            const std::uint32_t bi[] = {static_cast<std::uint32_t>(bc)};
+            const gate_id bg = token_gate(K::bias, bs.psi, layer_no, bi, bv);
+            kids.push_back(c_.times({bg, n_gate(bs.term, k), g.r[k]}));
+          }
+        }
+        bias_roots_.push_back({fmt::format("R(b{}[{}]{})", s, bc, g.suffix), c_.plus(kids), root_kind::bias, layer_no,
+                               static_cast<std::uint32_t>(bc), g.target});
+      }
+    }
+  }
+
+  // R_j = ⊕ of the products that reach j: bucket the pairs by j (counting sort, no per-unit
+  // vectors), then one n-ary ⊕ per unit.
+  std::vector<std::uint32_t> start(n_in + 1);
+  std::vector<gate_id> sorted;
+  for (auto& g : groups_) {
+    std::fill(start.begin(), start.end(), 0u);
+    for (auto j : g.pair_j) ++start[j + 1];
+    for (std::size_t j = 0; j < n_in; ++j) start[j + 1] += start[j];
+    sorted.resize(g.pair_g.size());
+    {
+      std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
+      for (std::size_t e = 0; e < g.pair_j.size(); ++e) sorted[fill[g.pair_j[e]]++] = g.pair_g[e];
+    }
+    std::vector<gate_id> r_in(n_in, zero_gate);
+    for (std::size_t j = 0; j < n_in; ++j)
+      if (start[j + 1] > start[j])
+        r_in[j] = c_.plus(std::span<const gate_id>(sorted.data() + start[j], start[j + 1] - start[j]));
+    g.r = std::move(r_in);
+    g.pair_j = {};
+    g.pair_g = {};
+  }
+
+  stage_rules_.push_back(pool ? fmt::format("{}=avgpool(epsilon:{})", s, opt_.pool_epsilon)
+                              : fmt::format("{}={}", s, to_string(r)));
+}
+
+circuit builder::run(circuit_build_info* info) {
+  check();
+  make_groups();
+  const std::size_t L = net_.layers.size();
+  stage_of_ = stage_numbers(net_);
+  for (std::size_t i = 0; i < L && !stage_of_[i]; ++i)
+    if (!std::holds_alternative<reshape_op>(net_.layers[i].op)) first_reads_x_ = false;
+
+  // Sharing finds nothing here: every edge gate is fresh, so every product and sum above it
+  // is new. Hashing them would only cost time and memory.
+  c_.set_sharing(false);
+  const std::size_t n_out = fwd_.output().size();
+  for (auto& g : groups_) {
+    g.r.assign(n_out, zero_gate);
+    for (auto [y, v] : g.start) {
+      const std::uint32_t yi[] = {static_cast<std::uint32_t>(y)};
+      g.r[y] = token_gate(K::target, V::plain, 0, yi, v);
+    }
+  }
+  std::vector<std::size_t> rule_of(L, 0);
+  std::size_t lin = 0;
+  for (std::size_t i = 0; i < L; ++i)
+    if (net_.layers[i].is_linear()) rule_of[i] = lin++;
+
+  for (std::size_t i = L; i-- > 0;) {
+    const layer& l = net_.layers[i];
+    if (stage_of_[i]) {
+      build_stage(i, stage_of_[i], l.is_linear() ? opt_.layer_rules[rule_of[i]] : rules::epsilon(opt_.pool_epsilon));
+    } else if (const auto* p = std::get_if<pool_op>(&l.op); p && p->mode == pool_op::kind::max) {
+      route_max_pool(i);
+    }
+    // ReLU, flatten, reshape: the same flat data, the same gates.
+  }
+  std::reverse(stage_rules_.begin(), stage_rules_.end());
+
+  std::vector<std::uint32_t> idx;
+  for (const auto& g : groups_)
+    for (std::size_t f = 0; f < g.r.size(); ++f) {
+      unravel(f, net_.input_shape, idx);
+      c_.add_root({fmt::format("R(x[{}]{})", fmt::join(idx, ","), g.suffix), g.r[f], root_kind::feature, 0,
+                   static_cast<std::uint32_t>(f), g.target});
+    }
+  // Bias roots were collected from the top stage down; list them bottom-up.
+  std::stable_sort(bias_roots_.begin(), bias_roots_.end(),
+                   [](const root& x, const root& y) { return x.layer < y.layer; });
+  for (auto& r : bias_roots_) c_.add_root(std::move(r));
+  c_.set_sharing(true);
+
+  std::vector<std::size_t> targets;
+  std::vector<double> scores;
+  for (const auto& g : groups_) {
+    if (g.target != no_target) targets.push_back(g.target);
+    double sc = 0;
+    for (auto [y, v] : g.start) sc += v;
+    scores.push_back(sc);
+  }
+  auto& md = c_.metadata();
+  md["model"] = opt_.model.empty() ? net_.source : opt_.model;
+  md["input"] = opt_.input;
+  md["targets"] = targets.empty() ? std::string("initial relevance vector") : fmt::format("{}", fmt::join(targets, ","));
+  md["scores"] = fmt::format("{}", fmt::join(scores, ","));
+  md["rules"] = fmt::format("{}", fmt::join(stage_rules_, "; "));
+  md["bias"] = keep_bias_ ? "kept" : "zeroed";
+  md["builder"] = "provnn build_circuit (DESIGN §3)";
+  if (info) {
+    info->targets = std::move(targets);
+    info->scores = std::move(scores);
+    info->edges = edges_;
+  }
+  return std::move(c_);
+}
+
+}  // namespace
+
+std::vector<std::size_t> stage_numbers(const network& net) {
+  std::vector<std::size_t> out(net.layers.size(), 0);
+  std::size_t s = 0;
+  for (std::size_t i = 0; i < net.layers.size(); ++i)
+    if (is_stage(net.layers[i])) out[i] = ++s;
+  return out;
+}
+
+circuit build_circuit(const network& net, const forward_result& fwd, const circuit_options& options,
+                      circuit_build_info* info) {
+  return builder(net, fwd, options).run(info);
+}
+
+}  // namespace provnn::engine
