@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -15,8 +16,9 @@ namespace provnn::engine {
 
 namespace {
 
-inline double pos(double x) noexcept { return x > 0 ? x : 0.0; }
-inline double neg(double x) noexcept { return x < 0 ? x : 0.0; }
+// Branch-free (maxsd/minsd): weight signs are random, a branch would mispredict per edge.
+inline double pos(double x) noexcept { return std::max(x, 0.0); }
+inline double neg(double x) noexcept { return std::min(x, 0.0); }
 
 /// stab(z) = z + ε·s(z), s(z) = +1 if z ≥ 0 else −1 (DESIGN §2; Zennit's stabilize).
 inline double stab(double z, double eps) noexcept { return z >= 0 ? z + eps : z - eps; }
@@ -31,7 +33,17 @@ inline double coef(double r, double d, double eps) noexcept {
 
 std::string shape_string(const shape_t& s) { return fmt::format("({})", fmt::join(s, ",")); }
 
-// ---- edge geometry: f(k, j, w) for every edge input j → output k with weight w ----------
+template <std::size_t N>
+using vals = std::array<double, N>;
+
+// ---- edge geometry ----------------------------------------------------------------------
+//
+// A rule needs two sweeps over the edges j → k of a layer:
+//   reduce:  d_m[k] += f(j, w)[m]                 (per-unit denominators)
+//   scatter: acc_m[j] += f(w, (c_0[k], c_1[k], …))[m]   (R_j before the input modifier)
+// Each geometry runs them in the order its memory wants: a dense layer row by row (a unit's
+// weights are contiguous, so the reduction stays in registers and the scatter is a
+// vectorisable axpy that skips units without relevance); a convolution per kernel tap.
 
 struct dense_geom {
   const dense_op& op;
@@ -39,13 +51,44 @@ struct dense_geom {
   std::size_t n_out() const noexcept { return op.out; }
   double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k]; }
 
-  // Row by row: j is contiguous in both the weights and the input-side arrays.
-  template <class F>
-  void edges(F&& f) const {
+  template <std::size_t M, class F>
+  void reduce(std::array<double*, M> d, F&& f) const {
     const std::size_t in = op.in;
     const double* w = op.weight.data();
-    for (std::size_t k = 0; k < op.out; ++k, w += in)
-      for (std::size_t j = 0; j < in; ++j) f(k, j, w[j]);
+    // Four partial sums break the add latency chain of a single accumulator (about 3x).
+    for (std::size_t k = 0; k < op.out; ++k, w += in) {
+      std::array<vals<M>, 4> s{};
+      std::size_t j = 0;
+      for (; j + 4 <= in; j += 4)
+        for (std::size_t u = 0; u < 4; ++u) {
+          const vals<M> t = f(j + u, w[j + u]);
+          for (std::size_t m = 0; m < M; ++m) s[u][m] += t[m];
+        }
+      for (; j < in; ++j) {
+        const vals<M> t = f(j, w[j]);
+        for (std::size_t m = 0; m < M; ++m) s[0][m] += t[m];
+      }
+      for (std::size_t m = 0; m < M; ++m) d[m][k] += (s[0][m] + s[1][m]) + (s[2][m] + s[3][m]);
+    }
+  }
+
+  template <std::size_t NA, std::size_t NC, class F>
+  void scatter(std::array<double*, NA> acc, std::array<const double*, NC> c, F&& f) const {
+    const std::size_t in = op.in;
+    for (std::size_t k = 0; k < op.out; ++k) {
+      vals<NC> ck;
+      bool any = false;
+      for (std::size_t m = 0; m < NC; ++m) {
+        ck[m] = c[m][k];
+        any = any || ck[m] != 0;
+      }
+      if (!any) continue;  // inactive or irrelevant unit: its row contributes nothing
+      const double* __restrict w = op.weight.data() + k * in;
+      for (std::size_t j = 0; j < in; ++j) {
+        const vals<NA> t = f(w[j], ck);
+        for (std::size_t m = 0; m < NA; ++m) acc[m][j] += t[m];
+      }
+    }
   }
 };
 
@@ -74,8 +117,9 @@ struct conv_geom {
   std::size_t n_out() const noexcept { return op.out_channels * oh * ow; }
   double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k / (oh * ow)]; }
 
-  // Per kernel tap, over the output positions whose input is real: padding has no edges,
-  // so padded inputs count for nothing in any rule (Zennit pads every modified input with 0).
+  // f(k, j, w) for every edge, per kernel tap, over the output positions whose input is
+  // real: padding has no edges, so padded inputs count for nothing in any rule (Zennit pads
+  // every modified input with 0; flat's fan-in counts real inputs).
   template <class F>
   void edges(F&& f) const {
     const auto& c = op;
@@ -107,6 +151,24 @@ struct conv_geom {
         }
       }
     }
+  }
+
+  template <std::size_t M, class F>
+  void reduce(std::array<double*, M> d, F&& f) const {
+    edges([&](std::size_t k, std::size_t j, double wv) {
+      const vals<M> t = f(j, wv);
+      for (std::size_t m = 0; m < M; ++m) d[m][k] += t[m];
+    });
+  }
+
+  template <std::size_t NA, std::size_t NC, class F>
+  void scatter(std::array<double*, NA> acc, std::array<const double*, NC> c, F&& f) const {
+    edges([&](std::size_t k, std::size_t j, double wv) {
+      vals<NC> ck;
+      for (std::size_t m = 0; m < NC; ++m) ck[m] = c[m][k];
+      const vals<NA> t = f(wv, ck);
+      for (std::size_t m = 0; m < NA; ++m) acc[m][j] += t[m];
+    });
   }
 };
 
@@ -177,11 +239,10 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
         for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], io.z[k], eps);
       } else {
         std::vector<double> d(n_out, 0.0);
-        g.edges([&](std::size_t k, std::size_t j, double w) { d[k] += a[j] * w; });
+        g.template reduce<1>({d.data()}, [a](std::size_t j, double w) { return vals<1>{a[j] * w}; });
         for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
       }
-      const double* cp = c.data();
-      g.edges([&](std::size_t k, std::size_t j, double w) { out[j] += w * cp[k]; });
+      g.template scatter<1, 1>({out}, {c.data()}, [](double w, const vals<1>& ck) { return vals<1>{w * ck[0]}; });
       for (std::size_t j = 0; j < n_in; ++j) out[j] *= a[j];
       for (std::size_t k = 0; k < n_out; ++k) rb[k] = bias(k) * c[k];
       return;
@@ -196,10 +257,11 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
         dp[k] = pos(bias(k));
         dn[k] = neg(bias(k));
       }
-      g.edges([&](std::size_t k, std::size_t j, double w) {
-        const double ap = pos(a[j]), an = neg(a[j]), wp = pos(w), wn = neg(w);
-        dp[k] += ap * wp + an * wn;
-        dn[k] += ap * wn + an * wp;
+      // Of a⁺w⁺, a⁻w⁻, a⁺w⁻, a⁻w⁺ exactly one is a·w and the others are 0, and the first two
+      // are ≥ 0, the last two ≤ 0: so a⁺w⁺ + a⁻w⁻ = (a·w)⁺ and a⁺w⁻ + a⁻w⁺ = (a·w)⁻, exactly.
+      g.template reduce<2>({dp.data(), dn.data()}, [a](std::size_t j, double w) {
+        const double t = a[j] * w;
+        return vals<2>{pos(t), neg(t)};
       });
       std::vector<double> cpos(n_out), cneg(n_out, 0.0);
       for (std::size_t k = 0; k < n_out; ++k) {
@@ -208,23 +270,18 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
         if (ab && beta != 0 && dn[k] != 0) cneg[k] = -beta * coef(R[k], dn[k], eps);
       }
       std::vector<double> acc_pos(n_in, 0.0), acc_neg(n_in, 0.0);  // for a⁺ and for a⁻
-      const double* cp = cpos.data();
-      const double* cn = cneg.data();
-      double* ap_acc = acc_pos.data();
-      double* an_acc = acc_neg.data();
       if (ab) {
-        g.edges([&](std::size_t k, std::size_t j, double w) {
-          const double wp = pos(w), wn = neg(w);
-          ap_acc[j] += wp * cp[k] + wn * cn[k];
-          an_acc[j] += wn * cp[k] + wp * cn[k];
-        });
+        g.template scatter<2, 2>({acc_pos.data(), acc_neg.data()}, {cpos.data(), cneg.data()},
+                                 [](double w, const vals<2>& ck) {
+                                   const double wp = pos(w), wn = neg(w);
+                                   return vals<2>{wp * ck[0] + wn * ck[1], wn * ck[0] + wp * ck[1]};
+                                 });
       } else {
-        g.edges([&](std::size_t k, std::size_t j, double w) {
-          ap_acc[j] += pos(w) * cp[k];
-          an_acc[j] += neg(w) * cp[k];
+        g.template scatter<2, 1>({acc_pos.data(), acc_neg.data()}, {cpos.data()}, [](double w, const vals<1>& ck) {
+          return vals<2>{pos(w) * ck[0], neg(w) * ck[0]};
         });
       }
-      for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * ap_acc[j] + neg(a[j]) * an_acc[j];
+      for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * acc_pos[j] + neg(a[j]) * acc_neg[j];
       for (std::size_t k = 0; k < n_out; ++k) rb[k] = pos(bias(k)) * cpos[k] + neg(bias(k)) * cneg[k];
       return;
     }
@@ -240,10 +297,11 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
         dp[k] = up(bias(k));
         dn[k] = un(bias(k));
       }
-      g.edges([&](std::size_t k, std::size_t j, double w) {
-        const double ap = pos(a[j]), an = neg(a[j]);
-        dp[k] += ap * up(w) + an * un(w);
-        dn[k] += ap * un(w) + an * up(w);
+      // a⁺(w+γw⁺) + a⁻(w+γw⁻) = a·w + γ(a·w)⁺ and a⁺(w+γw⁻) + a⁻(w+γw⁺) = a·w + γ(a·w)⁻
+      // (the same sign argument as for z⁺), which saves the split per edge.
+      g.template reduce<2>({dp.data(), dn.data()}, [a, gm](std::size_t j, double w) {
+        const double t = a[j] * w;
+        return vals<2>{t + gm * pos(t), t + gm * neg(t)};
       });
       std::vector<double> cpos(n_out, 0.0), cneg(n_out, 0.0);
       for (std::size_t k = 0; k < n_out; ++k) {
@@ -251,16 +309,12 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
         else if (io.z[k] < 0) cneg[k] = coef(R[k], dn[k], eps);
       }
       std::vector<double> acc_pos(n_in, 0.0), acc_neg(n_in, 0.0);
-      const double* cp = cpos.data();
-      const double* cn = cneg.data();
-      double* ap_acc = acc_pos.data();
-      double* an_acc = acc_neg.data();
-      g.edges([&](std::size_t k, std::size_t j, double w) {
-        const double wu = up(w), wd = un(w);
-        ap_acc[j] += wu * cp[k] + wd * cn[k];
-        an_acc[j] += wd * cp[k] + wu * cn[k];
-      });
-      for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * ap_acc[j] + neg(a[j]) * an_acc[j];
+      g.template scatter<2, 2>({acc_pos.data(), acc_neg.data()}, {cpos.data(), cneg.data()},
+                               [up, un](double w, const vals<2>& ck) {
+                                 const double wu = up(w), wd = un(w);
+                                 return vals<2>{wu * ck[0] + wd * ck[1], wd * ck[0] + wu * ck[1]};
+                               });
+      for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * acc_pos[j] + neg(a[j]) * acc_neg[j];
       for (std::size_t k = 0; k < n_out; ++k) rb[k] = up(bias(k)) * cpos[k] + un(bias(k)) * cneg[k];
       return;
     }
@@ -269,40 +323,35 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
       const zbox_bound& lo = r.low;
       const zbox_bound& hi = r.high;
       std::vector<double> d(n_out, 0.0);
-      g.edges([&](std::size_t k, std::size_t j, double w) { d[k] += a[j] * w - lo.at(j) * pos(w) - hi.at(j) * neg(w); });
+      g.template reduce<1>({d.data()}, [a, &lo, &hi](std::size_t j, double w) {
+        return vals<1>{a[j] * w - lo.at(j) * pos(w) - hi.at(j) * neg(w)};
+      });
       std::vector<double> c(n_out);
       for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
       std::vector<double> acc_w(n_in, 0.0), acc_p(n_in, 0.0), acc_n(n_in, 0.0);
-      const double* cp = c.data();
-      double* aw = acc_w.data();
-      double* apos = acc_p.data();
-      double* aneg = acc_n.data();
-      g.edges([&](std::size_t k, std::size_t j, double w) {
-        aw[j] += w * cp[k];
-        apos[j] += pos(w) * cp[k];
-        aneg[j] += neg(w) * cp[k];
-      });
-      for (std::size_t j = 0; j < n_in; ++j) out[j] = a[j] * aw[j] - lo.at(j) * apos[j] - hi.at(j) * aneg[j];
+      g.template scatter<3, 1>({acc_w.data(), acc_p.data(), acc_n.data()}, {c.data()},
+                               [](double w, const vals<1>& ck) {
+                                 return vals<3>{w * ck[0], pos(w) * ck[0], neg(w) * ck[0]};
+                               });
+      for (std::size_t j = 0; j < n_in; ++j) out[j] = a[j] * acc_w[j] - lo.at(j) * acc_p[j] - hi.at(j) * acc_n[j];
       return;
     }
     case rule_kind::flat: {
       // (1, 1, 1/stab(fan-in_k)); fan-in counts the edges, so padding counts for nothing.
       std::vector<double> d(n_out, 0.0);
-      g.edges([&](std::size_t k, std::size_t, double) { d[k] += 1.0; });
+      g.template reduce<1>({d.data()}, [](std::size_t, double) { return vals<1>{1.0}; });
       for (std::size_t k = 0; k < n_out; ++k) d[k] = coef(R[k], d[k], eps);
-      const double* cp = d.data();
-      g.edges([&](std::size_t k, std::size_t j, double) { out[j] += cp[k]; });
+      g.template scatter<1, 1>({out}, {d.data()}, [](double, const vals<1>& ck) { return vals<1>{ck[0]}; });
       return;
     }
     case rule_kind::wsquare: {
       // (1, w², 1/stab(Σ_j w² + b²)); the bias absorbs b²·c.
       std::vector<double> d(n_out);
       for (std::size_t k = 0; k < n_out; ++k) d[k] = bias(k) * bias(k);
-      g.edges([&](std::size_t k, std::size_t, double w) { d[k] += w * w; });
+      g.template reduce<1>({d.data()}, [](std::size_t, double w) { return vals<1>{w * w}; });
       std::vector<double> c(n_out);
       for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
-      const double* cp = c.data();
-      g.edges([&](std::size_t k, std::size_t j, double w) { out[j] += w * w * cp[k]; });
+      g.template scatter<1, 1>({out}, {c.data()}, [](double w, const vals<1>& ck) { return vals<1>{w * w * ck[0]}; });
       for (std::size_t k = 0; k < n_out; ++k) rb[k] = bias(k) * bias(k) * c[k];
       return;
     }
