@@ -18,6 +18,29 @@
 
 #include "semirings/all.hpp"
 
+// Test names show the semiring (declared here, before any use, in every test file that
+// instantiates a template test over the type list).
+#include <doctest/doctest.h>
+TYPE_TO_STRING(provnn::real_semiring);
+TYPE_TO_STRING(provnn::exact_semiring);
+TYPE_TO_STRING(provnn::exact_float_semiring);
+TYPE_TO_STRING(provnn::boolean_semiring);
+TYPE_TO_STRING(provnn::counting_semiring);
+TYPE_TO_STRING(provnn::tropical_semiring);
+TYPE_TO_STRING(provnn::max_plus_semiring);
+TYPE_TO_STRING(provnn::viterbi_semiring);
+TYPE_TO_STRING(provnn::fuzzy_semiring);
+TYPE_TO_STRING(provnn::lukasiewicz_semiring);
+TYPE_TO_STRING(provnn::security_semiring);
+TYPE_TO_STRING(provnn::lineage_semiring);
+TYPE_TO_STRING(provnn::why_semiring);
+TYPE_TO_STRING(provnn::posbool_semiring);
+TYPE_TO_STRING(provnn::bx_semiring);
+TYPE_TO_STRING(provnn::trio_semiring);
+TYPE_TO_STRING(provnn::nx_semiring);
+TYPE_TO_STRING(provnn::topk_semiring);
+TYPE_TO_STRING(provnn::dual_semiring);
+
 namespace provnn::test {
 
 using rng = std::mt19937_64;

@@ -15,25 +15,6 @@
 using namespace provnn;
 using namespace provnn::test;
 
-TYPE_TO_STRING(real_semiring);
-TYPE_TO_STRING(exact_semiring);
-TYPE_TO_STRING(exact_float_semiring);
-TYPE_TO_STRING(boolean_semiring);
-TYPE_TO_STRING(counting_semiring);
-TYPE_TO_STRING(tropical_semiring);
-TYPE_TO_STRING(max_plus_semiring);
-TYPE_TO_STRING(viterbi_semiring);
-TYPE_TO_STRING(fuzzy_semiring);
-TYPE_TO_STRING(lukasiewicz_semiring);
-TYPE_TO_STRING(security_semiring);
-TYPE_TO_STRING(lineage_semiring);
-TYPE_TO_STRING(why_semiring);
-TYPE_TO_STRING(posbool_semiring);
-TYPE_TO_STRING(bx_semiring);
-TYPE_TO_STRING(trio_semiring);
-TYPE_TO_STRING(nx_semiring);
-TYPE_TO_STRING(topk_semiring);
-TYPE_TO_STRING(dual_semiring);
 
 namespace {
 
