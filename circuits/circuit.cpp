@@ -37,7 +37,7 @@ gate_id circuit::append(gate_kind kind, std::span<const gate_id> children) {
   if (size() >= 0xFFFFFFFEu) throw limit_error("circuit: more than 2^32-2 gates; build a smaller cone or split the input");
   const auto g = static_cast<gate_id>(size());
   kinds_.push_back(static_cast<std::uint8_t>(kind));
-  children_.insert(children_.end(), children.begin(), children.end());
+  for (auto ch : children) children_.push_back(ch);  // a few ids: cheaper than insert's memmove call
   if (children_.size() > 0xFFFFFFFFull) throw limit_error("circuit: more than 2^32-1 child references; split the input");
   offsets_.push_back(static_cast<std::uint32_t>(children_.size()));
   return g;
@@ -137,6 +137,19 @@ std::size_t circuit::bytes() const noexcept {
                   4 * edge_gates_.capacity() + sizeof(edge_context) * edge_contexts_.capacity() + by_structure_.bytes();
   for (const auto& r : roots_) b += sizeof(root) + r.name.capacity();
   return b;
+}
+
+circuit_stats stats(const circuit& c) {
+  circuit_stats s;
+  s.gates = c.size();
+  for (auto k : c.raw_kinds()) ++s.gates_by_kind[k < gate_kind_count ? k : 0];
+  s.edge_gates = c.edge_gates().size();
+  s.child_references = c.child_count();
+  s.tokens = c.tokens().size();
+  for (token_index t = 0; t < c.tokens().size(); ++t) ++s.tokens_by_kind[static_cast<std::uint8_t>(c.tokens().kind(t))];
+  s.roots = c.roots().size();
+  s.bytes = c.bytes() + c.tokens().bytes();
+  return s;
 }
 
 }  // namespace provnn

@@ -190,4 +190,18 @@ class circuit {
   bool sharing_ = true;
 };
 
+/// Counts for reports (`provnn info`): gates by kind, edge gates, child references, tokens
+/// by kind, heap bytes. O(gates + tokens).
+struct circuit_stats {
+  std::size_t gates = 0;
+  std::size_t gates_by_kind[gate_kind_count] = {};
+  std::size_t edge_gates = 0;
+  std::size_t child_references = 0;
+  std::size_t tokens = 0;
+  std::size_t tokens_by_kind[token_kind_count] = {};
+  std::size_t roots = 0;
+  std::size_t bytes = 0;  ///< gates, edges, roots and tokens
+};
+circuit_stats stats(const circuit& c);
+
 }  // namespace provnn

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <cmath>
 #include <tuple>
 
@@ -70,6 +71,46 @@ edge_annotation viterbi_maxnorm_annotation(const circuit& c) {
     reals[i] = m > 0.0 ? std::fabs(d[i]) / m : 0.0;
   }
   return edge_annotation("viterbi-maxnorm", std::move(kinds), std::move(reals));
+}
+
+namespace {
+double parse_theta(std::string_view spec, std::string_view text) {
+  double v = 0;
+  const char* e = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), e, v);
+  if (text.empty() || ec != std::errc() || p != e || !std::isfinite(v))
+    throw parse_error(fmt::format("edge annotation '{}': '{}' is not a finite number (e.g. threshold:0.01)", spec, text));
+  return v;
+}
+}  // namespace
+
+edge_annotation parse_edge_annotation(const circuit& c, std::string_view spec) {
+  if (spec == "identity") return identity_annotation(c);
+  if (spec == "viterbi-maxnorm") return viterbi_maxnorm_annotation(c);
+  constexpr std::string_view prefix = "threshold:";
+  if (spec.substr(0, prefix.size()) == prefix) {
+    const auto rest = spec.substr(prefix.size());
+    if (rest.find('=') == std::string_view::npos) return threshold_annotation(c, parse_theta(spec, rest));
+    std::map<std::uint32_t, double> by_layer;
+    std::size_t pos = 0;
+    while (pos <= rest.size()) {
+      const auto comma = std::min(rest.find(',', pos), rest.size());
+      const auto item = rest.substr(pos, comma - pos);
+      const auto eq = item.find('=');
+      std::uint32_t layer = 0;
+      const auto ls = item.substr(0, eq);
+      auto [p, ec] = std::from_chars(ls.data(), ls.data() + ls.size(), layer);
+      if (eq == std::string_view::npos || ls.empty() || ec != std::errc() || p != ls.data() + ls.size())
+        throw parse_error(fmt::format("edge annotation '{}': '{}' is not LAYER=θ (e.g. threshold:1=0.01,2=0.05)", spec, item));
+      if (!by_layer.emplace(layer, parse_theta(spec, item.substr(eq + 1))).second)
+        throw parse_error(fmt::format("edge annotation '{}': layer {} has two thresholds", spec, layer));
+      pos = comma + 1;
+    }
+    return threshold_annotation(c, by_layer);
+  }
+  throw parse_error(fmt::format("unknown edge annotation '{}'; valid: identity, viterbi-maxnorm, threshold:θ, "
+                                "threshold:LAYER=θ,LAYER=θ,…",
+                                spec));
 }
 
 namespace detail {

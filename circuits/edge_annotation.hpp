@@ -67,6 +67,11 @@ edge_annotation threshold_annotation(const circuit& c, const std::map<std::uint3
 /// unit normaliser is a common factor and cancels). A group whose maximum is 0 gives 0.
 edge_annotation viterbi_maxnorm_annotation(const circuit& c);
 
+/// The annotation named by a spec, as users write it:
+///   identity | viterbi-maxnorm | threshold:θ | threshold:L=θ,L=θ,…   (θ per layer L)
+/// Throws parse_error naming the spec and listing the valid forms.
+edge_annotation parse_edge_annotation(const circuit& c, std::string_view spec);
+
 /// Any Θ as a function of the edge's context and coefficient.
 edge_annotation make_edge_annotation(const circuit& c, std::string name,
                                      const std::function<edge_value(const edge_context&, double d)>& theta);

@@ -113,7 +113,7 @@ token_index token_table::intern(token_kind kind, token_variant variant, std::uin
   variants_.push_back(static_cast<std::uint8_t>(variant));
   layers_.push_back(layer);
   terms_.push_back(term);
-  coords_.insert(coords_.end(), index.begin(), index.end());
+  for (auto x : index) coords_.push_back(x);
   coord_offsets_.push_back(static_cast<std::uint32_t>(coords_.size()));
   values_.push_back(0.0);
   by_key_.insert(key_hash(static_cast<std::uint8_t>(kind), static_cast<std::uint8_t>(variant), layer, term, index), t);

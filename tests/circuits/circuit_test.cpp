@@ -130,3 +130,22 @@ TEST_CASE("roots and metadata") {
   CHECK(c.metadata().begin()->first == "model");
   CHECK(c.bytes() > 0);
 }
+
+TEST_CASE("stats count gates, edges and tokens by kind") {
+  fixture f;
+  auto& c = f.c;
+  const auto w = c.token(c.tokens().intern(token_kind::parameter, token_variant::plain, 1, {0, 0}));
+  const auto e = c.edge({f.x, w}, {1, 0, 0, 0, c.token_of(w)});
+  c.plus({c.times({e, f.y}), f.z});
+  const auto s = stats(c);
+  CHECK(s.gates == c.size());
+  CHECK(s.gates_by_kind[static_cast<int>(gate_kind::token)] == 4);
+  CHECK(s.gates_by_kind[static_cast<int>(gate_kind::times)] == 2);
+  CHECK(s.gates_by_kind[static_cast<int>(gate_kind::plus)] == 1);
+  CHECK(s.gates_by_kind[static_cast<int>(gate_kind::zero)] == 1);
+  CHECK(s.edge_gates == 1);
+  CHECK(s.child_references == 2 + 2 + 2);
+  CHECK(s.tokens_by_kind[static_cast<int>(token_kind::input)] == 3);
+  CHECK(s.tokens_by_kind[static_cast<int>(token_kind::parameter)] == 1);
+  CHECK(s.bytes > 0);
+}

@@ -302,3 +302,23 @@ TEST_CASE("K-LRP on random layered nets: counting counts the paths above θ, Vit
   }
   CHECK(total_counted > 50);  // many paths pass the threshold: the comparison is not vacuous
 }
+
+TEST_CASE("edge annotation specs") {
+  std::mt19937 rng(4);
+  auto net = provnn::testing::random_layered(rng, {3, 2, 2}, 1.0, 0.0);
+  const auto d = edge_coefficients(net.c);
+  const auto a = parse_edge_annotation(net.c, "threshold:0.01");
+  const auto b = parse_edge_annotation(net.c, "threshold:1=0.01,2=-0.5");
+  for (const auto& e : net.edges) {
+    const double di = d[e.circuit_edge];
+    CHECK((a.kind(e.circuit_edge) == edge_value_kind::one) == (di >= 0.01));
+    CHECK((b.kind(e.circuit_edge) == edge_value_kind::one) == (di >= (e.level == 0 ? 0.01 : -0.5)));
+  }
+  CHECK(parse_edge_annotation(net.c, "identity").real(0) == d[0]);
+  CHECK(parse_edge_annotation(net.c, "viterbi-maxnorm").name() == "viterbi-maxnorm");
+  for (const char* bad : {"threshold:", "threshold:x", "threshold:1=", "threshold:1=0.1,1=0.2", "threshold:=3",
+                          "viterbi", "threshold:inf", ""})
+    CHECK_THROWS_AS(parse_edge_annotation(net.c, bad), provnn::parse_error);
+  CHECK_THROWS_WITH_AS(parse_edge_annotation(net.c, "max"), doctest::Contains("valid: identity, viterbi-maxnorm"),
+                       provnn::parse_error);
+}
