@@ -1,10 +1,10 @@
 #include "engine/forward.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
-#include <fmt/format.h>
 
 #include "common/error.hpp"
 
@@ -14,13 +14,13 @@ namespace {
 // Networks may be built by hand (tests, the LRP code), not only by the importer: check the
 // sizes the loops rely on, so a malformed network is an error and never an out-of-bounds read.
 [[noreturn]] void bad_layer(const network& net, std::size_t i, const std::string& what) {
-  throw error(fmt::format("{}: layer {} ('{}', {}): {}", net.source, i, net.layers[i].name, net.layers[i].op_type, what));
+  throw error(
+      fmt::format("{}: layer {} ('{}', {}): {}", net.source, i, net.layers[i].name, net.layers[i].op_type, what));
 }
 
 void check_layer(const network& net, std::size_t i, const shape_t& in_shape) {
   const layer& l = net.layers[i];
-  if (l.in_shape != in_shape)
-    bad_layer(net, i, "its input shape differs from the previous layer's output shape");
+  if (l.in_shape != in_shape) bad_layer(net, i, "its input shape differs from the previous layer's output shape");
   const std::size_t n_in = element_count(l.in_shape), n_out = element_count(l.out_shape);
   if (n_in > std::numeric_limits<std::uint32_t>::max()) bad_layer(net, i, "the input has more than 2^32 elements");
   std::visit(
@@ -37,15 +37,20 @@ void check_layer(const network& net, std::size_t i, const shape_t& in_shape) {
               op.dilation_w == 0 || op.kernel_h == 0 || op.kernel_w == 0)
             bad_layer(net, i, "convolution sizes do not match the shapes");
           const std::size_t eh = (op.kernel_h - 1) * op.dilation_h + 1, ew = (op.kernel_w - 1) * op.dilation_w + 1;
-          const std::size_t ph = l.in_shape[1] + op.pad_top + op.pad_bottom, pw = l.in_shape[2] + op.pad_left + op.pad_right;
-          if (ph < eh || pw < ew || l.out_shape[1] != (ph - eh) / op.stride_h + 1 || l.out_shape[2] != (pw - ew) / op.stride_w + 1)
-            bad_layer(net, i, "the convolution's output shape does not follow from its input, kernel, pads and strides");
+          const std::size_t ph = l.in_shape[1] + op.pad_top + op.pad_bottom,
+                            pw = l.in_shape[2] + op.pad_left + op.pad_right;
+          if (ph < eh || pw < ew || l.out_shape[1] != (ph - eh) / op.stride_h + 1 ||
+              l.out_shape[2] != (pw - ew) / op.stride_w + 1)
+            bad_layer(net, i,
+                      "the convolution's output shape does not follow from its input, kernel, pads and strides");
         } else if constexpr (std::is_same_v<T, pool_op>) {
-          if (l.in_shape.size() != 3 || l.out_shape.size() != 3 || l.out_shape[0] != l.in_shape[0] || op.kernel_h == 0 ||
-              op.kernel_w == 0 || op.stride_h == 0 || op.stride_w == 0 || op.pad_top >= op.kernel_h ||
-              op.pad_bottom >= op.kernel_h || op.pad_left >= op.kernel_w || op.pad_right >= op.kernel_w)
+          if (l.in_shape.size() != 3 || l.out_shape.size() != 3 || l.out_shape[0] != l.in_shape[0] ||
+              op.kernel_h == 0 || op.kernel_w == 0 || op.stride_h == 0 || op.stride_w == 0 ||
+              op.pad_top >= op.kernel_h || op.pad_bottom >= op.kernel_h || op.pad_left >= op.kernel_w ||
+              op.pad_right >= op.kernel_w)
             bad_layer(net, i, "pooling sizes do not match the shapes (or a pad is not smaller than the kernel)");
-          const std::size_t ph = l.in_shape[1] + op.pad_top + op.pad_bottom, pw = l.in_shape[2] + op.pad_left + op.pad_right;
+          const std::size_t ph = l.in_shape[1] + op.pad_top + op.pad_bottom,
+                            pw = l.in_shape[2] + op.pad_left + op.pad_right;
           if (ph < op.kernel_h || pw < op.kernel_w || l.out_shape[1] != (ph - op.kernel_h) / op.stride_h + 1 ||
               l.out_shape[2] != (pw - op.kernel_w) / op.stride_w + 1)
             bad_layer(net, i, "the pooling output shape does not follow from its input, kernel, pads and strides");
@@ -88,7 +93,8 @@ void conv(const conv2d_op& c, const shape_t& in_shape, const shape_t& out_shape,
           const std::ptrdiff_t dx = static_cast<std::ptrdiff_t>(kx * c.dilation_w) - pl;
           // Valid output columns: 0 ≤ ox·sw + dx < W.
           std::ptrdiff_t ox_lo = dx >= 0 ? 0 : (-dx + sw - 1) / sw;
-          std::ptrdiff_t ox_hi = static_cast<std::ptrdiff_t>(W) - dx <= 0 ? 0 : (static_cast<std::ptrdiff_t>(W) - dx + sw - 1) / sw;
+          std::ptrdiff_t ox_hi =
+              static_cast<std::ptrdiff_t>(W) - dx <= 0 ? 0 : (static_cast<std::ptrdiff_t>(W) - dx + sw - 1) / sw;
           ox_hi = std::min<std::ptrdiff_t>(ox_hi, static_cast<std::ptrdiff_t>(OW));
           if (ox_lo >= ox_hi) continue;
           for (std::size_t oy = 0; oy < OH; ++oy) {
@@ -113,10 +119,13 @@ void pool(const pool_op& p, const shape_t& in_shape, const shape_t& out_shape, c
     for (std::size_t oy = 0; oy < OH; ++oy)
       for (std::size_t ox = 0; ox < OW; ++ox) {
         const std::ptrdiff_t y0 = static_cast<std::ptrdiff_t>(oy * p.stride_h) - static_cast<std::ptrdiff_t>(p.pad_top);
-        const std::ptrdiff_t x0 = static_cast<std::ptrdiff_t>(ox * p.stride_w) - static_cast<std::ptrdiff_t>(p.pad_left);
+        const std::ptrdiff_t x0 =
+            static_cast<std::ptrdiff_t>(ox * p.stride_w) - static_cast<std::ptrdiff_t>(p.pad_left);
         const std::ptrdiff_t ya = std::max<std::ptrdiff_t>(y0, 0), xa = std::max<std::ptrdiff_t>(x0, 0);
-        const std::ptrdiff_t yb = std::min<std::ptrdiff_t>(y0 + static_cast<std::ptrdiff_t>(p.kernel_h), static_cast<std::ptrdiff_t>(H));
-        const std::ptrdiff_t xb = std::min<std::ptrdiff_t>(x0 + static_cast<std::ptrdiff_t>(p.kernel_w), static_cast<std::ptrdiff_t>(W));
+        const std::ptrdiff_t yb =
+            std::min<std::ptrdiff_t>(y0 + static_cast<std::ptrdiff_t>(p.kernel_h), static_cast<std::ptrdiff_t>(H));
+        const std::ptrdiff_t xb =
+            std::min<std::ptrdiff_t>(x0 + static_cast<std::ptrdiff_t>(p.kernel_w), static_cast<std::ptrdiff_t>(W));
         const std::size_t o = (c * OH + oy) * OW + ox;
         // Pads are smaller than the kernel (checked), so every window holds a real input.
         if (is_max) {
@@ -132,8 +141,10 @@ void pool(const pool_op& p, const shape_t& in_shape, const shape_t& out_shape, c
         } else {
           double s = 0.0;
           for (std::ptrdiff_t iy = ya; iy < yb; ++iy)
-            for (std::ptrdiff_t ix = xa; ix < xb; ++ix) s += x[c * H * W + static_cast<std::size_t>(iy) * W + static_cast<std::size_t>(ix)];
-          const std::size_t n = p.count_include_pad ? p.kernel_h * p.kernel_w : static_cast<std::size_t>((yb - ya) * (xb - xa));
+            for (std::ptrdiff_t ix = xa; ix < xb; ++ix)
+              s += x[c * H * W + static_cast<std::size_t>(iy) * W + static_cast<std::size_t>(ix)];
+          const std::size_t n =
+              p.count_include_pad ? p.kernel_h * p.kernel_w : static_cast<std::size_t>((yb - ya) * (xb - xa));
           y[o] = s / static_cast<double>(n);
         }
       }
@@ -162,12 +173,16 @@ forward_result forward(const network& net, std::span<const double> input) {
     std::visit(
         [&](const auto& op) {
           using T = std::decay_t<decltype(op)>;
-          if constexpr (std::is_same_v<T, dense_op>) dense(op, a.data(), z.data());
-          else if constexpr (std::is_same_v<T, conv2d_op>) conv(op, l.in_shape, l.out_shape, a.data(), z.data());
-          else if constexpr (std::is_same_v<T, pool_op>) pool(op, l.in_shape, l.out_shape, a.data(), z.data(), r.argmax[i]);
+          if constexpr (std::is_same_v<T, dense_op>)
+            dense(op, a.data(), z.data());
+          else if constexpr (std::is_same_v<T, conv2d_op>)
+            conv(op, l.in_shape, l.out_shape, a.data(), z.data());
+          else if constexpr (std::is_same_v<T, pool_op>)
+            pool(op, l.in_shape, l.out_shape, a.data(), z.data(), r.argmax[i]);
           else if constexpr (std::is_same_v<T, relu_op>)
             for (std::size_t k = 0; k < z.size(); ++k) z[k] = a[k] > 0.0 ? a[k] : 0.0;
-          else std::copy(a.begin(), a.end(), z.begin());
+          else
+            std::copy(a.begin(), a.end(), z.begin());
         },
         l.op);
     r.activations.push_back(std::move(z));

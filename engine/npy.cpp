@@ -1,5 +1,7 @@
 #include "engine/npy.hpp"
 
+#include <fmt/format.h>
+
 #include <bit>
 #include <cctype>
 #include <cstdint>
@@ -7,8 +9,6 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-
-#include <fmt/format.h>
 
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
@@ -144,14 +144,17 @@ shape_t squeeze(const shape_t& s) {
 }  // namespace
 
 npy_array parse_npy(std::string_view bytes, std::string_view source) {
-  auto fail = [&](const std::string& what) { throw parse_error(fmt::format("{}: not a valid .npy file: {}", source, what)); };
+  auto fail = [&](const std::string& what) {
+    throw parse_error(fmt::format("{}: not a valid .npy file: {}", source, what));
+  };
   if (bytes.size() < 10 || bytes.substr(0, 6) != magic) fail("it does not start with the NumPy magic string");
   const auto major = static_cast<unsigned char>(bytes[6]), minor = static_cast<unsigned char>(bytes[7]);
   if (major < 1 || major > 3 || minor != 0)
     fail(fmt::format("format version {}.{} (provnn reads 1.0, 2.0 and 3.0)", major, minor));
   std::size_t header_len, header_start;
   if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+    header_len =
+        static_cast<unsigned char>(bytes[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8);
     header_start = 10;
   } else {
     if (bytes.size() < 12) fail("the file ends inside the header");
@@ -160,34 +163,42 @@ npy_array parse_npy(std::string_view bytes, std::string_view source) {
     header_start = 12;
   }
   if (bytes.size() - header_start < header_len)
-    fail(fmt::format("the header announces {} bytes but the file ends after {}", header_len, bytes.size() - header_start));
+    fail(fmt::format("the header announces {} bytes but the file ends after {}", header_len,
+                     bytes.size() - header_start));
   std::string descr;
   bool fortran = false;
   npy_array a;
   header_parser(bytes.substr(header_start, header_len), source).parse(descr, fortran, a.shape);
 
   if (fortran)
-    throw unsupported_error(fmt::format("{}: the array is in Fortran order; provnn reads C order (save it with "
-                                        "numpy.save(path, numpy.ascontiguousarray(a)))",
-                                        source));
+    throw unsupported_error(
+        fmt::format("{}: the array is in Fortran order; provnn reads C order (save it with "
+                    "numpy.save(path, numpy.ascontiguousarray(a)))",
+                    source));
   if (descr.size() < 2) fail(fmt::format("dtype '{}'", descr));
   const char order = descr[0];
   const std::string type = descr.substr(1);
   std::size_t item;
-  if (type == "f4" || type == "i4") item = 4;
-  else if (type == "f8" || type == "i8") item = 8;
-  else if (type == "u1") item = 1;
+  if (type == "f4" || type == "i4")
+    item = 4;
+  else if (type == "f8" || type == "i8")
+    item = 8;
+  else if (type == "u1")
+    item = 1;
   else
-    throw unsupported_error(fmt::format("{}: dtype '{}' is not supported; provnn reads float32, float64, uint8, int32 "
-                                        "and int64 (convert with a.astype(numpy.float64))",
-                                        source, descr));
+    throw unsupported_error(
+        fmt::format("{}: dtype '{}' is not supported; provnn reads float32, float64, uint8, int32 "
+                    "and int64 (convert with a.astype(numpy.float64))",
+                    source, descr));
   if (order == '>' && item > 1)
-    throw unsupported_error(fmt::format("{}: dtype '{}' is big-endian; provnn reads little-endian arrays (convert with "
-                                        "a.astype('<{}'))",
-                                        source, descr, type));
+    throw unsupported_error(
+        fmt::format("{}: dtype '{}' is big-endian; provnn reads little-endian arrays (convert with "
+                    "a.astype('<{}'))",
+                    source, descr, type));
   if (order != '<' && order != '|' && order != '=' && !(order == '>' && item == 1))
     fail(fmt::format("dtype '{}' has an unknown byte-order mark", descr));
-  if (order == '|' && item > 1) fail(fmt::format("dtype '{}': '|' (not applicable) is only valid for one-byte types", descr));
+  if (order == '|' && item > 1)
+    fail(fmt::format("dtype '{}': '|' (not applicable) is only valid for one-byte types", descr));
 
   std::size_t n = 1;
   for (auto d : a.shape) {
@@ -201,22 +212,29 @@ npy_array parse_npy(std::string_view bytes, std::string_view source) {
                      n * item, data_bytes, data_bytes < n * item ? "truncated" : "trailing bytes"));
   const char* p = bytes.data() + header_start + header_len;
   a.data.resize(n);
-  if (type == "f4") convert<float>(p, n, a.data);
-  else if (type == "f8") convert<double>(p, n, a.data);
-  else if (type == "i4") convert<std::int32_t>(p, n, a.data);
-  else if (type == "i8") convert<std::int64_t>(p, n, a.data);
-  else convert<std::uint8_t>(p, n, a.data);
+  if (type == "f4")
+    convert<float>(p, n, a.data);
+  else if (type == "f8")
+    convert<double>(p, n, a.data);
+  else if (type == "i4")
+    convert<std::int32_t>(p, n, a.data);
+  else if (type == "i8")
+    convert<std::int64_t>(p, n, a.data);
+  else
+    convert<std::uint8_t>(p, n, a.data);
   return a;
 }
 
 npy_array read_npy(const std::filesystem::path& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw io_error(fmt::format("{}: is a directory, not a .npy file", path.string()));
+  if (std::filesystem::is_directory(path, ec))
+    throw io_error(fmt::format("{}: is a directory, not a .npy file", path.string()));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(fmt::format("{}: cannot open the .npy file", path.string()));
   const auto size = std::filesystem::file_size(path, ec);
   if (!ec && size > max_npy_bytes)
-    throw limit_error(fmt::format("{}: the file has {} bytes, more than max_npy_bytes = {}", path.string(), size, max_npy_bytes));
+    throw limit_error(
+        fmt::format("{}: the file has {} bytes, more than max_npy_bytes = {}", path.string(), size, max_npy_bytes));
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw io_error(fmt::format("{}: cannot read the .npy file", path.string()));
   return parse_npy(bytes, path.string());
@@ -244,7 +262,8 @@ std::string npy_bytes(const shape_t& shape, std::span<const double> data) {
 
 void write_npy(const std::filesystem::path& path, const shape_t& shape, std::span<const double> data) {
   if (data.size() != element_count(shape))
-    throw error(fmt::format("{}: cannot write {} values as an array of shape {}", path.string(), data.size(), shape_str(shape)));
+    throw error(fmt::format("{}: cannot write {} values as an array of shape {}", path.string(), data.size(),
+                            shape_str(shape)));
   write_file_atomically(path, npy_bytes(shape, data));
 }
 
@@ -253,16 +272,17 @@ std::vector<double> select_sample(const npy_array& a, const shape_t& input_shape
   const std::size_t per_sample = element_count(input_shape);
   auto single = [&]() -> std::vector<double> {
     if (index && *index != 0)
-      throw error(fmt::format("{}: --index {} asks for a sample, but the array of shape {} holds a single sample of the "
-                              "network's input shape {}",
-                              source, *index, shape_str(a.shape), shape_str(input_shape)));
+      throw error(
+          fmt::format("{}: --index {} asks for a sample, but the array of shape {} holds a single sample of the "
+                      "network's input shape {}",
+                      source, *index, shape_str(a.shape), shape_str(input_shape)));
     return a.data;
   };
   auto batch = [&]() -> std::vector<double> {
     const std::size_t n = a.shape[0], i = index.value_or(0);
     if (i >= n)
-      throw error(fmt::format("{}: index {} is out of range: the array of shape {} holds {} samples (0 to {})", source, i,
-                              shape_str(a.shape), n, n - 1));
+      throw error(fmt::format("{}: index {} is out of range: the array of shape {} holds {} samples (0 to {})", source,
+                              i, shape_str(a.shape), n, n - 1));
     return {a.data.begin() + static_cast<std::ptrdiff_t>(i * per_sample),
             a.data.begin() + static_cast<std::ptrdiff_t>((i + 1) * per_sample)};
   };
@@ -271,9 +291,10 @@ std::vector<double> select_sample(const npy_array& a, const shape_t& input_shape
   if (!a.shape.empty() && tail == input_shape && a.shape[0] > 0) return batch();
   if (a.data.size() == per_sample && squeeze(a.shape) == squeeze(input_shape)) return single();
   if (!a.shape.empty() && a.shape[0] > 0 && squeeze(tail) == squeeze(input_shape)) return batch();
-  throw error(fmt::format("{}: the array has shape {}, but the network's input has shape {}; pass an array of shape {} "
-                          "or a batch (N, …) of them",
-                          source, shape_str(a.shape), shape_str(input_shape), shape_str(input_shape)));
+  throw error(
+      fmt::format("{}: the array has shape {}, but the network's input has shape {}; pass an array of shape {} "
+                  "or a batch (N, …) of them",
+                  source, shape_str(a.shape), shape_str(input_shape), shape_str(input_shape)));
 }
 
 }  // namespace provnn::engine

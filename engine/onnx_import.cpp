@@ -1,5 +1,6 @@
 #include "engine/onnx_import.hpp"
 
+#include <fmt/format.h>
 #include <onnx/onnx_pb.h>  // defines ONNX_API, then includes onnx-ml.pb.h (ONNX_ML comes from onnx_proto)
 
 #include <algorithm>
@@ -13,8 +14,6 @@
 #include <map>
 #include <optional>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "common/error.hpp"
 
@@ -107,9 +106,7 @@ class importer {
   void batch_norm();
 };
 
-std::string shape_str(const shape_t& s) {
-  return fmt::format("({})", fmt::join(s, ", "));
-}
+std::string shape_str(const shape_t& s) { return fmt::format("({})", fmt::join(s, ", ")); }
 
 std::size_t checked_count(const std::vector<std::int64_t>& dims, std::size_t limit, bool& ok) {
   std::size_t n = 1;
@@ -133,31 +130,33 @@ std::size_t checked_count(const std::vector<std::int64_t>& dims, std::size_t lim
 
 constant importer::convert_tensor(const onnx::TensorProto& t, const std::string& name) {
   if (t.has_data_location() && t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL)
-    throw unsupported_error(fmt::format(
-        "{}: tensor '{}' keeps its data in an external file; provnn reads self-contained models only "
-        "(re-save with onnx.save_model(model, path, save_as_external_data=False))",
-        source_, name));
+    throw unsupported_error(
+        fmt::format("{}: tensor '{}' keeps its data in an external file; provnn reads self-contained models only "
+                    "(re-save with onnx.save_model(model, path, save_as_external_data=False))",
+                    source_, name));
   if (t.has_segment())
-    throw unsupported_error(fmt::format("{}: tensor '{}' is segmented; provnn reads whole tensors only", source_, name));
+    throw unsupported_error(
+        fmt::format("{}: tensor '{}' is segmented; provnn reads whole tensors only", source_, name));
   constant c;
   c.dims.assign(t.dims().begin(), t.dims().end());
   bool ok = false;
   const std::size_t n = checked_count(c.dims, max_onnx_parameters, ok);
   if (!ok)
-    throw limit_error(fmt::format("{}: tensor '{}' has dimensions {} (negative, or more than {} values, the limit "
-                                  "max_onnx_parameters)",
-                                  source_, name, fmt::join(c.dims, "×"), max_onnx_parameters));
+    throw limit_error(
+        fmt::format("{}: tensor '{}' has dimensions {} (negative, or more than {} values, the limit "
+                    "max_onnx_parameters)",
+                    source_, name, fmt::join(c.dims, "×"), max_onnx_parameters));
   const bool raw = t.has_raw_data();
   const std::string& bytes = t.raw_data();
   auto check_raw = [&](std::size_t elem) {
     if (bytes.size() != n * elem)
-      throw parse_error(fmt::format("{}: tensor '{}' has {} bytes of raw data, but its shape ({}) needs {}",
-                                    source_, name, bytes.size(), fmt::join(c.dims, "×"), n * elem));
+      throw parse_error(fmt::format("{}: tensor '{}' has {} bytes of raw data, but its shape ({}) needs {}", source_,
+                                    name, bytes.size(), fmt::join(c.dims, "×"), n * elem));
   };
   auto check_typed = [&](std::size_t have) {
     if (have != n)
-      throw parse_error(fmt::format("{}: tensor '{}' holds {} values, but its shape ({}) needs {}", source_, name,
-                                    have, fmt::join(c.dims, "×"), n));
+      throw parse_error(fmt::format("{}: tensor '{}' holds {} values, but its shape ({}) needs {}", source_, name, have,
+                                    fmt::join(c.dims, "×"), n));
   };
   switch (t.data_type()) {
     case onnx::TensorProto_DataType_FLOAT: {
@@ -222,8 +221,8 @@ constant importer::convert_tensor(const onnx::TensorProto& t, const std::string&
     }
     default:
       throw unsupported_error(fmt::format(
-          "{}: tensor '{}' has ONNX data type {} ({}); provnn reads float, double, bool, int32 and int64 tensors", source_,
-          name, t.data_type(), onnx::TensorProto_DataType_Name(t.data_type())));
+          "{}: tensor '{}' has ONNX data type {} ({}); provnn reads float, double, bool, int32 and int64 tensors",
+          source_, name, t.data_type(), onnx::TensorProto_DataType_Name(t.data_type())));
   }
   if (!c.is_integer) {
     total_parameters_ += n;
@@ -232,8 +231,8 @@ constant importer::convert_tensor(const onnx::TensorProto& t, const std::string&
                                     max_onnx_parameters));
     for (std::size_t i = 0; i < n; ++i)
       if (!std::isfinite(c.values[i]))
-        throw error(fmt::format("{}: tensor '{}' holds {} at flat index {}; provnn needs finite weights", source_,
-                                name, c.values[i], i));
+        throw error(fmt::format("{}: tensor '{}' holds {} at flat index {}; provnn needs finite weights", source_, name,
+                                c.values[i], i));
   }
   return c;
 }
@@ -244,7 +243,8 @@ void importer::read_initialisers() {
     constants_[t.name()] = convert_tensor(t, t.name());
   }
   if (graph_->sparse_initializer_size() > 0)
-    throw unsupported_error(fmt::format("{}: the model has sparse initialisers; provnn reads dense tensors only", source_));
+    throw unsupported_error(
+        fmt::format("{}: the model has sparse initialisers; provnn reads dense tensors only", source_));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -255,13 +255,15 @@ void importer::check_opset(const onnx::ModelProto& model) {
   for (const auto& op : model.opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") version = op.version();
   if (!version)
-    throw parse_error(fmt::format("{}: the model declares no opset for the default ONNX domain (a truncated or "
-                                  "non-ONNX file?)",
-                                  source_));
+    throw parse_error(
+        fmt::format("{}: the model declares no opset for the default ONNX domain (a truncated or "
+                    "non-ONNX file?)",
+                    source_));
   if (*version < 9 || *version > 17)
-    throw unsupported_error(fmt::format("{}: the model uses ONNX opset {}; provnn reads opsets 9 to 17 (re-export "
-                                        "with e.g. torch.onnx.export(..., opset_version=13))",
-                                        source_, *version));
+    throw unsupported_error(
+        fmt::format("{}: the model uses ONNX opset {}; provnn reads opsets 9 to 17 (re-export "
+                    "with e.g. torch.onnx.export(..., opset_version=13))",
+                    source_, *version));
 }
 
 void importer::read_input() {
@@ -271,9 +273,10 @@ void importer::read_input() {
   if (inputs.size() != 1) {
     std::vector<std::string> names;
     for (auto* in : inputs) names.push_back("'" + in->name() + "'");
-    throw unsupported_error(fmt::format("{}: the graph has {} inputs ({}); provnn handles networks with exactly one "
-                                        "input (a chain of layers)",
-                                        source_, inputs.size(), fmt::join(names, ", ")));
+    throw unsupported_error(
+        fmt::format("{}: the graph has {} inputs ({}); provnn handles networks with exactly one "
+                    "input (a chain of layers)",
+                    source_, inputs.size(), fmt::join(names, ", ")));
   }
   const auto& in = *inputs[0];
   net_.input_name = in.name();
@@ -284,21 +287,24 @@ void importer::read_input() {
     throw unsupported_error(fmt::format("{}: graph input '{}' has element type {}; provnn needs float or double",
                                         source_, in.name(), onnx::TensorProto_DataType_Name(tt.elem_type())));
   if (!tt.has_shape() || tt.shape().dim_size() < 2)
-    throw unsupported_error(fmt::format("{}: graph input '{}' has no shape of rank ≥ 2 (batch, features…); provnn "
-                                        "reads the input shape from the model",
-                                        source_, in.name()));
+    throw unsupported_error(
+        fmt::format("{}: graph input '{}' has no shape of rank ≥ 2 (batch, features…); provnn "
+                    "reads the input shape from the model",
+                    source_, in.name()));
   const auto& dims = tt.shape().dim();
   if (dims[0].has_dim_value() && dims[0].dim_value() != 1)
-    throw unsupported_error(fmt::format("{}: graph input '{}' has batch dimension {}; provnn explains one sample "
-                                        "(re-export with batch 1 or a dynamic batch axis)",
-                                        source_, in.name(), dims[0].dim_value()));
+    throw unsupported_error(
+        fmt::format("{}: graph input '{}' has batch dimension {}; provnn explains one sample "
+                    "(re-export with batch 1 or a dynamic batch axis)",
+                    source_, in.name(), dims[0].dim_value()));
   shape_.clear();
   std::size_t count = 1;
   for (int i = 1; i < dims.size(); ++i) {
     if (!dims[i].has_dim_value() || dims[i].dim_value() <= 0)
-      throw unsupported_error(fmt::format("{}: graph input '{}' has a symbolic or non-positive dimension {} ('{}'); "
-                                          "provnn needs a fixed input shape apart from the batch axis",
-                                          source_, in.name(), i, dims[i].dim_param()));
+      throw unsupported_error(
+          fmt::format("{}: graph input '{}' has a symbolic or non-positive dimension {} ('{}'); "
+                      "provnn needs a fixed input shape apart from the batch axis",
+                      source_, in.name(), i, dims[i].dim_param()));
     const auto d = static_cast<std::size_t>(dims[i].dim_value());
     if (d > max_onnx_activation || count * d > max_onnx_activation)  // count, d ≤ 1e8: no overflow
       throw limit_error(fmt::format("{}: graph input '{}' has more than max_onnx_activation = {} elements", source_,
@@ -334,8 +340,9 @@ void importer::count_readers() {
       node_ = &node;
       node_index_ = i;
       node_name_ = node.name().empty() ? fmt::format("{}_{}", node.op_type(), i) : node.name();
-      unsupported("its target shape is computed in the graph (as torch exports x.view(x.size(0), -1)); provnn needs a "
-                  "constant shape: use torch.flatten(x, 1), nn.Flatten, or a constant shape");
+      unsupported(
+          "its target shape is computed in the graph (as torch exports x.view(x.size(0), -1)); provnn needs a "
+          "constant shape: use torch.flatten(x, 1), nn.Flatten, or a constant shape");
     }
     // A node joining two computed tensors is the clearest sign of a non-chain graph: report it
     // first, before the fork it joins is seen as "a tensor read twice".
@@ -343,10 +350,11 @@ void importer::count_readers() {
       node_ = &node;
       node_index_ = i;
       node_name_ = node.name().empty() ? fmt::format("{}_{}", node.op_type(), i) : node.name();
-      unsupported(fmt::format("it combines computed tensors '{}': a residual/skip connection, or a parameter (weight, "
-                              "pads, shape) computed by other nodes; provnn handles chains of layers whose parameters "
-                              "are constants",
-                              fmt::join(names, "', '")));
+      unsupported(
+          fmt::format("it combines computed tensors '{}': a residual/skip connection, or a parameter (weight, "
+                      "pads, shape) computed by other nodes; provnn handles chains of layers whose parameters "
+                      "are constants",
+                      fmt::join(names, "', '")));
     }
   }
   for (const auto& out : graph_->output()) {
@@ -370,14 +378,16 @@ const onnx::AttributeProto* importer::attr(std::string_view name) const {
 std::int64_t importer::attr_int(std::string_view name, std::int64_t def) const {
   const auto* a = attr(name);
   if (!a) return def;
-  if (a->type() != onnx::AttributeProto_AttributeType_INT) malformed(fmt::format("attribute '{}' is not an integer", name));
+  if (a->type() != onnx::AttributeProto_AttributeType_INT)
+    malformed(fmt::format("attribute '{}' is not an integer", name));
   return a->i();
 }
 
 double importer::attr_float(std::string_view name, double def) const {
   const auto* a = attr(name);
   if (!a) return def;
-  if (a->type() != onnx::AttributeProto_AttributeType_FLOAT) malformed(fmt::format("attribute '{}' is not a float", name));
+  if (a->type() != onnx::AttributeProto_AttributeType_FLOAT)
+    malformed(fmt::format("attribute '{}' is not a float", name));
   return a->f();
 }
 
@@ -397,7 +407,8 @@ std::vector<std::int64_t> importer::attr_ints(std::string_view name) const {
 std::string importer::attr_string(std::string_view name, std::string def) const {
   const auto* a = attr(name);
   if (!a) return def;
-  if (a->type() != onnx::AttributeProto_AttributeType_STRING) malformed(fmt::format("attribute '{}' is not a string", name));
+  if (a->type() != onnx::AttributeProto_AttributeType_STRING)
+    malformed(fmt::format("attribute '{}' is not a string", name));
   return a->s();
 }
 
@@ -412,9 +423,10 @@ const constant* importer::optional_const_input(int i, std::string_view role) con
   if (i >= node_->input_size() || node_->input(i).empty()) return nullptr;
   auto it = constants_.find(node_->input(i));
   if (it == constants_.end())
-    unsupported(fmt::format("input {} ('{}', the {}) must be a constant (initialiser or Constant node), but it is "
-                            "computed",
-                            i, node_->input(i), role));
+    unsupported(
+        fmt::format("input {} ('{}', the {}) must be a constant (initialiser or Constant node), but it is "
+                    "computed",
+                    i, node_->input(i), role));
   return &it->second;
 }
 
@@ -466,14 +478,18 @@ void importer::gemm() {
   d.out = out;
   d.weight.resize(in * out);
   for (std::size_t k = 0; k < out; ++k)
-    for (std::size_t j = 0; j < in; ++j) d.weight[k * in + j] = alpha * (trans_b ? b.values[k * in + j] : b.values[j * out + k]);
+    for (std::size_t j = 0; j < in; ++j)
+      d.weight[k * in + j] = alpha * (trans_b ? b.values[k * in + j] : b.values[j * out + k]);
   d.bias.assign(out, 0.0);
   if (const constant* cb = optional_const_input(2, "bias C")) {
     if (cb->is_integer) malformed("the bias C must be a float tensor");
     // C broadcasts to (1, out): scalar, (out), (1, out), (1, 1) or (1).
     const std::size_t n = cb->values.size();
-    const bool fits = cb->dims.size() <= 2 && (n == 1 || (n == out && static_cast<std::size_t>(cb->dims.back()) == out));
-    if (!fits) malformed(fmt::format("the bias C has shape ({}), which does not broadcast to (1, {})", fmt::join(cb->dims, ", "), out));
+    const bool fits =
+        cb->dims.size() <= 2 && (n == 1 || (n == out && static_cast<std::size_t>(cb->dims.back()) == out));
+    if (!fits)
+      malformed(fmt::format("the bias C has shape ({}), which does not broadcast to (1, {})", fmt::join(cb->dims, ", "),
+                            out));
     for (std::size_t k = 0; k < out; ++k) d.bias[k] = beta * cb->values[n == 1 ? 0 : k];
   }
   push("Gemm", std::move(d), {out});
@@ -529,9 +545,11 @@ void importer::add_bias() {
       }
     }
   }
-  unsupported(fmt::format("Add is supported only as a constant per-unit bias right after Gemm/MatMul/Conv; here it "
-                          "adds a constant of shape ({}) to {}",
-                          fmt::join(c.dims, ", "), prev ? fmt::format("the output of '{}' ({})", prev->name, prev->op_type) : "the graph input"));
+  unsupported(
+      fmt::format("Add is supported only as a constant per-unit bias right after Gemm/MatMul/Conv; here it "
+                  "adds a constant of shape ({}) to {}",
+                  fmt::join(c.dims, ", "),
+                  prev ? fmt::format("the output of '{}' ({})", prev->name, prev->op_type) : "the graph input"));
 }
 
 // ONNX auto_pad for one spatial axis: returns (begin, end).
@@ -545,7 +563,8 @@ std::pair<std::size_t, std::size_t> same_pads(std::size_t in, std::size_t stride
 
 void importer::conv() {
   refuse_attributes_except({"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"});
-  if (shape_.size() != 3) unsupported(fmt::format("only 2-D convolutions are supported; the input is {} per sample", shape_str(shape_)));
+  if (shape_.size() != 3)
+    unsupported(fmt::format("only 2-D convolutions are supported; the input is {} per sample", shape_str(shape_)));
   const constant& w = const_input(1, "weight");
   if (w.is_integer || w.dims.size() != 4)
     unsupported(fmt::format("only 2-D convolutions are supported; the weight has shape ({})", fmt::join(w.dims, ", ")));
@@ -562,12 +581,15 @@ void importer::conv() {
     malformed(fmt::format("weight shape ({}) with group {} does not fit an input with {} channels",
                           fmt::join(w.dims, ", "), c.group, c.in_channels));
   const auto ks = attr_ints("kernel_shape");
-  if (!ks.empty() && (ks.size() != 2 || static_cast<std::size_t>(ks[0]) != c.kernel_h || static_cast<std::size_t>(ks[1]) != c.kernel_w))
-    malformed(fmt::format("kernel_shape ({}) disagrees with the weight shape ({})", fmt::join(ks, ", "), fmt::join(w.dims, ", ")));
+  if (!ks.empty() && (ks.size() != 2 || static_cast<std::size_t>(ks[0]) != c.kernel_h ||
+                      static_cast<std::size_t>(ks[1]) != c.kernel_w))
+    malformed(fmt::format("kernel_shape ({}) disagrees with the weight shape ({})", fmt::join(ks, ", "),
+                          fmt::join(w.dims, ", ")));
   auto pair_attr = [&](std::string_view name, std::int64_t def) {
     auto v = attr_ints(name);
     if (v.empty()) return std::pair<std::size_t, std::size_t>(def, def);
-    if (v.size() != 2 || v[0] < 1 || v[1] < 1) malformed(fmt::format("attribute {} must hold two positive values", name));
+    if (v.size() != 2 || v[0] < 1 || v[1] < 1)
+      malformed(fmt::format("attribute {} must hold two positive values", name));
     return std::pair<std::size_t, std::size_t>(v[0], v[1]);
   };
   std::tie(c.stride_h, c.stride_w) = pair_attr("strides", 1);
@@ -596,8 +618,8 @@ void importer::conv() {
     pad_.reset();
   }
   if (H + c.pad_top + c.pad_bottom < ext_h || W + c.pad_left + c.pad_right < ext_w)
-    malformed(fmt::format("the kernel ({}×{}, dilated {}×{}) is larger than the padded input {}", c.kernel_h, c.kernel_w,
-                          ext_h, ext_w, shape_str(shape_)));
+    malformed(fmt::format("the kernel ({}×{}, dilated {}×{}) is larger than the padded input {}", c.kernel_h,
+                          c.kernel_w, ext_h, ext_w, shape_str(shape_)));
   const std::size_t OH = (H + c.pad_top + c.pad_bottom - ext_h) / c.stride_h + 1;
   const std::size_t OW = (W + c.pad_left + c.pad_right - ext_w) / c.stride_w + 1;
   c.weight = w.values;
@@ -612,8 +634,10 @@ void importer::conv() {
 }
 
 void importer::pool(pool_op::kind mode, bool global) {
-  if (shape_.size() != 3) unsupported(fmt::format("only 2-D pooling is supported; the input is {} per sample", shape_str(shape_)));
-  if (node_->output_size() > 1 && !node_->output(1).empty()) unsupported("the Indices output of MaxPool is not supported");
+  if (shape_.size() != 3)
+    unsupported(fmt::format("only 2-D pooling is supported; the input is {} per sample", shape_str(shape_)));
+  if (node_->output_size() > 1 && !node_->output(1).empty())
+    unsupported("the Indices output of MaxPool is not supported");
   pool_op p;
   p.mode = mode;
   const std::size_t H = shape_[1], W = shape_[2];
@@ -623,8 +647,8 @@ void importer::pool(pool_op::kind mode, bool global) {
     push(node_->op_type(), p, {shape_[0], 1, 1});
     return;
   }
-  refuse_attributes_except({"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads",
-                            "storage_order", "strides"});
+  refuse_attributes_except(
+      {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "storage_order", "strides"});
   const auto ks = attr_ints("kernel_shape");
   if (ks.size() != 2 || ks[0] < 1 || ks[1] < 1) malformed("kernel_shape must hold two positive values");
   p.kernel_h = ks[0], p.kernel_w = ks[1];
@@ -667,7 +691,8 @@ void importer::pool(pool_op::kind mode, bool global) {
   if (p.pad_top >= p.kernel_h || p.pad_bottom >= p.kernel_h || p.pad_left >= p.kernel_w || p.pad_right >= p.kernel_w)
     malformed("each pad must be smaller than the kernel");
   if (H + p.pad_top + p.pad_bottom < p.kernel_h || W + p.pad_left + p.pad_right < p.kernel_w)
-    malformed(fmt::format("the kernel ({}×{}) is larger than the padded input {}", p.kernel_h, p.kernel_w, shape_str(shape_)));
+    malformed(fmt::format("the kernel ({}×{}) is larger than the padded input {}", p.kernel_h, p.kernel_w,
+                          shape_str(shape_)));
   if (attr_int("ceil_mode", 0) != 0) {
     // Rounding the output size up adds a last, partial window. Extending the trailing pad to
     // cover it is exact for max (padding never wins) and for an average over real inputs, as
@@ -685,7 +710,8 @@ void importer::pool(pool_op::kind mode, bool global) {
     extend(H, p.pad_top, p.pad_bottom, p.kernel_h, p.stride_h);
     extend(W, p.pad_left, p.pad_right, p.kernel_w, p.stride_w);
   }
-  const std::size_t span_h = H + p.pad_top + p.pad_bottom - p.kernel_h, span_w = W + p.pad_left + p.pad_right - p.kernel_w;
+  const std::size_t span_h = H + p.pad_top + p.pad_bottom - p.kernel_h,
+                    span_w = W + p.pad_left + p.pad_right - p.kernel_w;
   const std::size_t OH = span_h / p.stride_h + 1, OW = span_w / p.stride_w + 1;
   push(node_->op_type(), p, {shape_[0], OH, OW});
 }
@@ -693,10 +719,12 @@ void importer::pool(pool_op::kind mode, bool global) {
 void importer::pad() {
   refuse_attributes_except({"mode", "pads", "value"});
   if (attr_string("mode", "constant") != "constant")
-    unsupported(fmt::format("Pad mode '{}' is not supported; only zero (constant) padding folds into a Conv or "
-                            "AveragePool",
-                            attr_string("mode", "constant")));
-  if (shape_.size() != 3) unsupported(fmt::format("Pad is supported on (C, H, W) inputs only, not {}", shape_str(shape_)));
+    unsupported(
+        fmt::format("Pad mode '{}' is not supported; only zero (constant) padding folds into a Conv or "
+                    "AveragePool",
+                    attr_string("mode", "constant")));
+  if (shape_.size() != 3)
+    unsupported(fmt::format("Pad is supported on (C, H, W) inputs only, not {}", shape_str(shape_)));
   std::vector<std::int64_t> pads = attr_ints("pads");
   double value = attr_float("value", 0.0);
   if (!attr("pads")) {  // opset ≥ 11: pads and the value are inputs
@@ -728,7 +756,8 @@ void importer::flatten() {
   const auto rank = static_cast<std::int64_t>(shape_.size()) + 1;  // with the batch axis
   if (axis < 0) axis += rank;
   if (axis != 0 && axis != 1)
-    unsupported(fmt::format("Flatten with axis {} would merge the batch axis with features; provnn supports axis 1", axis));
+    unsupported(
+        fmt::format("Flatten with axis {} would merge the batch axis with features; provnn supports axis 1", axis));
   push("Flatten", reshape_op{}, {element_count(shape_)});
 }
 
@@ -762,25 +791,29 @@ void importer::reshape() {
     target[*infer] = static_cast<std::int64_t>(n / known);
     known = n;
   }
-  if (known != n) malformed(fmt::format("cannot reshape {} per sample into ({})", shape_str(shape_), fmt::join(s.ints, ", ")));
+  if (known != n)
+    malformed(fmt::format("cannot reshape {} per sample into ({})", shape_str(shape_), fmt::join(s.ints, ", ")));
   if (target.empty() || target[0] != 1)
-    unsupported(fmt::format("Reshape to ({}) moves the batch axis; provnn supports reshapes that keep it first", fmt::join(target, ", ")));
+    unsupported(fmt::format("Reshape to ({}) moves the batch axis; provnn supports reshapes that keep it first",
+                            fmt::join(target, ", ")));
   shape_t out(target.begin() + 1, target.end());
   push("Reshape", reshape_op{}, out);
 }
 
 void importer::batch_norm() {
   refuse_attributes_except({"epsilon", "momentum", "training_mode", "spatial", "is_test", "consumed_inputs"});
-  if (attr_int("training_mode", 0) != 0) unsupported("BatchNormalization in training mode cannot be folded; export the model in eval mode");
+  if (attr_int("training_mode", 0) != 0)
+    unsupported("BatchNormalization in training mode cannot be folded; export the model in eval mode");
   if (attr_int("spatial", 1) != 1) unsupported("BatchNormalization with spatial = 0 is not supported");
   for (int i = 1; i < node_->output_size(); ++i)
     if (!node_->output(i).empty() && readers_.count(node_->output(i)))
       unsupported("the running statistics outputs of BatchNormalization are not supported");
   layer* prev = net_.layers.empty() ? nullptr : &net_.layers.back();
   if (!prev || !prev->is_linear())
-    unsupported(fmt::format("BatchNormalization can only be folded into a directly preceding Conv/Gemm/MatMul, but it "
-                            "follows {}",
-                            prev ? fmt::format("'{}' ({})", prev->name, prev->op_type) : "the graph input"));
+    unsupported(
+        fmt::format("BatchNormalization can only be folded into a directly preceding Conv/Gemm/MatMul, but it "
+                    "follows {}",
+                    prev ? fmt::format("'{}' ({})", prev->name, prev->op_type) : "the graph input"));
   const double eps = attr_float("epsilon", 1e-5);
   const constant& gamma = const_input(1, "scale");
   const constant& beta = const_input(2, "bias");
@@ -815,7 +848,8 @@ void importer::import_node() {
   const auto& node = *node_;
   const std::string& op = node.op_type();
   if (!node.domain().empty() && node.domain() != "ai.onnx")
-    unsupported(fmt::format("op domain '{}' is not supported; supported (default domain): {}", node.domain(), supported_ops));
+    unsupported(
+        fmt::format("op domain '{}' is not supported; supported (default domain): {}", node.domain(), supported_ops));
 
   if (op == "Constant") {
     if (node.output_size() != 1) malformed("a Constant node must have one output");
@@ -838,13 +872,27 @@ void importer::import_node() {
     return;
   }
 
-  static const std::set<std::string, std::less<>> known = {
-      "Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
-      "Reshape", "BatchNormalization", "Identity", "Dropout", "Softmax", "LogSoftmax", "Pad"};
+  static const std::set<std::string, std::less<>> known = {"Gemm",
+                                                           "MatMul",
+                                                           "Add",
+                                                           "Conv",
+                                                           "Relu",
+                                                           "MaxPool",
+                                                           "AveragePool",
+                                                           "GlobalAveragePool",
+                                                           "Flatten",
+                                                           "Reshape",
+                                                           "BatchNormalization",
+                                                           "Identity",
+                                                           "Dropout",
+                                                           "Softmax",
+                                                           "LogSoftmax",
+                                                           "Pad"};
   if (!known.count(op)) unsupported(fmt::format("op type '{}' is not supported; supported ops: {}", op, supported_ops));
 
   if (op == "Identity" && node.input_size() == 1 && constants_.count(node.input(0))) {
-    if (node.output_size() != 1 || graph_outputs_.count(node.output(0))) unsupported("a constant graph output is not supported");
+    if (node.output_size() != 1 || graph_outputs_.count(node.output(0)))
+      unsupported("a constant graph output is not supported");
     constant alias = constants_.find(node.input(0))->second;
     constants_[node.output(0)] = std::move(alias);
     return;
@@ -855,43 +903,62 @@ void importer::import_node() {
   for (const auto& in : node.input())
     if (!in.empty() && !constants_.count(in)) computed.push_back(in);
   if (computed.size() > 1)
-    unsupported(fmt::format("it combines computed tensors {} (a residual or skip connection); provnn handles chains of "
-                            "layers only",
-                            fmt::format("'{}'", fmt::join(computed, "', '"))));
+    unsupported(
+        fmt::format("it combines computed tensors {} (a residual or skip connection); provnn handles chains of "
+                    "layers only",
+                    fmt::format("'{}'", fmt::join(computed, "', '"))));
   if (computed.empty())
-    unsupported("it reads only constants (constant folding is not supported); supported ops: " + std::string(supported_ops));
+    unsupported("it reads only constants (constant folding is not supported); supported ops: " +
+                std::string(supported_ops));
   if (computed[0] != current_)
-    unsupported(fmt::format("it reads '{}', which is not the output of the previous layer ('{}'); provnn handles "
-                            "chains of layers only",
-                            computed[0], current_));
+    unsupported(
+        fmt::format("it reads '{}', which is not the output of the previous layer ('{}'); provnn handles "
+                    "chains of layers only",
+                    computed[0], current_));
   if (readers_[current_] > 1)
-    unsupported(fmt::format("tensor '{}' is read {} times (by several nodes or also as a graph output); provnn handles "
-                            "chains of layers only",
-                            current_, readers_[current_]));
+    unsupported(
+        fmt::format("tensor '{}' is read {} times (by several nodes or also as a graph output); provnn handles "
+                    "chains of layers only",
+                    current_, readers_[current_]));
   if (node.output_size() < 1 || node.output(0).empty()) malformed("the node has no output");
   for (int i = 1; i < node.output_size(); ++i)
     if (!node.output(i).empty() && readers_.count(node.output(i)) && op != "BatchNormalization")
       unsupported(fmt::format("its extra output '{}' is used; provnn supports the first output only", node.output(i)));
 
   if (pad_ && op != "Conv" && op != "AveragePool" && op != "Pad" && op != "Identity" && op != "Dropout")
-    unsupported(fmt::format("it follows the Pad node '{}'; a zero Pad is folded only into a directly following Conv or "
-                            "AveragePool (its zeros could win a max, or change a global average)",
-                            pad_->node));
+    unsupported(
+        fmt::format("it follows the Pad node '{}'; a zero Pad is folded only into a directly following Conv or "
+                    "AveragePool (its zeros could win a max, or change a global average)",
+                    pad_->node));
   if (!net_.skipped_softmax.empty() && op != "Identity" && op != "Dropout")
-    unsupported(fmt::format("it follows a {}; provnn skips a Softmax only when it is the last layer", net_.skipped_softmax));
+    unsupported(
+        fmt::format("it follows a {}; provnn skips a Softmax only when it is the last layer", net_.skipped_softmax));
 
-  if (op == "Gemm") gemm();
-  else if (op == "MatMul") matmul();
-  else if (op == "Add") add_bias();
-  else if (op == "Conv") conv();
-  else if (op == "Relu") { refuse_attributes_except({}); push("Relu", relu_op{}, shape_); }
-  else if (op == "MaxPool") pool(pool_op::kind::max, false);
-  else if (op == "AveragePool") pool(pool_op::kind::average, false);
-  else if (op == "GlobalAveragePool") pool(pool_op::kind::average, true);
-  else if (op == "Flatten") flatten();
-  else if (op == "Pad") pad();
-  else if (op == "Reshape") reshape();
-  else if (op == "BatchNormalization") batch_norm();
+  if (op == "Gemm")
+    gemm();
+  else if (op == "MatMul")
+    matmul();
+  else if (op == "Add")
+    add_bias();
+  else if (op == "Conv")
+    conv();
+  else if (op == "Relu") {
+    refuse_attributes_except({});
+    push("Relu", relu_op{}, shape_);
+  } else if (op == "MaxPool")
+    pool(pool_op::kind::max, false);
+  else if (op == "AveragePool")
+    pool(pool_op::kind::average, false);
+  else if (op == "GlobalAveragePool")
+    pool(pool_op::kind::average, true);
+  else if (op == "Flatten")
+    flatten();
+  else if (op == "Pad")
+    pad();
+  else if (op == "Reshape")
+    reshape();
+  else if (op == "BatchNormalization")
+    batch_norm();
   else if (op == "Identity" || op == "Dropout") {
     if (op == "Dropout" && node.input_size() > 2 && !node.input(2).empty()) {
       const constant& tm = const_input(2, "training_mode");
@@ -911,10 +978,12 @@ network importer::run(std::string_view bytes) {
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     throw limit_error(fmt::format("{}: the file has {} bytes; protobuf reads at most 2 GiB", source_, bytes.size()));
   if (!model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
-    throw parse_error(fmt::format("{}: not a valid ONNX model (the protobuf does not parse: truncated or not an ONNX "
-                                  "file)",
-                                  source_));
-  if (!model.has_graph()) throw parse_error(fmt::format("{}: the ONNX model has no graph (truncated or not an ONNX file?)", source_));
+    throw parse_error(
+        fmt::format("{}: not a valid ONNX model (the protobuf does not parse: truncated or not an ONNX "
+                    "file)",
+                    source_));
+  if (!model.has_graph())
+    throw parse_error(fmt::format("{}: the ONNX model has no graph (truncated or not an ONNX file?)", source_));
   check_opset(model);
   graph_ = &model.graph();
   if (static_cast<std::size_t>(graph_->node_size()) > max_onnx_nodes)
@@ -931,13 +1000,15 @@ network importer::run(std::string_view bytes) {
     import_node();
   }
   if (graph_->output(0).name() != current_)
-    throw unsupported_error(fmt::format("{}: the graph output '{}' is not the end of the chain of layers ('{}'); "
-                                        "provnn handles chains of layers only",
-                                        source_, graph_->output(0).name(), current_));
+    throw unsupported_error(
+        fmt::format("{}: the graph output '{}' is not the end of the chain of layers ('{}'); "
+                    "provnn handles chains of layers only",
+                    source_, graph_->output(0).name(), current_));
   if (pad_)
-    throw unsupported_error(fmt::format("{}: the graph ends with the Pad node '{}'; a zero Pad is folded only into a "
-                                        "following Conv or AveragePool",
-                                        source_, pad_->node));
+    throw unsupported_error(
+        fmt::format("{}: the graph ends with the Pad node '{}'; a zero Pad is folded only into a "
+                    "following Conv or AveragePool",
+                    source_, pad_->node));
   if (net_.layers.empty()) throw unsupported_error(fmt::format("{}: the graph has no layers", source_));
   if (!net_.skipped_softmax.empty())
     std::fprintf(stderr, "provnn: note: the trailing %s of %s is skipped; relevance is explained on the logits\n",
@@ -953,7 +1024,8 @@ network load_onnx_bytes(std::string_view bytes, std::string source_name) {
 
 network load_onnx(const std::filesystem::path& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw io_error(fmt::format("{}: is a directory, not a model file", path.string()));
+  if (std::filesystem::is_directory(path, ec))
+    throw io_error(fmt::format("{}: is a directory, not a model file", path.string()));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(fmt::format("{}: cannot open the model file", path.string()));
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -1,5 +1,6 @@
 #include "engine/png_io.hpp"
 
+#include <fmt/format.h>
 #include <png.h>
 
 #include <csetjmp>
@@ -7,8 +8,6 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-
-#include <fmt/format.h>
 
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
@@ -163,7 +162,8 @@ png_image_data parse_png(std::string_view bytes, std::string_view source, const 
 
 png_image_data read_png(const std::filesystem::path& path, const png_read_options& options) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw io_error(fmt::format("{}: is a directory, not a PNG file", path.string()));
+  if (std::filesystem::is_directory(path, ec))
+    throw io_error(fmt::format("{}: is a directory, not a PNG file", path.string()));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(fmt::format("{}: cannot open the PNG file", path.string()));
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -192,9 +192,10 @@ std::vector<double> png_to_input(const png_image_data& img, const shape_t& s, st
   if (s.size() == 2 && s[0] == img.height && s[1] == img.width) return grey();
   if (s.size() == 1 && s[0] == plane) return grey();
   if (s.size() == 1 && s[0] == 3 * plane && img.channels == 3) return img.data;
-  throw error(fmt::format("{}: a {}-channel {}×{} image does not fit the network's input shape ({}); provnn maps "
-                          "(C, H, W), (H, W) or flattened inputs of the image's size",
-                          source, img.channels, img.height, img.width, fmt::join(s, ", ")));
+  throw error(
+      fmt::format("{}: a {}-channel {}×{} image does not fit the network's input shape ({}); provnn maps "
+                  "(C, H, W), (H, W) or flattened inputs of the image's size",
+                  source, img.channels, img.height, img.width, fmt::join(s, ", ")));
 }
 
 namespace detail {
@@ -202,12 +203,23 @@ std::string encode_png(std::size_t width, std::size_t height, int color_type, in
                        const std::vector<std::uint16_t>& samples, const std::vector<std::uint8_t>& palette_rgb) {
   int channels = 0;
   switch (color_type) {
-    case PNG_COLOR_TYPE_GRAY: channels = 1; break;
-    case PNG_COLOR_TYPE_GRAY_ALPHA: channels = 2; break;
-    case PNG_COLOR_TYPE_RGB: channels = 3; break;
-    case PNG_COLOR_TYPE_RGB_ALPHA: channels = 4; break;
-    case PNG_COLOR_TYPE_PALETTE: channels = 1; break;
-    default: throw error(fmt::format("encode_png: unknown color type {}", color_type));
+    case PNG_COLOR_TYPE_GRAY:
+      channels = 1;
+      break;
+    case PNG_COLOR_TYPE_GRAY_ALPHA:
+      channels = 2;
+      break;
+    case PNG_COLOR_TYPE_RGB:
+      channels = 3;
+      break;
+    case PNG_COLOR_TYPE_RGB_ALPHA:
+      channels = 4;
+      break;
+    case PNG_COLOR_TYPE_PALETTE:
+      channels = 1;
+      break;
+    default:
+      throw error(fmt::format("encode_png: unknown color type {}", color_type));
   }
   if (width == 0 || height == 0 || width > 1u << 30 || height > 1u << 30 ||
       samples.size() != width * height * static_cast<std::size_t>(channels))

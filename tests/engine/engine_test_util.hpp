@@ -5,6 +5,7 @@
 #ifndef ONNX_ML
 #define ONNX_ML 1  // tests link onnx_proto through provnn but do not inherit its definitions
 #endif
+#include <doctest/doctest.h>
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
@@ -14,11 +15,9 @@
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <doctest/doctest.h>
-#include <nlohmann/json.hpp>
 
 namespace provnn::test {
 
@@ -103,8 +102,10 @@ class onnx_builder {
     auto* shape = tt->mutable_shape();
     for (std::size_t i = 0; i < dims.size(); ++i) {
       auto* d = shape->add_dim();
-      if (i == 0 && dims[i] == 0) d->set_dim_param("N");
-      else d->set_dim_value(dims[i]);
+      if (i == 0 && dims[i] == 0)
+        d->set_dim_param("N");
+      else
+        d->set_dim_value(dims[i]);
     }
   }
 

@@ -2,9 +2,9 @@
 // explicitly zero-padded input as an independent reference for strides/pads/dilations/groups.
 #include "engine/forward.hpp"
 
-#include <algorithm>
-
 #include <doctest/doctest.h>
+
+#include <algorithm>
 
 #include "common/error.hpp"
 #include "engine/npy.hpp"
@@ -81,12 +81,12 @@ TEST_CASE("forward: convolution against a naive padded reference") {
     std::size_t cin, cout, group, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, H, W;
   };
   const cfg cases[] = {
-      {1, 1, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 5, 5},   // plain
-      {2, 3, 1, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, 7, 6},   // strides, asymmetric pads
-      {2, 2, 1, 2, 3, 1, 2, 2, 1, 2, 1, 0, 2, 6, 7},   // dilation, stride in w
-      {4, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5, 5},   // depthwise
-      {4, 6, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, 8},   // grouped, strided
-      {3, 2, 1, 1, 1, 3, 3, 1, 1, 2, 2, 2, 2, 4, 4},   // 1×1 with padding larger than stride
+      {1, 1, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 5, 5},  // plain
+      {2, 3, 1, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, 7, 6},  // strides, asymmetric pads
+      {2, 2, 1, 2, 3, 1, 2, 2, 1, 2, 1, 0, 2, 6, 7},  // dilation, stride in w
+      {4, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5, 5},  // depthwise
+      {4, 6, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8, 8},  // grouped, strided
+      {3, 2, 1, 1, 1, 3, 3, 1, 1, 2, 2, 2, 2, 4, 4},  // 1×1 with padding larger than stride
   };
   std::uint32_t seed = 1;
   for (const auto& k : cases) {
@@ -209,8 +209,9 @@ TEST_CASE("forward: bundled models reproduce PyTorch's logits") {
   // The bundled NaN input is refused by the forward pass, naming the index.
   const network mlp = load_onnx(test::data_dir() / "models" / "digits_mlp.onnx");
   const auto nan = read_npy(test::data_dir() / "inputs" / "nan_input.npy");
-  test::check_throws_with<error>([&] { forward(mlp, select_sample(nan, mlp.input_shape, std::nullopt, "nan_input.npy")); },
-                                 {"digits_mlp.onnx", "flat index 10", "not finite"});
+  test::check_throws_with<error>(
+      [&] { forward(mlp, select_sample(nan, mlp.input_shape, std::nullopt, "nan_input.npy")); },
+      {"digits_mlp.onnx", "flat index 10", "not finite"});
   MESSAGE("largest logit error relative to max|logit|: ", worst, " over ", checked, " forward passes");
 }
 

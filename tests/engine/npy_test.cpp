@@ -2,9 +2,9 @@
 // a round trip, and sample selection.
 #include "engine/npy.hpp"
 
-#include <cstring>
-
 #include <doctest/doctest.h>
+
+#include <cstring>
 
 #include "common/error.hpp"
 #include "tests/engine/engine_test_util.hpp"
@@ -55,13 +55,15 @@ TEST_CASE("npy: every supported dtype, with hand-made headers") {
 TEST_CASE("npy: versions 2.0 and 3.0, key order, scalars and 1-D shapes") {
   const std::string data = le_bytes(std::vector<double>{1.5, 2.5});
   for (int major : {2, 3}) {
-    const auto a = parse_npy(make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", data, major), "v.npy");
+    const auto a =
+        parse_npy(make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", data, major), "v.npy");
     CHECK(a.shape == shape_t{2});
     CHECK(a.data == std::vector<double>{1.5, 2.5});
   }
   const auto b = parse_npy(make_npy("{'shape': (1, 2), 'fortran_order': False, 'descr': '<f8'}", data), "o.npy");
   CHECK(b.shape == shape_t{1, 2});
-  const auto s = parse_npy(make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", le_bytes(std::vector<double>{4})), "s.npy");
+  const auto s = parse_npy(
+      make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", le_bytes(std::vector<double>{4})), "s.npy");
   CHECK(s.shape.empty());
   CHECK(s.data == std::vector<double>{4});
   const auto e = parse_npy(make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (0, 3), }", ""), "e.npy");
@@ -82,8 +84,9 @@ TEST_CASE("npy: refusals name the file and the problem") {
                                              {"c.npy", "<c16", "float64"});
   test::check_throws_with<unsupported_error>([&] { parse_npy(make_npy(hdr("<f2", "False", "(2, 3)"), d6), "h.npy"); },
                                              {"<f2"});
-  test::check_throws_with<parse_error>([&] { parse_npy(make_npy(hdr("<f8", "False", "(2, 3)"), d6.substr(0, 40)), "t.npy"); },
-                                       {"t.npy", "needs 48", "holds 40", "truncated"});
+  test::check_throws_with<parse_error>(
+      [&] { parse_npy(make_npy(hdr("<f8", "False", "(2, 3)"), d6.substr(0, 40)), "t.npy"); },
+      {"t.npy", "needs 48", "holds 40", "truncated"});
   test::check_throws_with<parse_error>([&] { parse_npy(make_npy(hdr("<f8", "False", "(2, 3)"), d6 + "xx"), "x.npy"); },
                                        {"trailing"});
   // A shape announcing terabytes in a tiny file is refused before any allocation.
@@ -94,8 +97,9 @@ TEST_CASE("npy: refusals name the file and the problem") {
   test::check_throws_with<parse_error>([&] { parse_npy("PK\x03\x04 not numpy", "zip.npy"); }, {"zip.npy", "magic"});
   test::check_throws_with<parse_error>([&] { parse_npy(make_npy("{'descr': '<f8', 'shape': (6,)}", d6), "k.npy"); },
                                        {"k.npy", "lacks"});
-  test::check_throws_with<parse_error>([&] { parse_npy(make_npy("{'descr': '<f8', 'fortran_order': Maybe, 'shape': (6,)}", d6), "m.npy"); },
-                                       {"m.npy", "True or False"});
+  test::check_throws_with<parse_error>(
+      [&] { parse_npy(make_npy("{'descr': '<f8', 'fortran_order': Maybe, 'shape': (6,)}", d6), "m.npy"); },
+      {"m.npy", "True or False"});
   std::string v9 = make_npy(hdr("<f8", "False", "(6,)"), d6);
   v9[6] = 9;
   test::check_throws_with<parse_error>([&] { parse_npy(v9, "v9.npy"); }, {"version 9.0"});
@@ -141,7 +145,8 @@ TEST_CASE("npy: select_sample matches S, (N, …S), and ignores size-1 axes") {
   CHECK(select_sample(batch, {3, 4}, std::nullopt, "b.npy") == batch.data);
   test::check_throws_with<error>([&] { select_sample(batch, {4}, 3, "b.npy"); }, {"b.npy", "index 3", "3 samples"});
   test::check_throws_with<error>([&] { select_sample(batch, {3, 4}, 1, "b.npy"); }, {"single sample"});
-  test::check_throws_with<error>([&] { select_sample(batch, {5}, std::nullopt, "b.npy"); }, {"b.npy", "(3, 4)", "(5,)"});
+  test::check_throws_with<error>([&] { select_sample(batch, {5}, std::nullopt, "b.npy"); },
+                                 {"b.npy", "(3, 4)", "(5,)"});
   npy_array sq{{8, 8}, std::vector<double>(64, 1.0)};
   CHECK(select_sample(sq, {1, 8, 8}, std::nullopt, "c.npy").size() == 64);
   npy_array many{{5, 8, 8}, std::vector<double>(320, 0.0)};
@@ -168,9 +173,11 @@ TEST_CASE("npy: bundled inputs, good and broken") {
   REQUIRE(i64.data.size() == 64);
   for (std::size_t i = 0; i < 64; ++i) CHECK(i64.data[i] / 16 == doctest::Approx(f32.data[i]).epsilon(1e-7));
 
-  test::check_throws_with<unsupported_error>([&] { read_npy(dir / "fortran_order.npy"); }, {"fortran_order.npy", "Fortran"});
+  test::check_throws_with<unsupported_error>([&] { read_npy(dir / "fortran_order.npy"); },
+                                             {"fortran_order.npy", "Fortran"});
   test::check_throws_with<unsupported_error>([&] { read_npy(dir / "bad_dtype.npy"); }, {"bad_dtype.npy", "<c8"});
-  test::check_throws_with<unsupported_error>([&] { read_npy(dir / "bad_dtype_str.npy"); }, {"bad_dtype_str.npy", "<U1"});
+  test::check_throws_with<unsupported_error>([&] { read_npy(dir / "bad_dtype_str.npy"); },
+                                             {"bad_dtype_str.npy", "<U1"});
   test::check_throws_with<parse_error>([&] { read_npy(dir / "truncated.npy"); }, {"truncated.npy", "truncated"});
   const auto wrong = read_npy(dir / "wrong_shape.npy");
   test::check_throws_with<error>([&] { select_sample(wrong, {64}, std::nullopt, "wrong_shape.npy"); },

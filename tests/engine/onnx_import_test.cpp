@@ -138,7 +138,8 @@ TEST_CASE("onnx: a zero Pad folds into the following AveragePool or Conv") {
     const network net = load(b);
     const auto& c = std::get<conv2d_op>(net.layers[0].op);
     CHECK((c.pad_top == 2 && c.pad_left == 0 && c.pad_bottom == 0 && c.pad_right == 1));
-    CHECK(forward(net, std::vector<double>{1, 2, 3, 4}).output() == std::vector<double>{0, 0, 0, 0, 0, 0, 2, 4, 0, 6, 8, 0});
+    CHECK(forward(net, std::vector<double>{1, 2, 3, 4}).output() ==
+          std::vector<double>{0, 0, 0, 0, 0, 0, 2, 4, 0, 6, 8, 0});
   }
   SUBCASE("refusals: before MaxPool, at the end, reflect mode, non-zero value") {
     auto make = [](const std::string& next, const std::string& mode, double value) {
@@ -156,8 +157,10 @@ TEST_CASE("onnx: a zero Pad folds into the following AveragePool or Conv") {
       }
       return b;
     };
-    test::check_throws_with<unsupported_error>([&] { load(make("MaxPool", "constant", 0)); }, {"'next'", "'pad'", "max"});
-    test::check_throws_with<unsupported_error>([&] { load(make("", "constant", 0)); }, {"ends with the Pad node 'pad'"});
+    test::check_throws_with<unsupported_error>([&] { load(make("MaxPool", "constant", 0)); },
+                                               {"'next'", "'pad'", "max"});
+    test::check_throws_with<unsupported_error>([&] { load(make("", "constant", 0)); },
+                                               {"ends with the Pad node 'pad'"});
     test::check_throws_with<unsupported_error>([&] { load(make("AveragePool", "reflect", 0)); }, {"'pad'", "reflect"});
     test::check_throws_with<unsupported_error>([&] { load(make("AveragePool", "constant", 1)); }, {"'pad'", "value 1"});
   }
@@ -401,8 +404,8 @@ TEST_CASE("onnx: refusals name the node, its index, its op type and the way out"
     b.node("Relu", {"x"}, {"r"});
     b.node("Sigmoid", {"r"}, {"y"}, "squash");
     b.output("y");
-    test::check_throws_with<unsupported_error>([&] { load(b, "m.onnx"); },
-                                               {"m.onnx", "'squash'", "#1", "Sigmoid", "supported ops", "Gemm", "Conv"});
+    test::check_throws_with<unsupported_error>(
+        [&] { load(b, "m.onnx"); }, {"m.onnx", "'squash'", "#1", "Sigmoid", "supported ops", "Gemm", "Conv"});
   }
   SUBCASE("residual Add of two computed tensors") {
     onnx_builder b({1, 2});
@@ -511,7 +514,8 @@ TEST_CASE("onnx: truncated, garbage and inconsistent files are parse errors nami
   }
   test::check_throws_with<parse_error>([&] { load_onnx_bytes(bytes.substr(0, bytes.size() / 2), "cut.onnx"); },
                                        {"cut.onnx"});
-  test::check_throws_with<parse_error>([&] { load_onnx_bytes("\xff\xff\xff\xff garbage", "junk.onnx"); }, {"junk.onnx"});
+  test::check_throws_with<parse_error>([&] { load_onnx_bytes("\xff\xff\xff\xff garbage", "junk.onnx"); },
+                                       {"junk.onnx"});
   // raw_data size disagreeing with dims
   onnx_builder c({1, 3});
   auto& t = c.init("W", {2, 3}, test::pseudo_random(6, 1));
@@ -596,10 +600,12 @@ TEST_CASE("onnx: every bundled broken model gives its clear error") {
   REQUIRE(test::fixture_manifest().at("bad_models").size() == 6);
   test::check_throws_with<unsupported_error>([&] { load_onnx(dir / "unknown_op.onnx"); },
                                              {"unknown_op.onnx", "Sigmoid", "#1", "supported ops"});
-  test::check_throws_with<unsupported_error>([&] { load_onnx(dir / "residual.onnx"); }, {"residual.onnx", "Add", "residual"});
+  test::check_throws_with<unsupported_error>([&] { load_onnx(dir / "residual.onnx"); },
+                                             {"residual.onnx", "Add", "residual"});
   test::check_throws_with<unsupported_error>([&] { load_onnx(dir / "two_inputs.onnx"); },
                                              {"two_inputs.onnx", "2 inputs", "'x'", "'y'"});
-  test::check_throws_with<error>([&] { load_onnx(dir / "nan_weight.onnx"); }, {"nan_weight.onnx", "nan", "flat index 5"});
+  test::check_throws_with<error>([&] { load_onnx(dir / "nan_weight.onnx"); },
+                                 {"nan_weight.onnx", "nan", "flat index 5"});
   test::check_throws_with<parse_error>([&] { load_onnx(dir / "truncated.onnx"); }, {"truncated.onnx"});
   test::check_throws_with<parse_error>([&] { load_onnx(dir / "not_onnx.onnx"); }, {"not_onnx.onnx"});
 }

@@ -1,12 +1,10 @@
 // PNG: every colour type and bit depth decoded to the stored sample values, the heatmap writer
 // round trip, corrupt files as parse errors, and the mapping onto network input shapes.
-#include "engine/png_io.hpp"
-
+#include <doctest/doctest.h>
 #include <png.h>
 
-#include <doctest/doctest.h>
-
 #include "common/error.hpp"
+#include "engine/png_io.hpp"
 #include "tests/engine/engine_test_util.hpp"
 
 namespace provnn::engine {
@@ -21,8 +19,7 @@ TEST_CASE("png: RGB heatmap writer round trip through a file") {
   REQUIRE(img.shape() == shape_t{3, H, W});
   for (std::size_t y = 0; y < H; ++y)
     for (std::size_t x = 0; x < W; ++x)
-      for (std::size_t c = 0; c < 3; ++c)
-        CHECK(img.data[(c * H + y) * W + x] == rgb[(y * W + x) * 3 + c] / 255.0);
+      for (std::size_t c = 0; c < 3; ++c) CHECK(img.data[(c * H + y) * W + x] == rgb[(y * W + x) * 3 + c] / 255.0);
   CHECK_THROWS_AS(write_png_rgb8(dir / "bad.png", W, H, std::vector<std::uint8_t>(7)), error);
   CHECK_FALSE(std::filesystem::exists(dir / "bad.png"));
 }
@@ -49,13 +46,14 @@ TEST_CASE("png: grey, grey+alpha, RGBA, palette, 1-bit and 16-bit keep their sam
     CHECK(img.data == std::vector<double>{10 / 255.0, 20 / 255.0});
   }
   SUBCASE("16-bit RGBA drops alpha, no premultiplication") {
-    const auto img = parse_png(detail::encode_png(1, 1, PNG_COLOR_TYPE_RGB_ALPHA, 16, {1000, 2000, 3000, 0}), "rgba.png");
+    const auto img =
+        parse_png(detail::encode_png(1, 1, PNG_COLOR_TYPE_RGB_ALPHA, 16, {1000, 2000, 3000, 0}), "rgba.png");
     CHECK(img.shape() == shape_t{3, 1, 1});
     CHECK(img.data == std::vector<double>{1000 / 65535.0, 2000 / 65535.0, 3000 / 65535.0});
   }
   SUBCASE("palette expands to RGB") {
-    const auto img = parse_png(
-        detail::encode_png(2, 1, PNG_COLOR_TYPE_PALETTE, 8, {1, 0}, {255, 0, 0, 0, 128, 64}), "p.png");
+    const auto img =
+        parse_png(detail::encode_png(2, 1, PNG_COLOR_TYPE_PALETTE, 8, {1, 0}, {255, 0, 0, 0, 128, 64}), "p.png");
     CHECK(img.shape() == shape_t{3, 1, 2});
     CHECK(img.data == std::vector<double>{0, 1, 128 / 255.0, 0, 64 / 255.0, 0});
   }
@@ -69,7 +67,8 @@ TEST_CASE("png: corrupt, truncated and non-PNG bytes are parse errors naming the
     CAPTURE(len);
     CHECK_THROWS_AS(parse_png(ok.substr(0, len), "cut.png"), parse_error);
   }
-  test::check_throws_with<parse_error>([&] { parse_png(ok.substr(0, ok.size() / 2), "cut.png"); }, {"cut.png", "corrupt"});
+  test::check_throws_with<parse_error>([&] { parse_png(ok.substr(0, ok.size() / 2), "cut.png"); },
+                                       {"cut.png", "corrupt"});
   std::string flipped = ok;
   flipped[20] = static_cast<char>(flipped[20] ^ 0x40);  // inside IHDR: its CRC no longer matches
   test::check_throws_with<parse_error>([&] { parse_png(flipped, "crc.png"); }, {"crc.png"});
