@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <limits>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "circuits/circuit.hpp"
 #include "circuits/edge_annotation.hpp"
@@ -20,6 +22,13 @@ namespace provnn {
 /// as any intermediate polynomial has more than max_monomials terms, so the work done before
 /// failing is bounded by the limit.
 polynomial expand(const circuit& c, gate_id g, std::size_t max_monomials, std::string what = {});
+
+/// The polynomials of several gates at once (same order): their union cone is evaluated
+/// once, so sub-circuits they share (every R_k of an LRP circuit) are expanded once. The
+/// limit applies to every intermediate polynomial as in expand(); `what` names the set in
+/// the message (e.g. "the roots of features 0..63").
+std::vector<polynomial> expand(const circuit& c, std::span<const gate_id> gates, std::size_t max_monomials,
+                               std::string what = {});
 
 /// expand() of the root named `root_name`. Throws provnn::error when there is no such root.
 polynomial expand_root(const circuit& c, std::string_view root_name, std::size_t max_monomials);

@@ -110,6 +110,17 @@ TEST_CASE("the monomial limit fails early, naming the limit, the root and the wa
   CHECK_THROWS_WITH_AS(expand_root(c, "R(x[9])", 10), doctest::Contains("no root named 'R(x[9])'"), provnn::error);
 }
 
+TEST_CASE("expanding several roots at once equals expanding each") {
+  std::mt19937 rng(21);
+  auto net = provnn::testing::random_layered(rng, {4, 3, 3, 2}, 0.8, 0.3);
+  const auto all = expand(net.c, net.feature_roots, 100000, "the feature roots");
+  REQUIRE(all.size() == net.feature_roots.size());
+  for (std::size_t j = 0; j < all.size(); ++j) CHECK(all[j] == expand(net.c, net.feature_roots[j], 100000));
+  CHECK_THROWS_WITH_AS(expand(net.c, net.feature_roots, 1, "the feature roots"),
+                       doctest::Contains("expansion of the feature roots exceeds the limit of 1 monomials"),
+                       provnn::limit_error);
+}
+
 TEST_CASE("top-k monomials are the k best entries of the expanded polynomial") {
   std::mt19937 rng(3);
   for (int trial = 0; trial < 10; ++trial) {
