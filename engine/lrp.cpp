@@ -117,11 +117,12 @@ struct conv_geom {
   std::size_t n_out() const noexcept { return op.out_channels * oh * ow; }
   double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k / (oh * ow)]; }
 
-  // f(k, j, w) for every edge, per kernel tap, over the output positions whose input is
-  // real: padding has no edges, so padded inputs count for nothing in any rule (Zennit pads
-  // every modified input with 0; flat's fan-in counts real inputs).
+  // f(k0, j0, n, w) for every run of edges k0 + t ← j0 + t·stride_w (t < n) sharing the
+  // weight w: per kernel tap and output row, over the output positions whose input is real.
+  // Padding has no edges, so padded inputs count for nothing in any rule (Zennit pads every
+  // modified input with 0; flat's fan-in counts real inputs).
   template <class F>
-  void edges(F&& f) const {
+  void runs(F&& f) const {
     const auto& c = op;
     const std::size_t icg = c.in_channels / c.group, ocg = c.out_channels / c.group;
     const auto H = static_cast<std::ptrdiff_t>(h), W = static_cast<std::ptrdiff_t>(w);
@@ -141,11 +142,12 @@ struct conv_geom {
             const auto offx =
                 static_cast<std::ptrdiff_t>(kx * c.dilation_w) - static_cast<std::ptrdiff_t>(c.pad_left);
             const auto [ox0, ox1] = valid_range(offx, sw, W, OW);
+            if (ox0 >= ox1) continue;
             for (std::ptrdiff_t oy = oy0; oy < oy1; ++oy) {
-              const std::size_t krow = out_base + static_cast<std::size_t>(oy * OW);
-              const std::ptrdiff_t jrow = static_cast<std::ptrdiff_t>(in_base) + (oy * sh + offy) * W + offx;
-              for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox)
-                f(krow + static_cast<std::size_t>(ox), static_cast<std::size_t>(jrow + ox * sw), wv);
+              const std::size_t k0 = out_base + static_cast<std::size_t>(oy * OW + ox0);
+              const auto j0 =
+                  static_cast<std::size_t>(static_cast<std::ptrdiff_t>(in_base) + (oy * sh + offy) * W + offx + ox0 * sw);
+              f(k0, j0, static_cast<std::size_t>(ox1 - ox0), wv);
             }
           }
         }
@@ -155,19 +157,31 @@ struct conv_geom {
 
   template <std::size_t M, class F>
   void reduce(std::array<double*, M> d, F&& f) const {
-    edges([&](std::size_t k, std::size_t j, double wv) {
-      const vals<M> t = f(j, wv);
-      for (std::size_t m = 0; m < M; ++m) d[m][k] += t[m];
+    const std::size_t sw = op.stride_w;
+    runs([&, d](std::size_t k0, std::size_t j0, std::size_t n, double wv) {
+      std::array<double*, M> dk;
+      for (std::size_t m = 0; m < M; ++m) dk[m] = d[m] + k0;
+      for (std::size_t t = 0; t < n; ++t) {
+        const vals<M> v = f(j0 + t * sw, wv);
+        for (std::size_t m = 0; m < M; ++m) dk[m][t] += v[m];
+      }
     });
   }
 
   template <std::size_t NA, std::size_t NC, class F>
   void scatter(std::array<double*, NA> acc, std::array<const double*, NC> c, F&& f) const {
-    edges([&](std::size_t k, std::size_t j, double wv) {
-      vals<NC> ck;
-      for (std::size_t m = 0; m < NC; ++m) ck[m] = c[m][k];
-      const vals<NA> t = f(wv, ck);
-      for (std::size_t m = 0; m < NA; ++m) acc[m][j] += t[m];
+    const std::size_t sw = op.stride_w;
+    runs([&, acc, c](std::size_t k0, std::size_t j0, std::size_t n, double wv) {
+      std::array<double*, NA> aj;
+      std::array<const double*, NC> ck;
+      for (std::size_t m = 0; m < NA; ++m) aj[m] = acc[m] + j0;
+      for (std::size_t m = 0; m < NC; ++m) ck[m] = c[m] + k0;
+      for (std::size_t t = 0; t < n; ++t) {
+        vals<NC> cv;
+        for (std::size_t m = 0; m < NC; ++m) cv[m] = ck[m][t];
+        const vals<NA> v = f(wv, cv);
+        for (std::size_t m = 0; m < NA; ++m) aj[m][t * sw] += v[m];
+      }
     });
   }
 };
@@ -218,10 +232,27 @@ void check_bound(const zbox_bound& b, const char* which, std::size_t n_in, const
         "zbox bound {} '{}' has {} values but linear layer {} ('{}') has {} inputs of shape {}; give a scalar or "
         "one bound per input feature",
         which, b.path.empty() ? "<values>" : b.path, b.values.size(), lin, l.name, n_in, shape_string(l.in_shape)));
+  for (std::size_t j = 0; j < b.values.size(); ++j)
+    if (!std::isfinite(b.values[j]))
+      throw error(fmt::format("zbox bound {} '{}' of linear layer {} ('{}') has a non-finite value at flat index {}",
+                              which, b.path.empty() ? "<values>" : b.path, lin, l.name, j));
+}
+
+/// Work arrays reused across layers (and kept by lrp() for a whole pass), so a layer costs
+/// no allocation once the largest layer has been seen.
+struct scratch {
+  std::array<std::vector<double>, 4> out;  // per output unit
+  std::array<std::vector<double>, 3> in;   // per input unit
+};
+
+/// v resized to n and filled with `value`, keeping its capacity.
+inline std::vector<double>& fill(std::vector<double>& v, std::size_t n, double value = 0.0) {
+  v.assign(n, value);
+  return v;
 }
 
 template <class Geom>
-void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_io& io) {
+void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_io& io, scratch& sc) {
   const std::size_t n_in = g.n_in(), n_out = g.n_out();
   const double eps = r.epsilon;
   const double* a = io.a;
@@ -234,11 +265,11 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
     case rule_kind::zero:
     case rule_kind::epsilon: {
       // (a, w, 1/stab(z_k)); with biases kept z_k is the forward pre-activation itself.
-      std::vector<double> c(n_out);
+      std::vector<double>& c = fill(sc.out[0], n_out);
       if (keep_bias) {
         for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], io.z[k], eps);
       } else {
-        std::vector<double> d(n_out, 0.0);
+        std::vector<double>& d = fill(sc.out[1], n_out);
         g.template reduce<1>({d.data()}, [a](std::size_t j, double w) { return vals<1>{a[j] * w}; });
         for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
       }
@@ -252,7 +283,8 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
       // Positive part (a⁺,w⁺),(a⁻,w⁻) over stab(z⁺), times α (z⁺ = α1β0: α = 1, no β part).
       const bool ab = r.kind == rule_kind::alphabeta;
       const double alpha = ab ? r.alpha : 1.0, beta = ab ? r.beta : 0.0;
-      std::vector<double> dp(n_out), dn(n_out);
+      std::vector<double>& dp = fill(sc.out[0], n_out);
+      std::vector<double>& dn = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         dp[k] = pos(bias(k));
         dn[k] = neg(bias(k));
@@ -263,13 +295,15 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
         const double t = a[j] * w;
         return vals<2>{pos(t), neg(t)};
       });
-      std::vector<double> cpos(n_out), cneg(n_out, 0.0);
+      std::vector<double>& cpos = fill(sc.out[2], n_out);
+      std::vector<double>& cneg = fill(sc.out[3], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         cpos[k] = alpha * coef(R[k], dp[k], eps);
         // z⁻_k = 0 means every negative contribution is 0: the unit has no negative share.
         if (ab && beta != 0 && dn[k] != 0) cneg[k] = -beta * coef(R[k], dn[k], eps);
       }
-      std::vector<double> acc_pos(n_in, 0.0), acc_neg(n_in, 0.0);  // for a⁺ and for a⁻
+      std::vector<double>& acc_pos = fill(sc.in[0], n_in);  // for a⁺
+      std::vector<double>& acc_neg = fill(sc.in[1], n_in);  // for a⁻
       if (ab) {
         g.template scatter<2, 2>({acc_pos.data(), acc_neg.data()}, {cpos.data(), cneg.data()},
                                  [](double w, const vals<2>& ck) {
@@ -292,7 +326,8 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
       const double gm = r.gamma;
       auto up = [gm](double w) { return w + gm * pos(w); };
       auto un = [gm](double w) { return w + gm * neg(w); };
-      std::vector<double> dp(n_out), dn(n_out);
+      std::vector<double>& dp = fill(sc.out[0], n_out);
+      std::vector<double>& dn = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         dp[k] = up(bias(k));
         dn[k] = un(bias(k));
@@ -303,12 +338,14 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
         const double t = a[j] * w;
         return vals<2>{t + gm * pos(t), t + gm * neg(t)};
       });
-      std::vector<double> cpos(n_out, 0.0), cneg(n_out, 0.0);
+      std::vector<double>& cpos = fill(sc.out[2], n_out);
+      std::vector<double>& cneg = fill(sc.out[3], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         if (io.z[k] > 0) cpos[k] = coef(R[k], dp[k], eps);
         else if (io.z[k] < 0) cneg[k] = coef(R[k], dn[k], eps);
       }
-      std::vector<double> acc_pos(n_in, 0.0), acc_neg(n_in, 0.0);
+      std::vector<double>& acc_pos = fill(sc.in[0], n_in);
+      std::vector<double>& acc_neg = fill(sc.in[1], n_in);
       g.template scatter<2, 2>({acc_pos.data(), acc_neg.data()}, {cpos.data(), cneg.data()},
                                [up, un](double w, const vals<2>& ck) {
                                  const double wu = up(w), wd = un(w);
@@ -322,13 +359,15 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
       // (a, w, c), (l, w⁺, −c), (h, w⁻, −c); the bias enters as b − b⁺ − b⁻ = 0: nothing.
       const zbox_bound& lo = r.low;
       const zbox_bound& hi = r.high;
-      std::vector<double> d(n_out, 0.0);
+      std::vector<double>& d = fill(sc.out[0], n_out);
       g.template reduce<1>({d.data()}, [a, &lo, &hi](std::size_t j, double w) {
         return vals<1>{a[j] * w - lo.at(j) * pos(w) - hi.at(j) * neg(w)};
       });
-      std::vector<double> c(n_out);
+      std::vector<double>& c = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
-      std::vector<double> acc_w(n_in, 0.0), acc_p(n_in, 0.0), acc_n(n_in, 0.0);
+      std::vector<double>& acc_w = fill(sc.in[0], n_in);
+      std::vector<double>& acc_p = fill(sc.in[1], n_in);
+      std::vector<double>& acc_n = fill(sc.in[2], n_in);
       g.template scatter<3, 1>({acc_w.data(), acc_p.data(), acc_n.data()}, {c.data()},
                                [](double w, const vals<1>& ck) {
                                  return vals<3>{w * ck[0], pos(w) * ck[0], neg(w) * ck[0]};
@@ -338,7 +377,7 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
     }
     case rule_kind::flat: {
       // (1, 1, 1/stab(fan-in_k)); fan-in counts the edges, so padding counts for nothing.
-      std::vector<double> d(n_out, 0.0);
+      std::vector<double>& d = fill(sc.out[0], n_out);
       g.template reduce<1>({d.data()}, [](std::size_t, double) { return vals<1>{1.0}; });
       for (std::size_t k = 0; k < n_out; ++k) d[k] = coef(R[k], d[k], eps);
       g.template scatter<1, 1>({out}, {d.data()}, [](double, const vals<1>& ck) { return vals<1>{ck[0]}; });
@@ -346,10 +385,10 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
     }
     case rule_kind::wsquare: {
       // (1, w², 1/stab(Σ_j w² + b²)); the bias absorbs b²·c.
-      std::vector<double> d(n_out);
+      std::vector<double>& d = fill(sc.out[0], n_out);
       for (std::size_t k = 0; k < n_out; ++k) d[k] = bias(k) * bias(k);
       g.template reduce<1>({d.data()}, [](std::size_t, double w) { return vals<1>{w * w}; });
-      std::vector<double> c(n_out);
+      std::vector<double>& c = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
       g.template scatter<1, 1>({out}, {c.data()}, [](double w, const vals<1>& ck) { return vals<1>{w * w * ck[0]}; });
       for (std::size_t k = 0; k < n_out; ++k) rb[k] = bias(k) * bias(k) * c[k];
@@ -421,6 +460,7 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
   res.relevance[L] = std::move(init);
   res.bias_relevance.resize(n_linear);
   const bool keep_bias = options.bias == bias_mode::kept;
+  scratch sc;
   std::size_t lin = n_linear;
   for (std::size_t i = L; i-- > 0;) {
     const layer& l = net.layers[i];
@@ -440,11 +480,11 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
       const layer_io io{a, z, r_out.data(), r_in.data(), rb.data()};
       if (const auto* d = std::get_if<dense_op>(&l.op)) {
         PROVNN_ASSERT(d->in == r_in.size() && d->out == r_out.size());
-        linear_backward(dense_geom{*d}, r, keep_bias, io);
+        linear_backward(dense_geom{*d}, r, keep_bias, io, sc);
       } else {
         const conv_geom g(std::get<conv2d_op>(l.op), l.in_shape, l.out_shape);
         PROVNN_ASSERT(g.n_in() == r_in.size() && g.n_out() == r_out.size());
-        linear_backward(g, r, keep_bias, io);
+        linear_backward(g, r, keep_bias, io, sc);
       }
     } else if (const auto* p = std::get_if<pool_op>(&l.op)) {
       if (p->mode == pool_op::kind::max) {
@@ -458,7 +498,7 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
         }
       } else {
         // A linear layer with fixed weights 1/N under the ε rule (ε = 1e-6), z_k = the pool output.
-        std::vector<double> c(r_out.size(), 0.0);
+        std::vector<double>& c = fill(sc.out[0], r_out.size());
         if (p->count_include_pad) {
           const double n = static_cast<double>(p->kernel_h * p->kernel_w);
           for (std::size_t k = 0; k < c.size(); ++k) c[k] = coef(r_out[k], z[k], options.pool_epsilon) / n;

@@ -7,13 +7,14 @@
 // rows), so a layer costs a small constant times its multiply-adds and allocates nothing
 // per edge. Non-linear layers: ReLU passes relevance unchanged (Zennit's Pass), max-pooling
 // sends it to the winning input recorded by the forward pass, average pooling is a linear
-// layer with fixed weights 1/N under the ε rule with ε = 1e-6 (Zennit's Norm), flatten and
-// reshape re-index (the flat data is the same).
+// layer with fixed weights 1/N under the ε rule with ε = 1e-6 (Zennit's Norm; see
+// lrp_options::pool_epsilon), flatten and reshape re-index (the flat data is the same).
 //
-// Biases. The relevance a bias absorbs is Σ_m ψ_m(b_k) c_mk R_k, so for every linear layer
-//   Σ_j R_j + Σ_k R(b_k) = Σ_k R_k · d_k / stab(d_k)      (d_k: the rule's denominator),
-// which is exact conservation for LRP-0 and holds up to the ε leak otherwise (zbox and flat
-// absorb nothing; αβ loses the negative share of a unit whose z⁻ is 0). With
+// Biases. The relevance a bias absorbs is Σ_m ψ_m(b_k) c_mk R_k, so for a rule with one
+// denominator d_k per unit
+//   Σ_j R_j + Σ_k R(b_k) = Σ_k R_k · d_k / stab(d_k),
+// exact conservation for LRP-0 and up to the ε leak otherwise (z^B and flat give the bias
+// nothing; αβ has two denominators, and a unit whose z⁻ is 0 passes α·R_k). With
 // bias_mode::zeroed every bias is 0 in every rule (Zennit's zero_params='bias'); the activation
 // pattern, the score and the sign test of the γ rule still come from the ordinary forward
 // pass (Zennit's Gamma takes its sign from the unmodified module).
@@ -77,8 +78,8 @@ std::size_t predicted(const forward_result& fwd);
 /// for the ε rule with biases kept), O(activations) memory.
 /// Throws provnn::error when `fwd` does not match `net`, the number of rules is not the
 /// number of linear layers, the target class is out of range, the initial relevance vector
-/// has the wrong size or a non-finite value, pool_epsilon is negative, or a zbox bound is not loaded or has the wrong
-/// number of values for its layer.
+/// has the wrong size or a non-finite value, pool_epsilon is negative, or a zbox bound is
+/// not loaded, has the wrong number of values for its layer, or a non-finite value.
 lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options);
 
 }  // namespace provnn::engine

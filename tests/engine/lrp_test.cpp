@@ -792,4 +792,7 @@ TEST_CASE("targets: predicted class, a class index, an initial vector; errors na
   resolve_bounds(o3.layer_rules, [](const std::string&) { return std::vector<double>{0, 0, 0}; });
   CHECK(message(o3, n3, f3).find("has 3 values but linear layer 0 ('fc') has 2 inputs of shape (2)") !=
         std::string::npos);
+  o3.layer_rules[0].low.values = {0, NAN};
+  CHECK(message(o3, n3, f3).find("'lo.npy' of linear layer 0 ('fc') has a non-finite value at flat index 1") !=
+        std::string::npos);
 }
