@@ -16,6 +16,8 @@
 #include <concepts>
 #include <cstddef>
 #include <functional>
+#include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
