@@ -292,7 +292,16 @@ void add_rule_option(composite& c, std::string_view text) {
   const std::string_view s = trim(text);
   const auto eq = s.rfind('=');
   if (eq == std::string_view::npos) {
-    c.default_rule = parse_rule(s);
+    rule r = parse_rule(s);
+    // Every preset has a rule for dense and for conv layers, so a default would never apply:
+    // say so rather than ignore it.
+    if (c.kind != preset::none)
+      throw parse_error(fmt::format(
+          "--rule {}: a composite gives every dense and convolution layer its rule, so a default rule would never "
+          "apply; override a layer with --rule LAYER={} (LAYER = first, a 0-based linear-layer index, or an ONNX node "
+          "name)",
+          s, s));
+    c.default_rule = std::move(r);
     return;
   }
   const std::string_view layer = trim(s.substr(0, eq));

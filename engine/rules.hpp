@@ -137,7 +137,8 @@ composite parse_composite(std::string_view text);
 
 /// Applies one `--rule [LAYER=]RULE` option: without LAYER it sets the default rule,
 /// otherwise it appends an override. The text is split at its last '=' (rules never
-/// contain one; node names may). Throws parse_error (bad rule, empty layer).
+/// contain one; node names may). Throws parse_error (bad rule, empty layer, or a default
+/// rule for a preset composite, which would never apply).
 void add_rule_option(composite& c, std::string_view text);
 
 /// Human-readable summary, e.g. "epsilon-plus; 0=zbox:0,1".

@@ -285,6 +285,11 @@ TEST_CASE("--rule options: default, first, index, node name; later overrides win
   add_rule_option(p, "2=alphabeta:1,0");
   CHECK(resolve(p, net) == std::vector<rule>{rules::zplus(), rules::zplus(), rules::alphabeta(1, 0), rules::epsilon()});
 
+  // A bare default rule would never apply under a preset: refused, with the way out.
+  const std::string msg = parse_error_message([&] { add_rule_option(p, "gamma"); });
+  CHECK(contains(msg, "--rule LAYER=gamma"));
+  CHECK(resolve(p, net)[2] == rules::alphabeta(1, 0));  // unchanged
+
   // Node names may contain '=' or ':' (split at the last '=').
   network odd = dense_first_net();
   odd.layers[2].name = "/head/Gemm:a=b";
