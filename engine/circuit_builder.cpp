@@ -495,6 +495,12 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   for (auto n : per_group) products += n;
   c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + 64,
              c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + 64);
+  {
+    // Tokens: at most one per (parameter, term) and per (unit, term) on either side.
+    const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
+    const std::size_t est = std::min(n_params_all * T, n_edges) + (n_in + n_out) * T + 16;
+    c_.tokens().reserve(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
+  }
   for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
     groups_[gi].pair_j.clear();
     groups_[gi].pair_g.clear();
@@ -637,7 +643,8 @@ circuit builder::run(circuit_build_info* info) {
     g.r.assign(n_out, zero_gate);
     for (auto [y, v] : g.start) {
       const std::uint32_t yi[] = {static_cast<std::uint32_t>(y)};
-      g.r[y] = token_gate(K::target, V::plain, 0, yi, v);
+      // A zero initial relevance is the zero gate, like every other zero factor.
+      g.r[y] = v == 0 ? zero_gate : token_gate(K::target, V::plain, 0, yi, v);
     }
   }
   std::vector<std::size_t> rule_of(L, 0);

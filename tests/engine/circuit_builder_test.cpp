@@ -5,8 +5,12 @@
 
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -341,4 +345,62 @@ TEST_CASE("errors name what is wrong") {
   bad.activations.pop_back();
   CHECK_THROWS_WITH_AS(build_circuit(net, bad, opts(rules::epsilon())), doctest::Contains("activation arrays"),
                        provnn::error);
+}
+
+TEST_CASE("a 784-300-100-10 MLP: real evaluation = lrp(), and the build cost per edge") {
+  // Random weights (fixed seed), input in [0, 1): about half the hidden units are active.
+  std::uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto uniform = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return static_cast<double>(state >> 11) * 0x1.0p-53;
+  };
+  auto weights = [&](std::size_t in, std::size_t out) {
+    std::vector<double> w(in * out);
+    for (auto& v : w) v = (uniform() - 0.5) * 2.0 / std::sqrt(static_cast<double>(in));
+    return w;
+  };
+  auto biases = [&](std::size_t out) {
+    std::vector<double> b(out);
+    for (auto& v : b) v = (uniform() - 0.5) * 0.1;
+    return b;
+  };
+  network n;
+  n.source = "mlp-784-300-100-10";
+  n.input_shape = {784};
+  n.layers.push_back(make_dense(weights(784, 300), biases(300), 784, 300));
+  n.layers.push_back(make_relu({300}));
+  n.layers.push_back(make_dense(weights(300, 100), biases(100), 300, 100));
+  n.layers.push_back(make_relu({100}));
+  n.layers.push_back(make_dense(weights(100, 10), biases(10), 100, 10));
+  std::vector<double> x(784);
+  for (auto& v : x) v = uniform();
+  const auto fwd = forward(n, x);
+  for (const rule& r : {rules::epsilon(), rules::alphabeta()}) {
+    INFO(to_string(r));
+    circuit_options o;
+    o.layer_rules = {r, r, r};
+    circuit_build_info info;
+    const auto t0 = std::chrono::steady_clock::now();
+    const circuit c = build_circuit(n, fwd, o, &info);
+    const auto t1 = std::chrono::steady_clock::now();
+    const auto vals = evaluate_roots(c, real_semiring{}, c.tokens().values());
+    const auto t2 = std::chrono::steady_clock::now();
+    lrp_options lo;
+    lo.layer_rules = o.layer_rules;
+    const auto ref = lrp(n, fwd, lo);
+    double scale = 0, err = 0;
+    for (double v : ref.input_relevance()) scale = std::max(scale, std::fabs(v));
+    for (std::size_t i = 0; i < 784; ++i) err = std::max(err, std::fabs(vals[i] - ref.input_relevance()[i]));
+    CHECK(err <= 1e-9 * scale);
+    CHECK(info.edges == c.edge_gates().size());
+    CHECK(info.edges > 100000);
+    const double build_ns = std::chrono::duration<double, std::nano>(t1 - t0).count();
+    const double eval_ns = std::chrono::duration<double, std::nano>(t2 - t1).count();
+    MESSAGE(fmt::format("{}: {} edge gates, {} gates, {} child refs, {:.1f} MB; build {:.1f} ms = {:.1f} ns/edge; "
+                        "real evaluation {:.1f} ms; max error {:.2g}",
+                        to_string(r), info.edges, c.size(), c.child_count(), (c.bytes() + c.tokens().bytes()) / 1e6,
+                        build_ns / 1e6, build_ns / static_cast<double>(info.edges), eval_ns / 1e6, err / scale));
+  }
 }
