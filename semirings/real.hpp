@@ -47,7 +47,11 @@ struct real_semiring {
     return s + c;
   }
 
-  std::string format(value_type a, const token_namer& = {}) const { return fmt::format("{:.17g}", a); }
+  /// 17 significant digits (round-trips); infinities as ∞ and −∞ like the other semirings.
+  std::string format(value_type a, const token_namer& = {}) const {
+    if (std::isinf(a)) return a > 0 ? "∞" : "−∞";
+    return fmt::format("{:.17g}", a);
+  }
 };
 
 }  // namespace provnn

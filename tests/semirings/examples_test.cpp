@@ -20,6 +20,9 @@ TEST_CASE("real and Boolean") {
   CHECK(r.times(r.plus(r.lift(0, 1.5), r.lift(1, -0.5)), 4.0) == 4.0);
   const double xs[] = {1e16, 1.0, -1e16, 1.0};
   CHECK(r.sum(xs) == 2.0);  // a left fold gives 0 or 1
+  CHECK(r.format(0.5) == "0.5");
+  CHECK(r.format(-inf) == "−∞");
+  CHECK(r.format(r.times(1e300, 1e300)) == "∞");
   boolean_semiring b;
   CHECK(b.lift(0, -2.0) == true);
   CHECK(b.lift(0, 0.0) == false);
