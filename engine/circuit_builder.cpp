@@ -194,6 +194,12 @@ void check_bound(const zbox_bound& b, const char* which, std::size_t n_in, const
         "zbox bound {} '{}' has {} values but linear layer {} ('{}') has {} inputs of shape {}; give a scalar or "
         "one bound per input feature",
         which, b.path.empty() ? "<values>" : b.path, b.values.size(), lin, l.name, n_in, shape_string(l.in_shape)));
+  if (!std::isfinite(b.scalar))
+    throw error(fmt::format("zbox bound {} of linear layer {} ('{}') is not finite ({})", which, lin, l.name, b.scalar));
+  for (std::size_t j = 0; j < b.values.size(); ++j)
+    if (!std::isfinite(b.values[j]))
+      throw error(fmt::format("zbox bound {} '{}' of linear layer {} ('{}') has a non-finite value at flat index {}",
+                              which, b.path.empty() ? "<values>" : b.path, lin, l.name, j));
 }
 
 /// One explanation sharing the circuit: the output units it starts from and its root suffix.

@@ -339,6 +339,14 @@ TEST_CASE("errors name what is wrong") {
   CHECK_THROWS_WITH_AS(build_circuit(net, fwd, o), doctest::Contains("first linear layer only"),
                        provnn::unsupported_error);
   o = opts(rules::epsilon());
+  o.layer_rules[0] = rules::zbox(0, 1);
+  o.layer_rules[0].high.values = {1.0, std::nan("")};
+  CHECK_THROWS_WITH_AS(build_circuit(net, fwd, o), doctest::Contains("non-finite value at flat index 1"),
+                       provnn::error);
+  o.layer_rules[0].high.values = {1.0};
+  CHECK_THROWS_WITH_AS(build_circuit(net, fwd, o), doctest::Contains("has 1 values but linear layer 0"),
+                       provnn::error);
+  o = opts(rules::epsilon());
   o.targets = {0, 0};
   CHECK_THROWS_WITH_AS(build_circuit(net, fwd, o), doctest::Contains("listed twice"), provnn::error);
   forward_result bad = fwd;
