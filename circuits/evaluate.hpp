@@ -284,6 +284,28 @@ values_of<S> evaluate_gates_hooked(const circuit& c, const S& s, std::span<const
   const auto mask = cone_mask(c, gates, theta != nullptr);
   std::uint32_t end = 0;
   for (auto g : gates) end = std::max(end, to_index(g) + 1);
+  if constexpr (!std::is_trivially_copyable_v<stored_value_t<S>>) {
+    if (!theta) {
+      // Values that own memory (polynomials, witness sets, big integers) are dropped after
+      // their last use, so peak memory follows the width of the cone, not its size.
+      // last_use[g] = the largest parent of g in the cone (0: none, or asked for).
+      std::vector<std::uint32_t> last_use(end, 0);
+      for (std::uint32_t g = 0; g < end; ++g)
+        if (mask[g])
+          for (auto ch : c.children(gate_id{g})) last_use[to_index(ch)] = g;
+      for (auto g : gates) last_use[to_index(g)] = 0;
+      auto releasing = [&](std::uint32_t g, const typename S::value_type& v) {
+        hook(g, v);
+        for (auto ch : c.children(gate_id{g}))
+          if (last_use[to_index(ch)] == g) all[to_index(ch)] = stored_value_t<S>{};
+      };
+      evaluate_loop(c, s, valuation, nullptr, mask.data(), end, all, releasing);
+      values_of<S> out;
+      out.reserve(gates.size());
+      for (auto g : gates) out.push_back(all[to_index(g)]);
+      return out;
+    }
+  }
   evaluate_loop(c, s, valuation, theta ? &tv : nullptr, mask.data(), end, all, hook);
   values_of<S> out;
   out.reserve(gates.size());
