@@ -27,6 +27,9 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
 
 #include "circuits/edge_annotation.hpp"
 #include "circuits/evaluate.hpp"
@@ -35,6 +38,7 @@
 #include "engine/lrp.hpp"
 #include "engine/npy.hpp"
 #include "engine/onnx_import.hpp"
+#include "engine/png_io.hpp"
 #include "engine/rules.hpp"
 #include "semirings/all.hpp"
 #include "semirings/homomorphism.hpp"
@@ -532,6 +536,84 @@ TEST_CASE("guarantee: real evaluation = engine::lrp() = NumPy fixtures, every ru
   MESSAGE(fmt::format("{} cases, {} with fixtures, {} bias roots; worst relative error vs lrp() {:.3g}, "
                       "vs fixtures {:.3g}, bias roots {:.3g}",
                       w.cases, w.fixtures, w.bias_roots, w.lrp, w.fixture, w.bias));
+}
+
+TEST_CASE("guarantee: every NumPy fixture case (inputs, overrides, targets, initial vectors) through the circuit") {
+  // All cases of tests/data/expected/manifest.json: the input relevance, and the bias share
+  // (Σ of the bias roots) against the reference's bias_share. A case with an explicit target
+  // is built together with the predicted class in one two-target circuit, whose roots for
+  // the explicit target must still match.
+  std::ifstream in(data / "expected" / "manifest.json");
+  REQUIRE(in.good());
+  const auto manifest = nlohmann::json::parse(in);
+  std::map<std::string, network> nets;
+  std::size_t n = 0, two_target = 0, initial = 0;
+  double worst = 0, worst_bias = 0;
+  for (const auto& cs : manifest.at("cases")) {
+    const std::string name = cs.at("name").get<std::string>();
+    INFO("case ", name);
+    const std::string mrel = cs.at("model").get<std::string>();
+    if (!nets.count(mrel)) nets.emplace(mrel, load_onnx(data / mrel));
+    const network& net = nets.at(mrel);
+    const std::string irel = cs.at("input").get<std::string>();
+    std::vector<double> x;
+    if (irel.size() > 4 && irel.substr(irel.size() - 4) == ".png") {
+      x = png_to_input(read_png(data / irel), net.input_shape, irel);
+    } else {
+      std::optional<std::size_t> idx;
+      if (!cs.at("index").is_null()) idx = cs.at("index").get<std::size_t>();
+      x = select_sample(read_npy(data / irel), net.input_shape, idx, irel);
+    }
+    const auto fwd = forward(net, x);
+    composite comp;
+    if (!cs.at("composite").is_null()) comp = parse_composite(cs.at("composite").get<std::string>());
+    if (!cs.at("rule").is_null()) add_rule_option(comp, cs.at("rule").get<std::string>());
+    for (const auto& [key, text] : cs.at("overrides").items()) add_rule_option(comp, key + "=" + text.get<std::string>());
+    circuit_options o;
+    o.layer_rules = resolve(comp, net);
+    resolve_bounds(o.layer_rules, [](const std::string& p) { return read_npy(data / p).data; });
+    o.bias = cs.at("bias").get<bool>() ? bias_mode::kept : bias_mode::zeroed;
+    std::string suffix;
+    if (cs.contains("initial_relevance") && !cs.at("initial_relevance").is_null()) {
+      o.target = read_npy(data / cs.at("initial_relevance").get<std::string>()).data;
+      ++initial;
+    } else if (!cs.at("target_arg").is_null()) {
+      const auto t = cs.at("target_arg").get<std::size_t>();
+      o.targets = {t, predicted(fwd)};
+      suffix = fmt::format("|r[{}]", t);
+      ++two_target;
+    }
+    const circuit c = build_circuit(net, fwd, o);
+    const auto vals = root_values(c, c.tokens().values());
+    std::vector<double> feat;
+    double bias = 0;
+    for (std::size_t r = 0; r < vals.size(); ++r) {
+      const auto& root = c.roots()[r];
+      const bool mine = suffix.empty() || (root.name.size() > suffix.size() &&
+                                               root.name.compare(root.name.size() - suffix.size() - 1, suffix.size(),
+                                                                 suffix) == 0);
+      if (!mine) continue;
+      if (root.kind == root_kind::feature) feat.push_back(vals[r]);
+      else bias += vals[r];
+    }
+    const auto expected = read_npy(data / cs.at("relevance").get<std::string>()).data;
+    REQUIRE(feat.size() == expected.size());
+    const double scale = cs.at("max_abs").get<double>();
+    double err = 0;
+    for (std::size_t i = 0; i < feat.size(); ++i) err = std::max(err, std::fabs(feat[i] - expected[i]));
+    worst = std::max(worst, err / scale);
+    CHECK(err <= 1e-9 * scale);
+    const double eb = std::fabs(bias - cs.at("bias_share").get<double>());
+    worst_bias = std::max(worst_bias, eb / scale);
+    CHECK(eb <= 1e-9 * scale);
+    ++n;
+  }
+  CHECK(n >= 180);
+  CHECK(two_target >= 8);
+  CHECK(initial >= 4);
+  MESSAGE(fmt::format("{} manifest cases ({} as two-target circuits, {} from an initial vector): worst relative "
+                      "error {:.3g} (features), {:.3g} (bias share)",
+                      n, two_target, initial, worst, worst_bias));
 }
 
 // ---- 2. conservation ------------------------------------------------------------------------
