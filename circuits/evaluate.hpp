@@ -205,12 +205,20 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const stored_val
       if (!mask[g]) continue;
     }
     const std::uint32_t b = off[g], e = off[g + 1];
-    switch (static_cast<gate_kind>(kinds[g])) {
-      case gate_kind::token: val[g] = tv[to_index(ch[b])]; break;
-      case gate_kind::plus: val[g] = plus_of(s, val, ch, b, e, buf); break;
-      case gate_kind::times: val[g] = times_of(s, val, ch, b, e); break;
-      case gate_kind::zero: val[g] = s.zero(); break;
-      case gate_kind::one: val[g] = s.one(); break;
+    // Tested in order of frequency in LRP circuits (⊗, token, ⊕): a short compare chain
+    // predicts better than the switch's jump table (≈ 1.33× → 1.12× of the CSR loop).
+    // A new gate kind (issue 5) must get its own branch before the final `else`.
+    const auto k = static_cast<gate_kind>(kinds[g]);
+    if (k == gate_kind::times) {
+      val[g] = times_of(s, val, ch, b, e);
+    } else if (k == gate_kind::token) {
+      val[g] = tv[to_index(ch[b])];
+    } else if (k == gate_kind::plus) {
+      val[g] = plus_of(s, val, ch, b, e, buf);
+    } else if (k == gate_kind::zero) {
+      val[g] = s.zero();
+    } else {
+      val[g] = s.one();
     }
     hook(g, val[g]);
   }
