@@ -9,5 +9,10 @@ namespace provnn::cli {
 
 void add_explain_command(CLI::App& app);
 void add_semirings_command(CLI::App& app);
+void add_build_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_dot_command(CLI::App& app);
+void add_poly_command(CLI::App& app);
+void add_info_command(CLI::App& app);
 
 }  // namespace provnn::cli

@@ -1,6 +1,7 @@
 // provnn explain MODEL.onnx --input X.npy|X.png [selection and rule options] [--out R.npy] [--json]
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -10,7 +11,9 @@
 #include <cstdlib>
 
 #include "cli/commands.hpp"
+#include "cli/circuit_cmds.hpp"
 #include "cli/heatmap.hpp"
+#include "cli/semiring_output.hpp"
 #include "cli/selection.hpp"
 #include "engine/lrp.hpp"
 #include "engine/npy.hpp"
@@ -25,6 +28,9 @@ struct explain_options {
   bool overlay = false;
   bool json = false;
   std::size_t top = 10;
+  std::vector<std::string> semirings;
+  std::string annotation, valuation;
+  std::size_t max_terms = 1'000'000;
 };
 
 std::string rules_summary(const selection& s) {
@@ -42,6 +48,15 @@ void run_explain(const explain_options& o) {
   const engine::lrp_result r = engine::lrp(s.net, s.fwd, s.options);
   const auto& rel = r.input_relevance();
   const double total = std::accumulate(rel.begin(), rel.end(), 0.0);
+
+  // Semiring evaluations go through the provenance circuit of the same explanation.
+  std::vector<semiring_report> reports;
+  std::optional<circuit> c;
+  if (!o.semirings.empty() || !o.annotation.empty() || !o.valuation.empty()) {
+    c = build_from_selection(s, o.sel, {});
+    auto names = o.semirings.empty() ? std::vector<std::string>{"real"} : o.semirings;
+    reports = evaluate_all(*c, names, o.valuation, o.annotation, o.max_terms);
+  }
 
   if (!o.out.empty()) engine::write_npy(o.out, s.net.input_shape, rel);
   if (!o.heatmap.empty()) {
@@ -61,12 +76,12 @@ void run_explain(const explain_options& o) {
     j["bias_share"] = r.bias_share;
     j["rules"] = rules_summary(s);
     j["bias"] = o.sel.no_bias ? "zeroed" : "kept";
+    if (c) j["semirings"] = reports_json(*c, reports);
     fmt::print("{}\n", j.dump());
     return;
   }
-  if (!o.out.empty() || !o.heatmap.empty()) {
-    if (!o.out.empty()) fmt::print("wrote {} (float64, shape ({}))\n", o.out, fmt::join(s.net.input_shape, ", "));
-    if (!o.heatmap.empty()) fmt::print("wrote {} (heatmap: red positive, blue negative, white 0)\n", o.heatmap);
+  if (!o.out.empty()) {
+    fmt::print("wrote {} (float64, shape ({}))\n", o.out, fmt::join(s.net.input_shape, ", "));
     return;
   }
 
@@ -98,6 +113,13 @@ void run_explain(const explain_options& o) {
     const auto f = order[i];
     fmt::print("  x{:<12} R = {:+.6g}   (x = {:.4g})\n", multi_index(s.net.input_shape, f), rel[f], s.sample[f]);
   }
+  if (c) {
+    fmt::print("the same explanation as a provenance circuit ({} gates), evaluated in {} semiring{}{}:\n", c->size(),
+               reports.size(), reports.size() == 1 ? "" : "s",
+               o.annotation.empty() ? "" : fmt::format(" under the edge annotation {}", o.annotation));
+    for (const auto& rep : reports) print_report(*c, rep, 3);
+  }
+  if (!o.heatmap.empty()) fmt::print("wrote {} (heatmap: red for the class, blue against, white 0)\n", o.heatmap);
 }
 
 }  // namespace
@@ -111,6 +133,13 @@ void add_explain_command(CLI::App& app) {
   cmd->add_flag("--overlay", o->overlay, "draw the input in grey under the heatmap");
   cmd->add_flag("--json", o->json, "print {target, score, shape, relevance, sum, bias_share} as JSON");
   cmd->add_option("--top", o->top, "how many features the summary lists (default 10)");
+  cmd->add_option("--semiring,-s", o->semirings,
+                  "also evaluate the explanation's provenance circuit in this semiring (repeatable; 'provnn semirings')");
+  cmd->add_option("--edge-annotation,-e", o->annotation,
+                  "value the circuit's edges by their coefficient: identity | threshold:θ | threshold:θ1,θ2,… | "
+                  "viterbi-maxnorm");
+  cmd->add_option("--valuation", o->valuation, "JSON object of token names or glob patterns to real values");
+  cmd->add_option("--max-terms", o->max_terms, "limit on monomials/witnesses per gate for symbolic semirings");
   cmd->callback([o] { run_explain(*o); });
 }
 

@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
       "Run 'provnn COMMAND --help' for the options of a command."};
   app.require_subcommand(1);
   provnn::cli::add_explain_command(app);
+  provnn::cli::add_build_command(app);
+  provnn::cli::add_eval_command(app);
+  provnn::cli::add_dot_command(app);
+  provnn::cli::add_poly_command(app);
+  provnn::cli::add_info_command(app);
   provnn::cli::add_semirings_command(app);
 
   if (argc > 1 && argv[1][0] != '-') {
