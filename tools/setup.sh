@@ -5,7 +5,7 @@
 #
 #   bash tools/setup.sh          # build + test + run dependencies
 #   bash tools/setup.sh --dev    # also what regenerating the fixtures needs
-#                                # (PyTorch, scikit-learn, ONNX for Python)
+#                                # (scikit-learn's bundled digits)
 set -euo pipefail
 
 packages=(
@@ -16,10 +16,12 @@ packages=(
   libcli11-dev nlohmann-json3-dev libpng-dev libeigen3-dev
   libbenchmark-dev
   graphviz                            # `dot` parses every DOT file the tests write
-  python3 python3-numpy python3-pytest python3-dev pybind11-dev
+  python3 python3-numpy python3-pytest python3-dev pybind11-dev   # the Python module and its tests
+  python3-dask python3-distributed     # provnn.dask (tested on a LocalCluster)
+  python3-torch python3-onnx           # provnn.torch, and the Python tests' PyTorch references
 )
 if [[ "${1:-}" == "--dev" ]]; then
-  packages+=(python3-torch python3-sklearn python3-onnx)
+  packages+=(python3-sklearn)
 fi
 
 missing=()
