@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   provnn::cli::add_poly_command(app);
   provnn::cli::add_info_command(app);
   provnn::cli::add_semirings_command(app);
+  provnn::cli::add_bench_command(app);
+  provnn::cli::add_batch_command(app);
 
   if (argc > 1 && argv[1][0] != '-') {
     std::vector<std::string> names;
@@ -38,7 +40,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);  // usage errors: CLI11's message, exit code ≠ 0
+    const int code = app.exit(e);  // prints --help, or CLI11's message for a usage error
+    return code == 0 ? 0 : 2;
   } catch (const provnn::error& e) {
     fmt::print(stderr, "provnn: error: {}\n", e.what());
     return 1;
