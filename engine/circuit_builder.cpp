@@ -1,5 +1,7 @@
 #include "engine/circuit_builder.hpp"
 
+#include "engine/geometry.hpp"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -92,71 +94,17 @@ void dense_edges(const dense_op& op, F&& f) {
     for (std::size_t j = 0; j < op.in; ++j) f(k, j, k * op.in + j, w[k * op.in + j]);
 }
 
-inline std::pair<std::ptrdiff_t, std::ptrdiff_t> valid_range(std::ptrdiff_t off, std::ptrdiff_t stride,
-                                                             std::ptrdiff_t n, std::ptrdiff_t n_out) noexcept {
-  const std::ptrdiff_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  const std::ptrdiff_t last = n - 1 - off;
-  std::ptrdiff_t hi = last < 0 ? 0 : last / stride + 1;
-  hi = std::min(hi, n_out);
-  return {std::min(lo, hi), hi};
-}
-
 template <class F>
 void conv_edges(const conv2d_op& c, const shape_t& in, const shape_t& out, F&& f) {
-  const std::size_t h = in[1], w = in[2], oh = out[1], ow = out[2];
-  const std::size_t icg = c.in_channels / c.group, ocg = c.out_channels / c.group;
-  const auto H = static_cast<std::ptrdiff_t>(h), W = static_cast<std::ptrdiff_t>(w);
-  const auto OH = static_cast<std::ptrdiff_t>(oh), OW = static_cast<std::ptrdiff_t>(ow);
-  const auto sh = static_cast<std::ptrdiff_t>(c.stride_h), sw = static_cast<std::ptrdiff_t>(c.stride_w);
-  std::size_t p = 0;
-  for (std::size_t oc = 0; oc < c.out_channels; ++oc) {
-    const std::size_t grp = oc / ocg;
-    const std::size_t out_base = oc * oh * ow;
-    for (std::size_t icl = 0; icl < icg; ++icl) {
-      const std::size_t in_base = (grp * icg + icl) * h * w;
-      for (std::size_t ky = 0; ky < c.kernel_h; ++ky) {
-        const auto offy = static_cast<std::ptrdiff_t>(ky * c.dilation_h) - static_cast<std::ptrdiff_t>(c.pad_top);
-        const auto [oy0, oy1] = valid_range(offy, sh, H, OH);
-        for (std::size_t kx = 0; kx < c.kernel_w; ++kx, ++p) {
-          const double wv = c.weight[p];
-          const auto offx = static_cast<std::ptrdiff_t>(kx * c.dilation_w) - static_cast<std::ptrdiff_t>(c.pad_left);
-          const auto [ox0, ox1] = valid_range(offx, sw, W, OW);
-          for (std::ptrdiff_t oy = oy0; oy < oy1; ++oy) {
-            const std::size_t krow = out_base + static_cast<std::size_t>(oy * OW);
-            const std::ptrdiff_t jrow = static_cast<std::ptrdiff_t>(in_base) + (oy * sh + offy) * W + offx;
-            for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox)
-              f(krow + static_cast<std::size_t>(ox), static_cast<std::size_t>(jrow + ox * sw), p, wv);
-          }
-        }
-      }
-    }
-  }
+  const std::size_t sw = c.stride_w;
+  detail::conv_runs(c, in, out, [&f, sw](std::size_t k0, std::size_t j0, std::size_t n, std::size_t p, double wv) {
+    for (std::size_t t = 0; t < n; ++t) f(k0 + t, j0 + t * sw, p, wv);
+  });
 }
 
 template <class F>
 void pool_edges(const pool_op& p, const shape_t& in, const shape_t& out, F&& f) {
-  const auto C = in[0];
-  const auto H = static_cast<std::ptrdiff_t>(in[1]), W = static_cast<std::ptrdiff_t>(in[2]);
-  const auto OH = static_cast<std::ptrdiff_t>(out[1]), OW = static_cast<std::ptrdiff_t>(out[2]);
-  for (std::size_t ch = 0; ch < C; ++ch)
-    for (std::ptrdiff_t oy = 0; oy < OH; ++oy)
-      for (std::ptrdiff_t ox = 0; ox < OW; ++ox) {
-        const std::size_t k = (ch * static_cast<std::size_t>(OH) + static_cast<std::size_t>(oy)) *
-                                  static_cast<std::size_t>(OW) + static_cast<std::size_t>(ox);
-        for (std::size_t ky = 0; ky < p.kernel_h; ++ky) {
-          const std::ptrdiff_t iy = oy * static_cast<std::ptrdiff_t>(p.stride_h) + static_cast<std::ptrdiff_t>(ky) -
-                                    static_cast<std::ptrdiff_t>(p.pad_top);
-          if (iy < 0 || iy >= H) continue;
-          for (std::size_t kx = 0; kx < p.kernel_w; ++kx) {
-            const std::ptrdiff_t ix = ox * static_cast<std::ptrdiff_t>(p.stride_w) + static_cast<std::ptrdiff_t>(kx) -
-                                      static_cast<std::ptrdiff_t>(p.pad_left);
-            if (ix < 0 || ix >= W) continue;
-            f(k, (ch * static_cast<std::size_t>(H) + static_cast<std::size_t>(iy)) * static_cast<std::size_t>(W) +
-                     static_cast<std::size_t>(ix),
-              std::size_t{0}, 0.0);
-          }
-        }
-      }
+  detail::pool_edges(p, in, out, [&f](std::size_t k, std::size_t j) { f(k, j, std::size_t{0}, 0.0); });
 }
 
 /// Calls f(k, j, p, w) for every edge of a linear stage (pools: p = 0, w = 0).

@@ -1,5 +1,7 @@
 #include "engine/lrp.hpp"
 
+#include "engine/geometry.hpp"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -92,16 +94,6 @@ struct dense_geom {
   }
 };
 
-/// Output positions o in [lo, hi) whose input coordinate o·stride + off lies in [0, n).
-inline std::pair<std::ptrdiff_t, std::ptrdiff_t> valid_range(std::ptrdiff_t off, std::ptrdiff_t stride,
-                                                             std::ptrdiff_t n, std::ptrdiff_t n_out) noexcept {
-  const std::ptrdiff_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  const std::ptrdiff_t last = n - 1 - off;  // o·stride ≤ last
-  std::ptrdiff_t hi = last < 0 ? 0 : last / stride + 1;
-  hi = std::min(hi, n_out);
-  return {std::min(lo, hi), hi};
-}
-
 struct conv_geom {
   const conv2d_op& op;
   std::size_t h, w, oh, ow;  // input and output planes
@@ -117,42 +109,11 @@ struct conv_geom {
   std::size_t n_out() const noexcept { return op.out_channels * oh * ow; }
   double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k / (oh * ow)]; }
 
-  // f(k0, j0, n, w) for every run of edges k0 + t ← j0 + t·stride_w (t < n) sharing the
-  // weight w: per kernel tap and output row, over the output positions whose input is real.
-  // Padding has no edges, so padded inputs count for nothing in any rule (Zennit pads every
-  // modified input with 0; flat's fan-in counts real inputs).
+  // f(k0, j0, n, w) for every run of edges sharing weight w (detail::conv_runs).
   template <class F>
   void runs(F&& f) const {
-    const auto& c = op;
-    const std::size_t icg = c.in_channels / c.group, ocg = c.out_channels / c.group;
-    const auto H = static_cast<std::ptrdiff_t>(h), W = static_cast<std::ptrdiff_t>(w);
-    const auto OH = static_cast<std::ptrdiff_t>(oh), OW = static_cast<std::ptrdiff_t>(ow);
-    const auto sh = static_cast<std::ptrdiff_t>(c.stride_h), sw = static_cast<std::ptrdiff_t>(c.stride_w);
-    const double* wp = c.weight.data();
-    for (std::size_t oc = 0; oc < c.out_channels; ++oc) {
-      const std::size_t grp = oc / ocg;
-      const std::size_t out_base = oc * oh * ow;
-      for (std::size_t icl = 0; icl < icg; ++icl) {
-        const std::size_t in_base = (grp * icg + icl) * h * w;
-        for (std::size_t ky = 0; ky < c.kernel_h; ++ky) {
-          const auto offy = static_cast<std::ptrdiff_t>(ky * c.dilation_h) - static_cast<std::ptrdiff_t>(c.pad_top);
-          const auto [oy0, oy1] = valid_range(offy, sh, H, OH);
-          for (std::size_t kx = 0; kx < c.kernel_w; ++kx, ++wp) {
-            const double wv = *wp;
-            const auto offx =
-                static_cast<std::ptrdiff_t>(kx * c.dilation_w) - static_cast<std::ptrdiff_t>(c.pad_left);
-            const auto [ox0, ox1] = valid_range(offx, sw, W, OW);
-            if (ox0 >= ox1) continue;
-            for (std::ptrdiff_t oy = oy0; oy < oy1; ++oy) {
-              const std::size_t k0 = out_base + static_cast<std::size_t>(oy * OW + ox0);
-              const auto j0 =
-                  static_cast<std::size_t>(static_cast<std::ptrdiff_t>(in_base) + (oy * sh + offy) * W + offx + ox0 * sw);
-              f(k0, j0, static_cast<std::size_t>(ox1 - ox0), wv);
-            }
-          }
-        }
-      }
-    }
+    detail::conv_runs(op, {op.in_channels, h, w}, {op.out_channels, oh, ow},
+                      [&f](std::size_t k0, std::size_t j0, std::size_t n, std::size_t, double wv) { f(k0, j0, n, wv); });
   }
 
   template <std::size_t M, class F>
@@ -186,32 +147,6 @@ struct conv_geom {
   }
 };
 
-/// Pool windows: f(k, j) for every real input j of output unit k.
-template <class F>
-void pool_edges(const pool_op& p, const shape_t& in, const shape_t& out, F&& f) {
-  PROVNN_ASSERT(in.size() == 3 && out.size() == 3);
-  const auto C = in[0];
-  const auto H = static_cast<std::ptrdiff_t>(in[1]), W = static_cast<std::ptrdiff_t>(in[2]);
-  const auto OH = static_cast<std::ptrdiff_t>(out[1]), OW = static_cast<std::ptrdiff_t>(out[2]);
-  for (std::size_t ch = 0; ch < C; ++ch)
-    for (std::ptrdiff_t oy = 0; oy < OH; ++oy)
-      for (std::ptrdiff_t ox = 0; ox < OW; ++ox) {
-        const std::size_t k = (ch * static_cast<std::size_t>(OH) + static_cast<std::size_t>(oy)) *
-                                  static_cast<std::size_t>(OW) + static_cast<std::size_t>(ox);
-        for (std::size_t ky = 0; ky < p.kernel_h; ++ky) {
-          const std::ptrdiff_t iy = oy * static_cast<std::ptrdiff_t>(p.stride_h) + static_cast<std::ptrdiff_t>(ky) -
-                                    static_cast<std::ptrdiff_t>(p.pad_top);
-          if (iy < 0 || iy >= H) continue;
-          for (std::size_t kx = 0; kx < p.kernel_w; ++kx) {
-            const std::ptrdiff_t ix = ox * static_cast<std::ptrdiff_t>(p.stride_w) +
-                                      static_cast<std::ptrdiff_t>(kx) - static_cast<std::ptrdiff_t>(p.pad_left);
-            if (ix < 0 || ix >= W) continue;
-            f(k, (ch * static_cast<std::size_t>(H) + static_cast<std::size_t>(iy)) * static_cast<std::size_t>(W) +
-                     static_cast<std::size_t>(ix));
-          }
-        }
-      }
-}
 
 // ---- one linear layer under one rule ---------------------------------------------------
 
@@ -503,10 +438,10 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
           const double n = static_cast<double>(p->kernel_h * p->kernel_w);
           for (std::size_t k = 0; k < c.size(); ++k) c[k] = coef(r_out[k], z[k], options.pool_epsilon) / n;
         } else {
-          pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t) { c[k] += 1.0; });
+          detail::pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t) { c[k] += 1.0; });
           for (std::size_t k = 0; k < c.size(); ++k) c[k] = c[k] == 0 ? 0.0 : coef(r_out[k], z[k], options.pool_epsilon) / c[k];
         }
-        pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t j) { r_in[j] += a[j] * c[k]; });
+        detail::pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t j) { r_in[j] += a[j] * c[k]; });
       }
     } else {
       // ReLU (Zennit's Pass), flatten, reshape: same flat data, relevance unchanged.
