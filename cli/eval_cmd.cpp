@@ -114,7 +114,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--valuation", o->valuation,
                   "JSON object of token names or glob patterns to real values, e.g. {\"W1[3,*]\": 0} (0 deletes)");
   cmd->add_option("--edge-annotation,-e", o->annotation,
-                  "value edges by their coefficient: identity | threshold:θ | threshold:θ1,θ2,… | viterbi-maxnorm");
+                  "value edges by their coefficient: identity | threshold:θ | threshold:L=θ,L=θ,… | viterbi-maxnorm");
   cmd->add_option("--out,-o", o->out, "write the values of the first semiring as float64 .npy (input's shape)");
   cmd->add_flag("--json", o->json, "print every root's value as JSON");
   cmd->add_option("--max-terms", o->max_terms, "limit on monomials/witnesses per gate for symbolic semirings");

@@ -136,7 +136,7 @@ void add_explain_command(CLI::App& app) {
   cmd->add_option("--semiring,-s", o->semirings,
                   "also evaluate the explanation's provenance circuit in this semiring (repeatable; 'provnn semirings')");
   cmd->add_option("--edge-annotation,-e", o->annotation,
-                  "value the circuit's edges by their coefficient: identity | threshold:θ | threshold:θ1,θ2,… | "
+                  "value the circuit's edges by their coefficient: identity | threshold:θ | threshold:L=θ,L=θ,… | "
                   "viterbi-maxnorm");
   cmd->add_option("--valuation", o->valuation, "JSON object of token names or glob patterns to real values");
   cmd->add_option("--max-terms", o->max_terms, "limit on monomials/witnesses per gate for symbolic semirings");
