@@ -1,4 +1,6 @@
 // provnn build MODEL.onnx --input … [selection and rule options] [--targets C1,C2,…] -o C.pvc
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "circuits/file_format.hpp"
@@ -16,8 +18,14 @@ circuit build_from_selection(const selection& s, const selection_options& o, con
   co.target = s.options.target;
   co.targets = targets;
   co.model = o.model;
+  if (::isatty(STDERR_FILENO)) {  // progress on a terminal only; quiet in pipes and logs
+    co.progress = [](std::size_t done, std::size_t total) {
+      fmt::print(stderr, "\rbuilding the circuit: layer {} of {} (from the output down)…", done + 1, total);
+    };
+  }
   co.input = o.index ? fmt::format("{}[{}]", o.input, *o.index) : o.input;
   circuit c = engine::build_circuit(s.net, s.fwd, co, info);
+  if (co.progress) fmt::print(stderr, "\r\x1b[K");
   c.metadata()["input_shape"] = fmt::format("{}", fmt::join(s.net.input_shape, ","));
   return c;
 }

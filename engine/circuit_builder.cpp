@@ -606,9 +606,13 @@ circuit builder::run(circuit_build_info* info) {
   for (std::size_t i = 0; i < L; ++i)
     if (net_.layers[i].is_linear()) rule_of[i] = lin++;
 
+  const auto stages = static_cast<std::size_t>(
+      std::count_if(stage_of_.begin(), stage_of_.end(), [](std::size_t s) { return s != 0; }));
+  std::size_t stages_done = 0;
   for (std::size_t i = L; i-- > 0;) {
     const layer& l = net_.layers[i];
     if (stage_of_[i]) {
+      if (opt_.progress) opt_.progress(stages_done++, stages);
       build_stage(i, stage_of_[i], l.is_linear() ? opt_.layer_rules[rule_of[i]] : rules::epsilon(opt_.pool_epsilon));
     } else if (const auto* p = std::get_if<pool_op>(&l.op); p && p->mode == pool_op::kind::max) {
       route_max_pool(i);

@@ -31,6 +31,8 @@
 // relevance is then identically zero have no gate at all.
 #pragma once
 
+#include <functional>
+
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -60,6 +62,9 @@ struct circuit_options {
   std::vector<std::size_t> targets;
   /// Labels recorded in the metadata ("model", "input"); model defaults to network::source.
   std::string model, input;
+  /// Called before each linear stage is built, from the output down: (stages done, stages
+  /// in all). For progress displays; empty by default. May throw to cancel the build.
+  std::function<void(std::size_t done, std::size_t total)> progress;
 };
 
 /// What build_circuit() produced, beside the circuit itself.
