@@ -14,5 +14,7 @@ void add_eval_command(CLI::App& app);
 void add_dot_command(CLI::App& app);
 void add_poly_command(CLI::App& app);
 void add_info_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_batch_command(CLI::App& app);
 
 }  // namespace provnn::cli
