@@ -121,3 +121,15 @@ TEST_CASE("natural valuation: one double per token, zero until set") {
   CHECK(tt.values().size() == 2);
   CHECK(tt.values()[1] == -2.5);
 }
+
+TEST_CASE("glob_match: a '*' in the pattern is a wildcard even where the text has a '*' (fuzz finding)") {
+  // fuzz/regressions/tokens/glob_star_literal_first: the '*' used to match the text's '*'
+  // literally, leaving no back-tracking point.
+  CHECK(provnn::glob_match("*", "*g-*"));
+  CHECK(provnn::glob_match("*", "*"));
+  CHECK(provnn::glob_match("*g-*", "W1g-[3,4]"));
+  CHECK(provnn::glob_match("a*", "a*b"));
+  CHECK(provnn::glob_match("*b", "*ab"));
+  CHECK_FALSE(provnn::glob_match("*c", "*ab"));
+  CHECK_FALSE(provnn::glob_match("?", "**"));
+}
