@@ -196,17 +196,7 @@ class builder {
 };
 
 void builder::check() {
-  const std::size_t L = net_.layers.size();
-  if (fwd_.activations.size() != L + 1)
-    throw error(fmt::format("forward result has {} activation arrays but network '{}' has {} layers (expected {})",
-                            fwd_.activations.size(), net_.source, L, L + 1));
-  for (std::size_t i = 0; i <= L; ++i) {
-    const shape_t& s = i == 0 ? net_.input_shape : net_.layers[i - 1].out_shape;
-    if (fwd_.activations[i].size() != element_count(s))
-      throw error(fmt::format("forward result: activations[{}] has {} values, the network expects shape {} ({} values)",
-                              i, fwd_.activations[i].size(), shape_string(s), element_count(s)));
-  }
-  if (fwd_.activations.back().empty()) throw error(fmt::format("network '{}' has an empty output", net_.source));
+  check_forward_result(net_, fwd_);
   const auto n_linear = static_cast<std::size_t>(
       std::count_if(net_.layers.begin(), net_.layers.end(), [](const layer& l) { return l.is_linear(); }));
   if (opt_.layer_rules.size() != n_linear)

@@ -191,4 +191,18 @@ forward_result forward(const network& net, std::span<const double> input) {
   return r;
 }
 
+void check_forward_result(const network& net, const forward_result& fwd) {
+  const std::size_t L = net.layers.size();
+  if (fwd.activations.size() != L + 1)
+    throw error(fmt::format("forward result has {} activation arrays but network '{}' has {} layers (expected {})",
+                            fwd.activations.size(), net.source, L, L + 1));
+  for (std::size_t i = 0; i <= L; ++i) {
+    const shape_t& s = i == 0 ? net.input_shape : net.layers[i - 1].out_shape;
+    if (fwd.activations[i].size() != element_count(s))
+      throw error(fmt::format("forward result: activations[{}] has {} values, the network expects shape {} ({} values)",
+                              i, fwd.activations[i].size(), fmt::format("({})", fmt::join(s, ",")), element_count(s)));
+  }
+  if (fwd.activations.back().empty()) throw error(fmt::format("network '{}' has an empty output", net.source));
+}
+
 }  // namespace provnn::engine

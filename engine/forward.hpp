@@ -28,4 +28,9 @@ struct forward_result {
 /// (naming the index).
 forward_result forward(const network& net, std::span<const double> input);
 
+/// Checks that `fwd` has the shape of a forward pass of `net` (one activation array per layer
+/// boundary, each of its shape's size, a non-empty output) before a pass reads it.
+/// Throws provnn::error naming the boundary and both sizes. O(layers).
+void check_forward_result(const network& net, const forward_result& fwd);
+
 }  // namespace provnn::engine

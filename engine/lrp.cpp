@@ -332,19 +332,6 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
   }
 }
 
-void check_forward(const network& net, const forward_result& fwd) {
-  const std::size_t L = net.layers.size();
-  if (fwd.activations.size() != L + 1)
-    throw error(fmt::format("forward result has {} activation arrays but network '{}' has {} layers (expected {})",
-                            fwd.activations.size(), net.source, L, L + 1));
-  for (std::size_t i = 0; i <= L; ++i) {
-    const shape_t& s = i == 0 ? net.input_shape : net.layers[i - 1].out_shape;
-    if (fwd.activations[i].size() != element_count(s))
-      throw error(fmt::format("forward result: activations[{}] has {} values, the network expects shape {} ({} values)",
-                              i, fwd.activations[i].size(), shape_string(s), element_count(s)));
-  }
-  if (fwd.activations.back().empty()) throw error(fmt::format("network '{}' has an empty output", net.source));
-}
 
 }  // namespace
 
@@ -355,7 +342,7 @@ std::size_t predicted(const forward_result& fwd) {
 }
 
 lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options) {
-  check_forward(net, fwd);
+  check_forward_result(net, fwd);
   const std::size_t L = net.layers.size();
   const std::size_t n_linear =
       static_cast<std::size_t>(std::count_if(net.layers.begin(), net.layers.end(), [](const layer& l) { return l.is_linear(); }));
