@@ -33,8 +33,48 @@ std::uint64_t circuit::gate_hash(std::uint8_t kind, std::span<const gate_id> chi
   return detail::hash_combine(h, children.size());
 }
 
+static std::string format_bytes(std::size_t b) {
+  if (b >= (std::size_t{1} << 30)) return fmt::format("{:.2f} GiB", static_cast<double>(b) / (1 << 30));
+  if (b >= (std::size_t{1} << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1 << 20));
+  if (b >= (std::size_t{1} << 10)) return fmt::format("{:.1f} KiB", static_cast<double>(b) / (1 << 10));
+  return fmt::format("{} bytes", b);
+}
+
+void circuit::set_limits(const circuit_limits& l) noexcept {
+  limits_ = l;
+  limits_.max_gates = std::min<std::size_t>(l.max_gates, 0xFFFFFFFEu);
+}
+
+void circuit::require_memory(std::size_t extra_peak, std::string_view what) const {
+  if (limits_.max_bytes == static_cast<std::size_t>(-1)) return;
+  const std::size_t held = bytes() + tokens_.bytes();
+  if (held + extra_peak > limits_.max_bytes)
+    throw limit_error(fmt::format("circuit: {} would take the arena to {} ({} held now, {} gates), above the memory "
+                                  "limit max_memory = {}",
+                                  what, format_bytes(held + extra_peak), format_bytes(held), size(),
+                                  format_bytes(limits_.max_bytes)));
+}
+
+// Called only when an array of the arena is about to grow (rare): the new buffer is
+// counted on top of everything held, since the old one lives until the copy is done.
+void circuit::check_growth(std::size_t new_children) {
+  std::size_t extra = 0;
+  if (kinds_.size() == kinds_.capacity()) extra += std::max<std::size_t>(1, 2 * kinds_.capacity());
+  if (offsets_.size() == offsets_.capacity()) extra += 4 * std::max<std::size_t>(1, 2 * offsets_.capacity());
+  if (children_.size() + new_children > children_.capacity())
+    extra += 4 * std::max(children_.size() + new_children, 2 * children_.capacity());
+  require_memory(extra, "growing the gate arrays");
+}
+
 gate_id circuit::append(gate_kind kind, std::span<const gate_id> children) {
-  if (size() >= 0xFFFFFFFEu) throw limit_error("circuit: more than 2^32-2 gates; build a smaller cone or split the input");
+  if (size() >= limits_.max_gates) {
+    if (limits_.max_gates == 0xFFFFFFFEu)
+      throw limit_error("circuit: more than 2^32-2 gates (32-bit gate ids); build a smaller cone or split the input");
+    throw limit_error(fmt::format("circuit: the gate limit max_gates = {} is reached", limits_.max_gates));
+  }
+  if (kinds_.size() == kinds_.capacity() || offsets_.size() == offsets_.capacity() ||
+      children_.size() + children.size() > children_.capacity())
+    check_growth(children.size());
   const auto g = static_cast<gate_id>(size());
   kinds_.push_back(static_cast<std::uint8_t>(kind));
   for (auto ch : children) children_.push_back(ch);  // a few ids: cheaper than insert's memmove call
@@ -70,6 +110,9 @@ gate_id circuit::intern(gate_kind kind, std::vector<gate_id>& cs) {
     return n == cs.size() && std::memcmp(children_.data() + offsets_[g], cs.data(), n * sizeof(gate_id)) == 0;
   });
   if (found != detail::id_table::empty) return static_cast<gate_id>(found);
+  if (by_structure_.next_insert_grows())
+    require_memory(2 * std::max<std::size_t>(by_structure_.bytes(), detail::id_table::bytes_for(0)),
+                 "growing the structural-hashing table");
   const auto g = append(kind, cs);
   by_structure_.insert(h, to_index(g));
   return g;
@@ -100,6 +143,9 @@ gate_id circuit::times(std::span<const gate_id> children) {
 
 gate_id circuit::edge(std::span<const gate_id> factors, const edge_context& context) {
   for (auto c : factors) PROVNN_ASSERT(to_index(c) < size());
+  if (edge_gates_.size() == edge_gates_.capacity())
+    require_memory((4 + sizeof(edge_context)) * std::max<std::size_t>(1, 2 * edge_gates_.capacity()),
+                 "growing the edge-gate arrays");
   const auto g = append(gate_kind::times, factors);
   edge_gates_.push_back(g);
   edge_contexts_.push_back(context);
@@ -126,6 +172,17 @@ const root* circuit::find_root(std::string_view name) const {
 }
 
 void circuit::reserve(std::size_t gates, std::size_t child_refs) {
+  // A hint, so never a reason to fail: ask at most what the limits allow. Past the gate
+  // limit, appends throw anyway; room above the memory limit is not reserved at all (the
+  // arrays then grow as needed, each growth checked).
+  gates = std::min(gates, limits_.max_gates);
+  if (limits_.max_bytes != static_cast<std::size_t>(-1)) {
+    std::size_t extra = 0;
+    if (gates > kinds_.capacity()) extra += gates + 4 * (gates + 1);
+    if (child_refs > children_.capacity()) extra += 4 * child_refs;
+    if (detail::id_table::bytes_for(gates / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(gates / 2);
+    if (bytes() + tokens_.bytes() + extra > limits_.max_bytes) return;
+  }
   kinds_.reserve(gates);
   offsets_.reserve(gates + 1);
   children_.reserve(child_refs);

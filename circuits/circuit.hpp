@@ -78,6 +78,17 @@ struct root {
   friend bool operator==(const root&, const root&) = default;
 };
 
+/// Resource limits of one circuit's arena. Gate ids are 32-bit, so max_gates is at most
+/// 2^32 − 2 whatever is asked. max_bytes bounds the heap the arena holds (bytes() plus the
+/// token table) *including* the transient peak of a growth: an array about to grow is
+/// checked with its old and its new buffer both counted, before anything is allocated.
+/// Hitting either limit throws limit_error naming it; the circuit stays valid (every gate
+/// appended so far is intact) and can still be read or destroyed.
+struct circuit_limits {
+  std::size_t max_gates = 0xFFFFFFFEu;
+  std::size_t max_bytes = static_cast<std::size_t>(-1);
+};
+
 namespace detail {
 struct circuit_access;
 }
@@ -122,10 +133,19 @@ class circuit {
   void set_sharing(bool on) noexcept { sharing_ = on; }
   bool sharing() const noexcept { return sharing_; }
 
+  /// Limits checked by every later append and reserve (default: none but the 32-bit ids).
+  void set_limits(const circuit_limits& l) noexcept;
+  const circuit_limits& limits() const noexcept { return limits_; }
+  /// Throws limit_error when `extra_bytes` more (e.g. a token table about to be reserved by a
+  /// builder) would take the arena's heap above max_bytes; `what` names the growth.
+  void require_memory(std::size_t extra_bytes, std::string_view what) const;
+
   /// Names gate g as a root. Throws provnn::error when the name is already taken.
   void add_root(root r);
   /// Room for `gates` gates and `child_refs` child references without reallocation (fresh
-  /// pages are expensive: a builder that knows its sizes should call this first).
+  /// pages are expensive: a builder that knows its sizes should call this first). A hint:
+  /// it asks for at most max_gates gates and reserves nothing when the room would take the
+  /// arena above max_bytes (the arrays then grow on demand, each growth checked).
   void reserve(std::size_t gates, std::size_t child_refs);
 
   // ---- reading ------------------------------------------------------------------------------
@@ -174,6 +194,7 @@ class circuit {
   gate_id intern(gate_kind kind, std::vector<gate_id>& children);
   gate_id append(gate_kind kind, std::span<const gate_id> children);
   std::uint64_t gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept;
+  void check_growth(std::size_t new_children);
 
   token_table tokens_;
   std::vector<std::uint8_t> kinds_;
@@ -188,6 +209,7 @@ class circuit {
   detail::id_table by_structure_;
   std::vector<gate_id> scratch_;
   bool sharing_ = true;
+  circuit_limits limits_;
 };
 
 /// Counts for reports (`provnn info`): gates by kind, edge gates, child references, tokens

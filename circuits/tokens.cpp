@@ -231,6 +231,10 @@ std::size_t token_table::bytes() const noexcept {
          4 * (coord_offsets_.capacity() + coords_.capacity()) + 8 * values_.capacity() + by_key_.bytes();
 }
 
+std::size_t token_table::bytes_for(std::size_t tokens, std::size_t coords) noexcept {
+  return tokens * (1 + 1 + 4 + 4 + 4 + 8) + 4 + 4 * coords + detail::id_table::bytes_for(tokens);
+}
+
 void token_table::reserve(std::size_t tokens, std::size_t coords) {
   kinds_.reserve(tokens);
   variants_.reserve(tokens);

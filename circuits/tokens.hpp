@@ -111,6 +111,9 @@ class token_table {
   /// Heap bytes held (for reports and the memory budget).
   std::size_t bytes() const noexcept;
   void reserve(std::size_t tokens, std::size_t coords);
+  /// Heap bytes of a table reserved for `tokens` tokens and `coords` coordinates (an upper
+  /// bound of what reserve() allocates, for budgets).
+  static std::size_t bytes_for(std::size_t tokens, std::size_t coords) noexcept;
 
  private:
   std::uint64_t key_hash(std::uint8_t kind, std::uint8_t variant, std::uint32_t layer, std::uint32_t term,

@@ -47,6 +47,7 @@ namespace {
 constexpr int exit_some_failed = 4;
 
 struct batch_options {
+  circuit_budget budget;
   std::string model, input, out;
   std::string target = "pred";
   std::vector<std::string> rules;
@@ -119,6 +120,7 @@ void run_batch(const batch_options& o) {
   copt.bias = lopt.bias;
   copt.target = lopt.target;
   copt.model = o.model;
+  o.budget.apply(copt);
   for (const auto& spec : o.semirings)
     if (!is_valid_semiring(spec, [](std::string_view) { return std::optional<token_index>(0); }))
       throw parse_error(fmt::format("--semiring '{}': unknown semiring; valid: {}", spec, valid_semiring_names()));
@@ -257,6 +259,7 @@ void add_batch_command(CLI::App& app) {
   cmd->add_option("--semiring,-s", o->semirings,
                   "also build each sample's circuit and evaluate it in this semiring (repeatable); --json gives per "
                   "sample the number of non-zero features and the best one");
+  add_budget_options(*cmd, o->budget);
   cmd->add_option("--threads,-j", o->threads, "worker threads (default: the number of cores)");
   cmd->add_option("--keep-circuits", o->keep_circuits, "save every sample's circuit as DIR/sample_<i>.pvc");
   cmd->add_flag("--json", o->json, "print a JSON summary (samples, failed indices, per-semiring summaries)");

@@ -20,6 +20,7 @@
 #include "circuits/evaluate.hpp"
 #include "circuits/file_format.hpp"
 #include "cli/commands.hpp"
+#include "cli/selection.hpp"
 #include "common/error.hpp"
 #include "engine/circuit_builder.hpp"
 #include "engine/forward.hpp"
@@ -40,6 +41,7 @@ struct bench_options {
   std::vector<std::string> semirings;
   std::size_t repeat = 10;
   std::size_t max_edges = 20'000'000;
+  circuit_budget budget;
   bool json = false;
 };
 
@@ -108,6 +110,7 @@ void run_bench(const bench_options& o) {
   copt.layer_rules = lopt.layer_rules;
   copt.model = net.source;
   copt.input = o.input.empty() ? "synthetic" : o.input;
+  o.budget.apply(copt);
   const std::vector<std::string> semirings =
       o.semirings.empty() ? std::vector<std::string>{"real", "boolean", "counting", "max-plus", "viterbi", "topk:10"}
                           : o.semirings;
@@ -271,6 +274,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--semiring,-s", o->semirings,
                   "semiring to evaluate (repeatable; default real, boolean, counting, max-plus, viterbi, topk:10)");
   cmd->add_option("--repeat,-n", o->repeat, "repetitions per phase (default 10); median and min are reported");
+  add_budget_options(*cmd, o->budget);
   cmd->add_option("--max-edges", o->max_edges,
                   "build no circuit when the network has more multiply-adds than this (default 20000000); "
                   "forward and dense LRP are still timed");

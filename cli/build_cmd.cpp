@@ -18,6 +18,7 @@ circuit build_from_selection(const selection& s, const selection_options& o, con
   co.target = s.options.target;
   co.targets = targets;
   co.model = o.model;
+  o.budget.apply(co);
   if (::isatty(STDERR_FILENO)) {  // progress on a terminal only; quiet in pipes and logs
     co.progress = [](std::size_t done, std::size_t total) {
       fmt::print(stderr, "\rbuilding the circuit: layer {} of {} (from the output down)…", done + 1, total);

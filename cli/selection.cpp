@@ -53,6 +53,15 @@ engine::lrp_target parse_target(const std::string& text, const engine::network& 
 
 }  // namespace
 
+void add_budget_options(CLI::App& cmd, circuit_budget& b) {
+  cmd.add_option("--max-gates", b.max_gates,
+                 fmt::format("circuit budget: at most N gates (default {})", engine::default_max_gates));
+  cmd.add_option("--max-memory", b.max_memory,
+                 fmt::format("circuit budget: at most SIZE bytes for the circuit, e.g. 512M, 16G (default {}G)",
+                             engine::default_max_memory >> 30))
+      ->transform(CLI::AsSizeValue(false));
+}
+
 void add_selection_options(CLI::App& cmd, selection_options& o) {
   cmd.add_option("model", o.model, "ONNX model file")->required();
   cmd.add_option("--input,-i", o.input, "input sample: X.npy (one sample or a batch) or X.png")->required();
@@ -70,6 +79,7 @@ void add_selection_options(CLI::App& cmd, selection_options& o) {
   cmd.add_flag("--no-bias", o.no_bias, "zero every bias in the rules (Zennit's zero_params='bias')");
   cmd.add_option("--png-scale", o.png_scale, "PNG inputs: multiply pixel values in [0,1] by this (default 1)");
   cmd.add_option("--png-offset", o.png_offset, "PNG inputs: add this after scaling (default 0)");
+  add_budget_options(cmd, o.budget);
 }
 
 selection load_selection(const selection_options& o) {

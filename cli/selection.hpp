@@ -8,12 +8,27 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/circuit_builder.hpp"
 #include "engine/forward.hpp"
 #include "engine/lrp.hpp"
 #include "engine/network.hpp"
 #include "engine/rules.hpp"
 
 namespace provnn::cli {
+
+/// The circuit budget as typed (--max-gates, --max-memory), for every command that builds
+/// circuits.
+struct circuit_budget {
+  std::size_t max_gates = engine::default_max_gates;
+  std::size_t max_memory = engine::default_max_memory;
+  void apply(engine::circuit_options& co) const {
+    co.max_gates = max_gates;
+    co.max_memory = max_memory;
+  }
+};
+
+/// Registers --max-gates N and --max-memory SIZE (bytes, or with a unit: 512M, 16G, 2GiB).
+void add_budget_options(CLI::App& cmd, circuit_budget& b);
 
 /// The options as typed.
 struct selection_options {
@@ -26,6 +41,7 @@ struct selection_options {
   bool no_bias = false;
   double png_scale = 1.0;
   double png_offset = 0.0;
+  circuit_budget budget;  ///< when a circuit is built
 };
 
 /// Registers --input, --index, --target, --rule, --composite, --no-bias, --png-scale,

@@ -164,7 +164,9 @@ struct group {
 class builder {
  public:
   builder(const network& net, const forward_result& fwd, const circuit_options& opt)
-      : net_(net), fwd_(fwd), opt_(opt), keep_bias_(opt.bias == bias_mode::kept) {}
+      : net_(net), fwd_(fwd), opt_(opt), keep_bias_(opt.bias == bias_mode::kept) {
+    c_.set_limits({opt.max_gates, opt.max_memory});
+  }
 
   circuit run(circuit_build_info* info);
 
@@ -443,7 +445,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // Tokens: at most one per (parameter, term) and per (unit, term) on either side.
     const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
     const std::size_t est = std::min(n_params_all * T, n_edges) + (n_in + n_out) * T + 16;
-    c_.tokens().reserve(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
+    // A hint as for the gates: skipped when it would not fit the budget (est is an upper bound).
+    const std::size_t want = token_table::bytes_for(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
+    if (c_.bytes() + c_.tokens().bytes() + want <= opt_.max_memory) c_.tokens().reserve(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
   }
   for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
     groups_[gi].pair_j.clear();
@@ -601,13 +605,22 @@ circuit builder::run(circuit_build_info* info) {
   std::size_t stages_done = 0;
   for (std::size_t i = L; i-- > 0;) {
     const layer& l = net_.layers[i];
-    if (stage_of_[i]) {
-      if (opt_.progress) opt_.progress(stages_done++, stages);
-      build_stage(i, stage_of_[i], l.is_linear() ? opt_.layer_rules[rule_of[i]] : rules::epsilon(opt_.pool_epsilon));
-    } else if (const auto* p = std::get_if<pool_op>(&l.op); p && p->mode == pool_op::kind::max) {
-      route_max_pool(i);
+    try {
+      if (stage_of_[i]) {
+        if (opt_.progress) opt_.progress(stages_done, stages);
+        ++stages_done;
+        build_stage(i, stage_of_[i], l.is_linear() ? opt_.layer_rules[rule_of[i]] : rules::epsilon(opt_.pool_epsilon));
+      } else if (const auto* p = std::get_if<pool_op>(&l.op); p && p->mode == pool_op::kind::max) {
+        route_max_pool(i);
+      }
+      // ReLU, flatten, reshape: the same flat data, the same gates.
+    } catch (const limit_error& e) {
+      throw limit_error(fmt::format(
+          "{}: building the circuit stopped at layer {} ('{}', stage {} of {} from the output down, {} edge gates "
+          "so far): {}. Raise the limits with --max-gates N and --max-memory SIZE (e.g. 16G) on the command line, "
+          "or circuit_options::max_gates / max_memory in the API; the defaults are {} gates and {} GiB",
+          net_.source, i, l.name, stages_done, stages, edges_, e.what(), default_max_gates, default_max_memory >> 30));
     }
-    // ReLU, flatten, reshape: the same flat data, the same gates.
   }
   std::reverse(stage_rules_.begin(), stage_rules_.end());
 

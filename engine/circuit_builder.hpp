@@ -45,6 +45,10 @@
 
 namespace provnn::engine {
 
+/// Default circuit budget: 2^31 gates, 8 GiB.
+inline constexpr std::size_t default_max_gates = std::size_t{1} << 31;
+inline constexpr std::size_t default_max_memory = std::size_t{8} << 30;
+
 struct circuit_options {
   /// One rule per dense/conv layer, in network order (engine/rules.hpp resolve()); zbox
   /// bounds must be loaded. A zbox rule must sit on a layer that reads the network input.
@@ -62,6 +66,13 @@ struct circuit_options {
   std::vector<std::size_t> targets;
   /// Labels recorded in the metadata ("model", "input"); model defaults to network::source.
   std::string model, input;
+  /// Budget of the circuit (circuits/circuit.hpp circuit_limits): at most max_gates gates and
+  /// max_memory bytes held by the arena and its token table, transient growth included.
+  /// The defaults protect a 24 GiB machine (evaluation needs room beside the circuit). When
+  /// hit, build_circuit throws limit_error naming the limit, the layer being built and the
+  /// option that raises it (--max-gates / --max-memory).
+  std::size_t max_gates = default_max_gates;
+  std::size_t max_memory = default_max_memory;
   /// Called before each linear stage is built, from the output down: (stages done, stages
   /// in all). For progress displays; empty by default. May throw to cancel the build.
   std::function<void(std::size_t done, std::size_t total)> progress;

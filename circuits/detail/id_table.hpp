@@ -35,10 +35,20 @@ class id_table {
     ++count_;
   }
 
-  /// Room for n ids without growing.
-  void reserve(std::size_t n) {
+  /// Slots a table with room for n ids has.
+  static std::size_t slots_for(std::size_t n) noexcept {
     std::size_t want = 64;
     while (want * 3 < n * 4 + 4) want *= 2;
+    return want;
+  }
+  /// Bytes of a table with room for n ids.
+  static std::size_t bytes_for(std::size_t n) noexcept { return 12 * slots_for(n); }
+  /// Whether the next insert grows the table (to twice its slots).
+  bool next_insert_grows() const noexcept { return (count_ + 1) * 4 > slots_.size() * 3; }
+
+  /// Room for n ids without growing.
+  void reserve(std::size_t n) {
+    const std::size_t want = slots_for(n);
     if (want > slots_.size()) {
       std::vector<std::uint32_t> old_slots = std::move(slots_), old_hi = std::move(hashes_),
                                  old_lo = std::move(full_hashes_lo_);

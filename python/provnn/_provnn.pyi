@@ -64,6 +64,8 @@ class Model:
         bias: bool = True,
         targets: Optional[Sequence[int]] = None,
         input: str = "<array>",
+        max_gates: int = 2**31,
+        max_memory: int = 8 * 2**30,
     ) -> "Circuit": ...
 
 class Circuit:

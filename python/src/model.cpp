@@ -206,7 +206,7 @@ py::list layer_relevances(const model& m, const py::object& x, const explain_arg
 }
 
 py_circuit build(const model& m, const py::object& x, const explain_args& a, std::optional<std::vector<std::size_t>> targets,
-                 std::string input_label) {
+                 std::string input_label, std::size_t max_gates, std::size_t max_memory) {
   const auto s = as_samples(m.net, x);
   if (s.batch && s.count != 1) throw error("circuit takes one sample, not a batch");
   const auto options = make_options(m.net, a);
@@ -224,6 +224,8 @@ py_circuit build(const model& m, const py::object& x, const explain_args& a, std
   }
   co.model = m.net.source;
   co.input = std::move(input_label);
+  co.max_gates = max_gates;
+  co.max_memory = max_memory;
   py_circuit out;
   {
     py::gil_scoped_release release;
@@ -315,17 +317,20 @@ is the initial relevance.
           "circuit",
           [](const model& self, const py::object& x, std::string rule, std::optional<std::string> composite,
              std::optional<py::dict> rules, py::object target, bool bias, std::optional<std::vector<std::size_t>> targets,
-             std::string input) {
+             std::string input, std::size_t max_gates, std::size_t max_memory) {
             return build(self, x, args(std::move(rule), std::move(composite), std::move(rules), std::move(target), bias),
-                         std::move(targets), std::move(input));
+                         std::move(targets), std::move(input), max_gates, max_memory);
           },
           py::arg("x"), py::kw_only(), py::arg("rule") = "epsilon", py::arg("composite") = py::none(),
           py::arg("rules") = py::none(), py::arg("target") = py::none(), py::arg("bias") = true,
           py::arg("targets") = py::none(), py::arg("input") = "<array>",
+          py::arg("max_gates") = engine::default_max_gates, py::arg("max_memory") = engine::default_max_memory,
           (std::string(R"(The provenance circuit of LRP on one sample (a provnn.Circuit): one root per input
 feature (and per bias that absorbs relevance). Evaluated in the real semiring it gives explain().
     targets: several classes explained at once, sharing the circuit (overrides target).
     input: a label stored in the circuit's metadata.
+    max_gates, max_memory: the circuit's budget (gates; bytes held, growth included; defaults
+        2**31 gates and 8 GiB). Hitting either raises provnn.LimitError naming it.
 )") + explain_options_doc)
               .c_str());
 }

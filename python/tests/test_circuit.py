@@ -85,6 +85,18 @@ def test_polynomial_limit(cnn):
         c.evaluate("nx", max_terms=2)
 
 
+def test_circuit_budget(cnn):
+    model, x = cnn
+    gates = model.circuit(x).info()["gates"]
+    assert model.circuit(x, max_gates=gates).info()["gates"] == gates
+    with pytest.raises(provnn.LimitError) as e:
+        model.circuit(x, max_gates=gates - 1)
+    assert f"max_gates = {gates - 1}" in str(e.value)
+    with pytest.raises(provnn.LimitError) as e:
+        model.circuit(x, max_memory=64 * 1024)
+    assert "max_memory" in str(e.value)
+
+
 def test_top_paths_sum_to_the_relevance_when_k_is_large(mlp):
     model, x = mlp
     c = model.circuit(x, rule="zero", bias=False)

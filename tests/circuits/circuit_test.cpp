@@ -149,3 +149,55 @@ TEST_CASE("stats count gates, edges and tokens by kind") {
   CHECK(s.tokens_by_kind[static_cast<int>(token_kind::parameter)] == 1);
   CHECK(s.bytes > 0);
 }
+
+TEST_CASE("limits: the gate limit stops appends with limit_error and leaves a valid circuit") {
+  circuit c;
+  const auto x = c.tokens().intern(token_kind::input, token_variant::plain, 0, std::vector<std::uint32_t>{0});
+  const auto y = c.tokens().intern(token_kind::input, token_variant::plain, 0, std::vector<std::uint32_t>{1});
+  c.set_limits({.max_gates = 5});
+  const gate_id gx = c.token(x), gy = c.token(y);  // gates 2, 3
+  const gate_id s = c.plus({gx, gy});             // gate 4: the fifth
+  CHECK(c.size() == 5);
+  try {
+    (void)c.times({gx, gy});
+    FAIL("no limit_error");
+  } catch (const limit_error& e) {
+    CHECK(std::string(e.what()).find("max_gates = 5") != std::string::npos);
+  }
+  CHECK(c.size() == 5);
+  CHECK(c.plus({gy, gx}) == s);  // shared gates still found: no new gate needed
+  c.reserve(1000, 1000);          // a hint: clamped to the limit, never an error
+  CHECK_THROWS_AS((void)c.times({gx, gy}), limit_error);
+  // The ids cap the limit whatever is asked.
+  c.set_limits({.max_gates = std::size_t{1} << 40});
+  CHECK(c.limits().max_gates == 0xFFFFFFFEu);
+}
+
+TEST_CASE("limits: the memory limit is checked before an array grows, so held bytes never exceed it") {
+  circuit c;
+  const auto x = c.tokens().intern(token_kind::input, token_variant::plain, 0, std::vector<std::uint32_t>{0});
+  const gate_id gx = c.token(x);
+  const std::size_t budget = 256 * 1024;
+  c.set_limits({.max_bytes = budget});
+  // reserve() is a hint: room above the budget is not reserved (and is no error).
+  const std::size_t before = c.bytes();
+  c.reserve(1'000'000, 1'000'000);
+  CHECK(c.bytes() == before);
+  // Appending edge gates until the limit: the throw comes before the growth that would
+  // cross the budget, and the circuit holds all the gates it accepted.
+  std::size_t made = 0;
+  try {
+    for (std::uint32_t i = 0; i < 10'000'000; ++i) {
+      (void)c.edge({gx, gx}, edge_context{0, i, 0, 0, no_token});
+      ++made;
+      REQUIRE(c.bytes() + c.tokens().bytes() <= budget);
+    }
+    FAIL("no limit_error");
+  } catch (const limit_error& e) {
+    CHECK(std::string(e.what()).find("max_memory = 256.0 KiB") != std::string::npos);
+  }
+  CHECK(made > 1000);  // the budget was used, not refused at the first gate
+  CHECK(c.bytes() + c.tokens().bytes() <= budget);
+  CHECK(c.edge_gates().size() == made);
+  CHECK(c.size() == 3 + made);
+}

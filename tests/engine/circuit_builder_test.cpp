@@ -412,3 +412,30 @@ TEST_CASE("a 784-300-100-10 MLP: real evaluation = lrp(), and the build cost per
                         build_ns / 1e6, build_ns / static_cast<double>(info.edges), eval_ns / 1e6, err / scale));
   }
 }
+
+TEST_CASE("budget: a build above max_gates or max_memory stops with a limit_error naming the layer and the option") {
+  const network net = net221();
+  const auto fwd = forward(net, x221);
+  circuit_options o = opts(rules::epsilon());
+  const circuit full = build_circuit(net, fwd, o);
+  o.max_gates = full.size();  // exactly enough
+  CHECK(build_circuit(net, fwd, o).size() == full.size());
+  o.max_gates = full.size() - 1;
+  try {
+    (void)build_circuit(net, fwd, o);
+    FAIL("no limit_error");
+  } catch (const limit_error& e) {
+    const std::string m = e.what();
+    CHECK(m.find(fmt::format("max_gates = {}", full.size() - 1)) != std::string::npos);
+    CHECK(m.find("--max-gates") != std::string::npos);
+    CHECK(m.find("building the circuit stopped at layer") != std::string::npos);
+  }
+  o.max_gates = default_max_gates;
+  o.max_memory = 1024;
+  try {
+    (void)build_circuit(net, fwd, o);
+    FAIL("no limit_error");
+  } catch (const limit_error& e) {
+    CHECK(std::string(e.what()).find("--max-memory") != std::string::npos);
+  }
+}
