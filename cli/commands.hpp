@@ -17,4 +17,13 @@ void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_batch_command(CLI::App& app);
 
+/// Exit codes: 0 success, 1 an error (bad input, a limit), 2 a usage error, 3 out of memory,
+/// 124 the --timeout watchdog fired, 128+N killed by signal N (outputs: old file or none).
+inline constexpr int exit_timeout = 124;
+
+/// Starts the --timeout watchdog (cli/timeout.cpp): after `seconds`, remove the temporaries
+/// of writes in progress, print which limit was hit and exit with exit_timeout. Throws
+/// parse_error for a non-positive or non-finite value.
+void arm_timeout(double seconds);
+
 }  // namespace provnn::cli

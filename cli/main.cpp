@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "cli/commands.hpp"
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 
 int main(int argc, char** argv) {
@@ -15,6 +17,13 @@ int main(int argc, char** argv) {
       "provnn — explain neural-network decisions with provenance circuits (LRP as provenance).\n"
       "Run 'provnn COMMAND --help' for the options of a command."};
   app.require_subcommand(1);
+  // Global options, accepted before or after the command name.
+  app.fallthrough();
+  app.add_option_function<double>(
+      "--timeout", [](double s) { provnn::cli::arm_timeout(s); },
+      "stop after SECONDS (exit code 124), removing unfinished outputs; for work that can explode");
+  // An interrupted run (Ctrl-C, kill) leaves the old output file or none, and no temporary.
+  provnn::remove_temporaries_on_signals();
   provnn::cli::add_explain_command(app);
   provnn::cli::add_build_command(app);
   provnn::cli::add_eval_command(app);
@@ -25,15 +34,18 @@ int main(int argc, char** argv) {
   provnn::cli::add_bench_command(app);
   provnn::cli::add_batch_command(app);
 
-  if (argc > 1 && argv[1][0] != '-') {
+  int first = 1;  // the command name, after global options
+  while (first + 1 < argc && std::string_view(argv[first]) == "--timeout") first += 2;
+  if (first < argc && argv[first][0] != '-') {
     std::vector<std::string> names;
     bool known = false;
     for (const auto* sub : app.get_subcommands({})) {
       names.push_back(sub->get_name());
-      known = known || sub->get_name() == argv[1];
+      known = known || sub->get_name() == argv[first];
     }
     if (!known) {
-      fmt::print(stderr, "provnn: error: unknown command '{}'; the commands are: {}\n", argv[1], fmt::join(names, ", "));
+      fmt::print(stderr, "provnn: error: unknown command '{}'; the commands are: {}\n", argv[first],
+                 fmt::join(names, ", "));
       return 2;
     }
   }

@@ -4,6 +4,9 @@
 // so rename(2) is atomic), is flushed and fsync'ed, and only then renamed over the
 // destination. Any failure — an exception from the writer, a full disk, a signal that
 // unwinds — removes the temporary file and leaves the old destination (or none) in place.
+// While a write is in progress its temporary path is registered, so that a process that
+// installs remove_temporaries_on_signals() also removes it on SIGINT, SIGTERM and SIGHUP
+// (and a watchdog can call remove_pending_temporaries() before it ends the process).
 #pragma once
 
 #include <filesystem>
@@ -21,5 +24,16 @@ void write_file_atomically(const std::filesystem::path& path,
 
 /// Convenience overload for content already in memory.
 void write_file_atomically(const std::filesystem::path& path, std::string_view content);
+
+/// Unlinks the temporary file of every write in progress. Async-signal-safe (only unlink(2)
+/// and atomics), for signal handlers; the writes themselves then fail and clean up as usual
+/// if the process goes on.
+void remove_pending_temporaries() noexcept;
+
+/// Installs handlers for SIGINT, SIGTERM and SIGHUP that call remove_pending_temporaries(),
+/// restore the default action and re-raise the signal, so the process still ends by that
+/// signal (exit status 128 + N in a shell). For programs (the CLI), not for libraries that
+/// live in someone else's process (the Python module does not call it).
+void remove_temporaries_on_signals();
 
 }  // namespace provnn

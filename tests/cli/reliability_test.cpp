@@ -166,6 +166,49 @@ TEST_CASE("reliability: a build killed at arbitrary moments leaves the old circu
   CHECK(kept + replaced == 8);
 }
 
+TEST_CASE("reliability: SIGTERM at arbitrary moments leaves the old circuit file or a complete one, and no temporary") {
+  // Unlike SIGKILL, SIGTERM (and SIGINT, SIGHUP) is caught by the CLI's handler
+  // (common/atomic_file.hpp remove_temporaries_on_signals): it unlinks the temporary file of
+  // the write in progress and re-raises, so the process still ends by the signal. Whatever
+  // moment the signal lands in, the folder then holds exactly the destination, old or new.
+  const auto dir = scratch_dir("reliability-term");
+  const std::string old = "old circuit\n";
+  const std::string cnn = data("models/digits_cnn.onnx");
+  const std::string cnn_input = data("inputs/cnn_input_0.npy");
+  int replaced = 0, kept = 0, by_signal = 0;
+  for (int i = 0; i < 10; ++i) {
+    write_text(dir / "C.pvc", old);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      if (::chdir(dir.c_str()) != 0) ::_exit(126);
+      const std::string bin = provnn_binary();
+      ::execl(bin.c_str(), bin.c_str(), "build", cnn.c_str(), "-i", cnn_input.c_str(), "-o", "C.pvc",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(2500 << i));
+    ::kill(pid, i % 2 ? SIGTERM : SIGINT);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CAPTURE(i);
+    CHECK((WIFSIGNALED(status) ? (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT)
+                               : (WIFEXITED(status) && WEXITSTATUS(status) == 0)));
+    by_signal += WIFSIGNALED(status) ? 1 : 0;
+    const std::string now = slurp(dir / "C.pvc");
+    if (now == old) {
+      ++kept;
+    } else {
+      ++replaced;
+      CHECK_NOTHROW((void)provnn::deserialize_circuit(now, "C.pvc"));
+    }
+    CHECK(folder_entries(dir) == std::vector<std::string>{"C.pvc"});  // no temporary left
+  }
+  MESSAGE("SIGTERM/SIGINT: " << by_signal << " runs ended by the signal; " << kept << " kept the old file, "
+                             << replaced << " completed");
+  CHECK(kept + replaced == 10);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fuzz regressions: every file under fuzz/regressions/<target>/ once crashed that target, and
 // the seeds of fuzz/corpus/<target>/ include damaged files (truncated, wrong shape, bad

@@ -1,6 +1,9 @@
 #include "common/atomic_file.hpp"
 
 #include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -60,4 +63,74 @@ TEST_CASE("a folder that does not exist gives an io_error naming the file") {
   } catch (const provnn::io_error& e) {
     CHECK(std::string(e.what()).find("x.bin") != std::string::npos);
   }
+}
+
+// Signals: a process that called remove_temporaries_on_signals() and is interrupted in the
+// middle of a write (here: the writer itself raises the signal after writing half its
+// content) ends by that signal, with the old destination intact and no temporary file.
+// Runs in a forked child, so the handlers and the signal stay out of the test runner.
+TEST_CASE("an interrupted write leaves the old file and no temporary when the signal handlers are installed") {
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    CAPTURE(sig);
+    auto dir = scratch("atomic-signal");
+    auto f = dir / "out.txt";
+    provnn::write_file_atomically(f, "old");
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      provnn::remove_temporaries_on_signals();
+      provnn::write_file_atomically(f, [sig](std::ostream& out) {
+        out << "half of the new content";
+        out.flush();
+        ::raise(sig);
+        out << " and the rest";
+      });
+      ::_exit(0);  // not reached: the handler re-raises with the default action
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == sig);
+    CHECK(slurp(f) == "old");
+    CHECK(entries(dir) == 1);
+  }
+}
+
+TEST_CASE("without the handlers the same signal leaves the temporary file behind (what the handlers fix)") {
+  // The control experiment: proves the test above can fail.
+  auto dir = scratch("atomic-signal-control");
+  auto f = dir / "out.txt";
+  provnn::write_file_atomically(f, "old");
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::signal(SIGTERM, SIG_DFL);
+    provnn::write_file_atomically(f, [](std::ostream& out) {
+      out << "half";
+      out.flush();
+      ::raise(SIGTERM);
+    });
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(WIFSIGNALED(status));
+  CHECK(slurp(f) == "old");
+  CHECK(entries(dir) == 2);  // out.txt and .out.txt.tmp-…
+}
+
+TEST_CASE("remove_pending_temporaries unlinks the temporary of a write in progress; the write then fails cleanly") {
+  auto dir = scratch("atomic-pending");
+  auto f = dir / "out.txt";
+  provnn::write_file_atomically(f, "old");
+  CHECK_THROWS_AS(provnn::write_file_atomically(f,
+                                                [&](std::ostream& out) {
+                                                  out << "new";
+                                                  CHECK(entries(dir) == 2);
+                                                  provnn::remove_pending_temporaries();
+                                                  CHECK(entries(dir) == 1);
+                                                }),
+                  provnn::io_error);
+  CHECK(slurp(f) == "old");
+  CHECK(entries(dir) == 1);
 }
