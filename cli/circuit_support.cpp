@@ -100,21 +100,25 @@ std::vector<token_override> read_valuation_json(const std::string& path) {
   if (!in) throw io_error(fmt::format("cannot read the valuation file '{}'", path));
   std::stringstream ss;
   ss << in.rdbuf();
+  return parse_valuation_json(ss.str(), fmt::format("valuation file '{}'", path));
+}
+
+std::vector<token_override> parse_valuation_json(std::string_view text, std::string_view source) {
   nlohmann::ordered_json j;
   try {
-    j = nlohmann::ordered_json::parse(ss.str());
+    j = nlohmann::ordered_json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    throw parse_error(fmt::format("valuation file '{}' is not valid JSON: {}", path, e.what()));
+    throw parse_error(fmt::format("{} is not valid JSON: {}", source, e.what()));
   }
   if (!j.is_object()) {
-    throw parse_error(fmt::format("valuation file '{}': expected an object of token patterns to numbers, e.g. "
+    throw parse_error(fmt::format("{}: expected an object of token patterns to numbers, e.g. "
                                   "{{\"W1[3,*]\": 0, \"a2[7]\": 0}}",
-                                  path));
+                                  source));
   }
   std::vector<token_override> out;
   for (const auto& [key, value] : j.items()) {
     if (!value.is_number() || !std::isfinite(value.get<double>())) {
-      throw parse_error(fmt::format("valuation file '{}': the value of \"{}\" must be a finite number", path, key));
+      throw parse_error(fmt::format("{}: the value of \"{}\" must be a finite number", source, key));
     }
     out.push_back({key, value.get<double>()});
   }

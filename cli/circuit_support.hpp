@@ -20,6 +20,8 @@ namespace provnn::cli {
 /// `{"W1[3,*]": 0, "a2[7]": 0}`, applied in file order (a later entry wins).
 /// Throws parse_error naming the file (and the key) when it is not such an object.
 std::vector<token_override> read_valuation_json(const std::string& path);
+/// The same from JSON text in memory; `source` names it in errors ("valuation file 'V.json'").
+std::vector<token_override> parse_valuation_json(std::string_view text, std::string_view source);
 
 /// The input shape recorded in the circuit's metadata ("input_shape": "1,8,8"); the number
 /// of feature roots as a flat shape when absent.
