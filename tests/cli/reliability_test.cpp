@@ -129,6 +129,23 @@ TEST_CASE("reliability: every CLI output, written past RLIMIT_FSIZE, fails clean
   }
 }
 
+/// Starts `provnn build digits_cnn.onnx -i cnn_input_0.npy -o C.pvc` in `dir`, in a child
+/// process the caller signals and reaps.
+static pid_t spawn_cnn_build(const fs::path& dir) {
+  const std::string cnn = data("models/digits_cnn.onnx");
+  const std::string cnn_input = data("inputs/cnn_input_0.npy");
+  const std::string bin = provnn_binary();
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (::chdir(dir.c_str()) != 0) ::_exit(126);
+    ::execl(bin.c_str(), bin.c_str(), "build", cnn.c_str(), "-i", cnn_input.c_str(), "-o", "C.pvc",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
 TEST_CASE("reliability: a build killed at arbitrary moments leaves the old circuit file or a complete one") {
   // SIGKILL cannot be caught, so this is the strongest interruption: the rename either
   // happened (complete new file) or not (old file). Temporary files may remain after a
@@ -136,20 +153,10 @@ TEST_CASE("reliability: a build killed at arbitrary moments leaves the old circu
   // taken for the destination.
   const auto dir = scratch_dir("reliability-kill");
   const std::string old = "old circuit\n";
-  const std::string cnn = data("models/digits_cnn.onnx");
-  const std::string cnn_input = data("inputs/cnn_input_0.npy");
   int replaced = 0, kept = 0;
   for (int i = 0; i < 8; ++i) {
     write_text(dir / "C.pvc", old);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      if (::chdir(dir.c_str()) != 0) ::_exit(126);
-      const std::string bin = provnn_binary();
-      ::execl(bin.c_str(), bin.c_str(), "build", cnn.c_str(), "-i", cnn_input.c_str(), "-o", "C.pvc",
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    const pid_t pid = spawn_cnn_build(dir);
     std::this_thread::sleep_for(std::chrono::milliseconds(5 << i));
     ::kill(pid, SIGKILL);
     int status = 0;
@@ -173,20 +180,10 @@ TEST_CASE("reliability: SIGTERM at arbitrary moments leaves the old circuit file
   // moment the signal lands in, the folder then holds exactly the destination, old or new.
   const auto dir = scratch_dir("reliability-term");
   const std::string old = "old circuit\n";
-  const std::string cnn = data("models/digits_cnn.onnx");
-  const std::string cnn_input = data("inputs/cnn_input_0.npy");
   int replaced = 0, kept = 0, by_signal = 0;
   for (int i = 0; i < 10; ++i) {
     write_text(dir / "C.pvc", old);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      if (::chdir(dir.c_str()) != 0) ::_exit(126);
-      const std::string bin = provnn_binary();
-      ::execl(bin.c_str(), bin.c_str(), "build", cnn.c_str(), "-i", cnn_input.c_str(), "-o", "C.pvc",
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    const pid_t pid = spawn_cnn_build(dir);
     std::this_thread::sleep_for(std::chrono::microseconds(2500 << i));
     ::kill(pid, i % 2 ? SIGTERM : SIGINT);
     int status = 0;

@@ -69,53 +69,51 @@ TEST_CASE("a folder that does not exist gives an io_error naming the file") {
 // middle of a write (here: the writer itself raises the signal after writing half its
 // content) ends by that signal, with the old destination intact and no temporary file.
 // Runs in a forked child, so the handlers and the signal stay out of the test runner.
+namespace {
+/// Writes "old" to dir/out.txt, then in a child process overwrites it with a writer that
+/// raises `sig` half-way; returns the child's wait status.
+int interrupted_write(const fs::path& dir, int sig, bool handlers) {
+  const auto f = dir / "out.txt";
+  provnn::write_file_atomically(f, "old");
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (handlers)
+      provnn::remove_temporaries_on_signals();
+    else
+      ::signal(sig, SIG_DFL);  // doctest's own handlers would report the signal instead
+    provnn::write_file_atomically(f, [sig](std::ostream& out) {
+      out << "half of the new content";
+      out.flush();
+      ::raise(sig);
+      out << " and the rest";
+    });
+    ::_exit(0);  // not reached: the signal ends the child
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+}  // namespace
+
 TEST_CASE("an interrupted write leaves the old file and no temporary when the signal handlers are installed") {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     CAPTURE(sig);
-    auto dir = scratch("atomic-signal");
-    auto f = dir / "out.txt";
-    provnn::write_file_atomically(f, "old");
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      provnn::remove_temporaries_on_signals();
-      provnn::write_file_atomically(f, [sig](std::ostream& out) {
-        out << "half of the new content";
-        out.flush();
-        ::raise(sig);
-        out << " and the rest";
-      });
-      ::_exit(0);  // not reached: the handler re-raises with the default action
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    const auto dir = scratch("atomic-signal");
+    const int status = interrupted_write(dir, sig, true);
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == sig);
-    CHECK(slurp(f) == "old");
+    CHECK(slurp(dir / "out.txt") == "old");
     CHECK(entries(dir) == 1);
   }
 }
 
 TEST_CASE("without the handlers the same signal leaves the temporary file behind (what the handlers fix)") {
   // The control experiment: proves the test above can fail.
-  auto dir = scratch("atomic-signal-control");
-  auto f = dir / "out.txt";
-  provnn::write_file_atomically(f, "old");
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::signal(SIGTERM, SIG_DFL);
-    provnn::write_file_atomically(f, [](std::ostream& out) {
-      out << "half";
-      out.flush();
-      ::raise(SIGTERM);
-    });
-    ::_exit(0);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  const auto dir = scratch("atomic-signal-control");
+  const int status = interrupted_write(dir, SIGTERM, false);
   CHECK(WIFSIGNALED(status));
-  CHECK(slurp(f) == "old");
+  CHECK(slurp(dir / "out.txt") == "old");
   CHECK(entries(dir) == 2);  // out.txt and .out.txt.tmp-…
 }
 
