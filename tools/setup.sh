@@ -13,7 +13,7 @@ packages=(
   libboost-dev libboost-graph-dev      # Boost.Graph, Boost.Multiprecision (header-only)
   libfmt-dev doctest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
-  libcli11-dev nlohmann-json3-dev libpng-dev libeigen3-dev
+  libcli11-dev nlohmann-json3-dev libpng-dev zlib1g-dev libeigen3-dev
   libbenchmark-dev
   graphviz                            # `dot` parses every DOT file the tests write
   python3 python3-numpy python3-pytest python3-dev pybind11-dev   # the Python module and its tests
