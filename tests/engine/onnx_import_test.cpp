@@ -4,6 +4,9 @@
 #include "engine/onnx_import.hpp"
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <fmt/format.h>
 
 #include "common/error.hpp"
@@ -555,6 +558,49 @@ TEST_CASE("onnx: limits on parameters and nodes") {
   }
   c.output(prev);
   test::check_throws_with<limit_error>([&] { load(c); }, {"max_onnx_nodes"});
+}
+
+TEST_CASE("onnx: a tensor whose data is missing is refused before its claimed size is allocated") {
+  // Found by fuzz_onnx (fuzz/regressions/onnx/oom-claimed-tensor-size): dimensions within
+  // max_onnx_parameters but no data behind them used to allocate the whole tensor (2.8 GB for
+  // a 30 KB file) before the data count was checked.
+  for (bool raw : {true, false}) {
+    CAPTURE(raw);
+    onnx_builder b({1, 3});
+    auto& t = b.init("claims", {20000, 20000}, {});  // 4·10^8 values, 3.2 GB as doubles
+    t.clear_raw_data();
+    if (raw) t.set_raw_data(std::string(4, '\0'));
+    b.node("Relu", {"x"}, {"y"});
+    b.output("y");
+    const std::string bytes = b.bytes();
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // Sanitizers reserve terabytes of address space, so RLIMIT_AS cannot be used there.
+    test::check_throws_with<parse_error>([&] { (void)load_onnx_bytes(bytes, "m.onnx"); }, {"'claims'", "needs"});
+#else
+    // In a child whose address space is capped at 1 GiB: allocating first would throw
+    // bad_alloc (exit 2) instead of the parse_error about the data (exit 0).
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const rlimit cap{1ul << 30, 1ul << 30};
+      ::setrlimit(RLIMIT_AS, &cap);
+      try {
+        (void)load_onnx_bytes(bytes, "m.onnx");
+        ::_exit(1);
+      } catch (const parse_error& e) {
+        ::_exit(std::string(e.what()).find("needs") != std::string::npos ? 0 : 3);
+      } catch (const std::bad_alloc&) {
+        ::_exit(2);
+      } catch (...) {
+        ::_exit(4);
+      }
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+#endif
+  }
 }
 
 TEST_CASE("onnx: load_onnx reads a file and reports a missing one") {
