@@ -48,6 +48,9 @@ bool parse_u32(std::string_view s, std::size_t& pos, std::uint32_t& out) {
     ++pos;
   }
   out = static_cast<std::uint32_t>(v);
+  // Canonical decimal only: "01" is not a spelling of 1, so that find(name) and glob
+  // patterns agree on which names exist (found by fuzz_tokens: find("r[01]") gave r[1]).
+  if (pos - start > 1 && s[start] == '0') return false;
   return pos > start;
 }
 

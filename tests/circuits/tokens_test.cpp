@@ -65,6 +65,14 @@ TEST_CASE("interning creates each token once and find(name) parses every name ba
   CHECK_FALSE(tt.find("W3[1,20,300").has_value());
   CHECK_FALSE(tt.find("W3[1,,300]").has_value());
   CHECK_FALSE(tt.find("W3[99999999999]").has_value());
+  // Only canonical decimals name a token (fuzz finding: "r[01]" found r[1], whose name differs).
+  CHECK_FALSE(tt.find("W3[01,20,300]").has_value());
+  CHECK_FALSE(tt.find("W03[1,20,300]").has_value());
+  CHECK_FALSE(tt.find("W3[1,020,300]").has_value());
+  REQUIRE(tt.find("W3[1,20,300]").has_value());
+  const auto zero = tt.intern(token_kind::target, token_variant::plain, 0, {0});
+  CHECK(tt.find("r[0]") == zero);  // a lone 0 is canonical
+  CHECK_FALSE(tt.find("r[00]").has_value());
   CHECK_THROWS_WITH_AS(tt.at("W9[1]"), doctest::Contains("'W9[1]' does not exist"), provnn::error);
 }
 

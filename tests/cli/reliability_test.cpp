@@ -274,3 +274,15 @@ TEST_CASE("reliability: glob_match('*', text) holds for every text, even one con
   CHECK(provnn::glob_match("*-*", "*g-*"));
   CHECK_FALSE(provnn::glob_match("*x", "*g-*"));
 }
+
+// Found by fuzz_tokens (fuzz/regressions/tokens/find_leading_zero, input "r[01]"): find()
+// read "01" as 1, so find("r[01]") returned r[1], a token with another name, while glob
+// patterns (matched against canonical names) never see "r[01]". Names are canonical now.
+TEST_CASE("reliability: find(name) only finds tokens whose name is exactly that name") {
+  provnn::token_table tt;
+  const auto r1 = tt.intern(provnn::token_kind::target, provnn::token_variant::plain, 0, {1});
+  const std::string input = slurp(fs::path(PROVNN_SOURCE_DIR) / "fuzz" / "regressions" / "tokens" / "find_leading_zero");
+  REQUIRE(input == "r[01]");
+  CHECK_FALSE(tt.find(input).has_value());
+  CHECK(tt.find("r[1]") == r1);
+}
