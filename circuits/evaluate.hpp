@@ -15,8 +15,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -224,11 +227,77 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const stored_val
   }
 }
 
+/// Counting's fast path (issue 5): the same loop in 64-bit integers, every ⊕ and ⊗ checked
+/// for overflow. Path counts of LRP circuits usually fit (2.35·10⁷ per pixel on
+/// 784-300-100-10); when one does not, the caller evaluates again in big integers. Exact
+/// either way; about 4× faster than cpp_int arithmetic when it applies.
+struct checked_u64_semiring {
+  using value_type = std::uint64_t;
+  static constexpr std::uint32_t properties = commutative;
+  mutable bool overflow = false;
+  value_type zero() const { return 0; }
+  value_type one() const { return 1; }
+  value_type plus(value_type a, value_type b) const {
+    value_type r;
+    overflow = __builtin_add_overflow(a, b, &r) || overflow;
+    return r;
+  }
+  value_type times(value_type a, value_type b) const {
+    value_type r;
+    overflow = __builtin_mul_overflow(a, b, &r) || overflow;
+    return r;
+  }
+  value_type lift(token_index, double v) const { return v != 0.0 ? 1 : 0; }
+  std::string name() const { return "counting (64-bit fast path)"; }
+  std::string format(value_type a, const token_namer& = {}) const { return std::to_string(a); }
+};
+
+/// Narrows big-integer values to 64 bits; false when one does not fit.
+template <class Big>
+bool narrow_to_u64(std::span<const Big> in, std::vector<std::uint64_t>& out) {
+  out.resize(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] < 0 || in[i] > std::numeric_limits<std::uint64_t>::max()) return false;
+    out[i] = static_cast<std::uint64_t>(in[i]);
+  }
+  return true;
+}
+
+template <semiring S, class Hook>
+void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
+                   const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end, values_of<S>& out,
+                   Hook&& hook);
+
+/// The counting semiring's evaluation in checked 64-bit integers; false (out untouched) when
+/// a valuation value or any intermediate count does not fit.
+template <semiring S>
+bool evaluate_counting_u64(const circuit& c, std::span<const stored_value_t<S>> valuation,
+                           const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end,
+                           values_of<S>& out) {
+  std::vector<std::uint64_t> v, tv, r;
+  if (!narrow_to_u64(valuation, v)) return false;
+  if (theta_values && !narrow_to_u64(std::span<const stored_value_t<S>>(*theta_values), tv)) return false;
+  const checked_u64_semiring s;
+  evaluate_loop(c, s, std::span<const std::uint64_t>(v), theta_values ? &tv : nullptr, mask, end, r,
+                no_gate_hook{});
+  if (s.overflow) return false;
+  out.resize(c.size());
+  for (std::uint32_t g = 0; g < end; ++g)
+    if (!mask || mask[g]) out[g] = r[g];
+  return true;
+}
+
 template <semiring S, class Hook>
 void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<S>> valuation,
                    const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end, values_of<S>& out,
                    Hook&& hook) {
   PROVNN_ASSERT(valuation.size() >= c.tokens().size());
+  if constexpr (requires { S::registry_name; }) {
+    if constexpr (S::registry_name == std::string_view("counting") &&
+                  std::is_same_v<std::remove_cvref_t<Hook>, no_gate_hook>) {
+      if (evaluate_counting_u64<S>(c, valuation, theta_values, mask, end, out)) return;
+    }
+  }
   out.resize(c.size());
   if (mask) {
     if (theta_values)

@@ -322,3 +322,45 @@ TEST_CASE("edge annotation specs") {
   CHECK_THROWS_WITH_AS(parse_edge_annotation(net.c, "max"), doctest::Contains("valid: identity, viterbi-maxnorm"),
                        provnn::parse_error);
 }
+
+// Counting's 64-bit fast path (evaluate.hpp, checked_u64_semiring) against the plain big-
+// integer evaluation: the same semiring under another registry name takes the generic path.
+namespace {
+struct bigint_counting : counting_semiring {
+  static constexpr std::string_view registry_name = "counting-bigint";
+};
+}  // namespace
+
+TEST_CASE("counting: the 64-bit fast path equals big-integer evaluation, and falls back past 2^64") {
+  std::mt19937 rng(20261130);
+  for (int trial = 0; trial < 20; ++trial) {
+    auto net = testing::random_layered(rng, {6, 5, 4, 3}, 0.8, 0.4);
+    const auto& c = net.c;
+    const auto fast = evaluate(c, counting_semiring{});
+    const auto slow = evaluate(c, bigint_counting{});
+    REQUIRE(fast.size() == slow.size());
+    CHECK(fast == slow);
+    const auto theta = threshold_annotation(c, 0.05);
+    CHECK(evaluate(c, counting_semiring{}, &theta) == evaluate(c, bigint_counting{}, &theta));
+    // The cone of a few roots (masked evaluation) agrees too.
+    const std::vector<gate_id> some(net.feature_roots.begin(), net.feature_roots.begin() + 2);
+    const auto fg = evaluate_gates(c, counting_semiring{}, lift_valuation(c, counting_semiring{}), some);
+    const auto sg = evaluate_gates(c, bigint_counting{}, lift_valuation(c, bigint_counting{}), some);
+    CHECK(fg == sg);
+  }
+  // 2^128 paths: x ⊕ x = 2, then seven squarings. The 64-bit pass overflows at 2^64 and the
+  // result must still be exact.
+  circuit c;
+  const auto x = c.tokens().intern(token_kind::input, token_variant::plain, 0, {0});
+  c.tokens().set_value(x, 1.0);
+  const gate_id gx = c.token(x);
+  gate_id g = c.plus({gx, gx});
+  std::vector<gate_id> steps{g};
+  for (int i = 0; i < 7; ++i) steps.push_back(g = c.times({g, g}));
+  const auto v = evaluate(c, counting_semiring{});
+  using big = counting_semiring::value_type;
+  CHECK(v[to_index(steps[5])] == big(1) << 32);  // 2^(2^5)
+  CHECK(v[to_index(steps[6])] == big(1) << 64);  // just past 64 bits
+  CHECK(v[to_index(steps[7])] == big(1) << 128);
+  CHECK(v == evaluate(c, bigint_counting{}));
+}
