@@ -45,14 +45,18 @@ void circuit::set_limits(const circuit_limits& l) noexcept {
   limits_.max_gates = std::min<std::size_t>(l.max_gates, 0xFFFFFFFEu);
 }
 
+bool circuit::fits_memory(std::size_t extra_bytes) const noexcept {
+  return limits_.max_bytes == static_cast<std::size_t>(-1) ||
+         bytes() + tokens_.bytes() + extra_bytes <= limits_.max_bytes;
+}
+
 void circuit::require_memory(std::size_t extra_peak, std::string_view what) const {
-  if (limits_.max_bytes == static_cast<std::size_t>(-1)) return;
+  if (fits_memory(extra_peak)) return;
   const std::size_t held = bytes() + tokens_.bytes();
-  if (held + extra_peak > limits_.max_bytes)
-    throw limit_error(fmt::format("circuit: {} would take the arena to {} ({} held now, {} gates), above the memory "
-                                  "limit max_memory = {}",
-                                  what, format_bytes(held + extra_peak), format_bytes(held), size(),
-                                  format_bytes(limits_.max_bytes)));
+  throw limit_error(fmt::format("circuit: {} would take the arena to {} ({} held now, {} gates), above the memory "
+                                "limit max_memory = {}",
+                                what, format_bytes(held + extra_peak), format_bytes(held), size(),
+                                format_bytes(limits_.max_bytes)));
 }
 
 // Called only when an array of the arena is about to grow (rare): the new buffer is
@@ -112,7 +116,7 @@ gate_id circuit::intern(gate_kind kind, std::vector<gate_id>& cs) {
   if (found != detail::id_table::empty) return static_cast<gate_id>(found);
   if (by_structure_.next_insert_grows())
     require_memory(2 * std::max<std::size_t>(by_structure_.bytes(), detail::id_table::bytes_for(0)),
-                 "growing the structural-hashing table");
+                   "growing the structural-hashing table");
   const auto g = append(kind, cs);
   by_structure_.insert(h, to_index(g));
   return g;
@@ -145,7 +149,7 @@ gate_id circuit::edge(std::span<const gate_id> factors, const edge_context& cont
   for (auto c : factors) PROVNN_ASSERT(to_index(c) < size());
   if (edge_gates_.size() == edge_gates_.capacity())
     require_memory((4 + sizeof(edge_context)) * std::max<std::size_t>(1, 2 * edge_gates_.capacity()),
-                 "growing the edge-gate arrays");
+                   "growing the edge-gate arrays");
   const auto g = append(gate_kind::times, factors);
   edge_gates_.push_back(g);
   edge_contexts_.push_back(context);
@@ -176,13 +180,11 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
   // limit, appends throw anyway; room above the memory limit is not reserved at all (the
   // arrays then grow as needed, each growth checked).
   gates = std::min(gates, limits_.max_gates);
-  if (limits_.max_bytes != static_cast<std::size_t>(-1)) {
-    std::size_t extra = 0;
-    if (gates > kinds_.capacity()) extra += gates + 4 * (gates + 1);
-    if (child_refs > children_.capacity()) extra += 4 * child_refs;
-    if (detail::id_table::bytes_for(gates / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(gates / 2);
-    if (bytes() + tokens_.bytes() + extra > limits_.max_bytes) return;
-  }
+  std::size_t extra = 0;
+  if (gates > kinds_.capacity()) extra += gates + 4 * (gates + 1);
+  if (child_refs > children_.capacity()) extra += 4 * child_refs;
+  if (detail::id_table::bytes_for(gates / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(gates / 2);
+  if (!fits_memory(extra)) return;
   kinds_.reserve(gates);
   offsets_.reserve(gates + 1);
   children_.reserve(child_refs);

@@ -136,9 +136,9 @@ class circuit {
   /// Limits checked by every later append and reserve (default: none but the 32-bit ids).
   void set_limits(const circuit_limits& l) noexcept;
   const circuit_limits& limits() const noexcept { return limits_; }
-  /// Throws limit_error when `extra_bytes` more (e.g. a token table about to be reserved by a
-  /// builder) would take the arena's heap above max_bytes; `what` names the growth.
-  void require_memory(std::size_t extra_bytes, std::string_view what) const;
+  /// Whether `extra_bytes` more (e.g. a token table a builder is about to reserve) keep the
+  /// arena's heap, token table included, within max_bytes.
+  bool fits_memory(std::size_t extra_bytes) const noexcept;
 
   /// Names gate g as a root. Throws provnn::error when the name is already taken.
   void add_root(root r);
@@ -195,6 +195,7 @@ class circuit {
   gate_id append(gate_kind kind, std::span<const gate_id> children);
   std::uint64_t gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept;
   void check_growth(std::size_t new_children);
+  void require_memory(std::size_t extra_bytes, std::string_view what) const;
 
   token_table tokens_;
   std::vector<std::uint8_t> kinds_;

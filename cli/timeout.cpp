@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <cstring>
 
 #include <fmt/format.h>
 

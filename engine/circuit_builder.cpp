@@ -447,7 +447,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     const std::size_t est = std::min(n_params_all * T, n_edges) + (n_in + n_out) * T + 16;
     // A hint as for the gates: skipped when it would not fit the budget (est is an upper bound).
     const std::size_t want = token_table::bytes_for(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
-    if (c_.bytes() + c_.tokens().bytes() + want <= opt_.max_memory) c_.tokens().reserve(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
+    if (c_.fits_memory(want)) c_.tokens().reserve(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
   }
   for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
     groups_[gi].pair_j.clear();

@@ -179,6 +179,9 @@ TEST_CASE("limits: the memory limit is checked before an array grows, so held by
   const gate_id gx = c.token(x);
   const std::size_t budget = 256 * 1024;
   c.set_limits({.max_bytes = budget});
+  CHECK(c.fits_memory(0));
+  CHECK(c.fits_memory(budget - c.bytes() - c.tokens().bytes()));  // exactly the room left
+  CHECK_FALSE(c.fits_memory(budget - c.bytes() - c.tokens().bytes() + 1));
   // reserve() is a hint: room above the budget is not reserved (and is no error).
   const std::size_t before = c.bytes();
   c.reserve(1'000'000, 1'000'000);
