@@ -9,7 +9,7 @@
 
 namespace provnn {
 namespace {
-constexpr std::string_view gate_kind_names[gate_kind_count] = {"zero", "one", "token", "plus", "times"};
+constexpr std::string_view gate_kind_names[gate_kind_count] = {"zero", "one", "token", "plus", "times", "fused"};
 constexpr std::string_view root_kind_names[root_kind_count] = {"feature", "bias", "other"};
 }  // namespace
 
@@ -156,6 +156,59 @@ gate_id circuit::edge(std::span<const gate_id> factors, const edge_context& cont
   return g;
 }
 
+gate_id circuit::scale(gate_id relevance, gate_id normaliser, std::uint32_t upper) {
+  PROVNN_ASSERT(to_index(relevance) < size() && to_index(normaliser) < size());
+  if (scale_gates_.size() == scale_gates_.capacity())
+    require_memory(8 * std::max<std::size_t>(1, 2 * scale_gates_.capacity()), "growing the scale-gate arrays");
+  const gate_id ch[2] = {std::min(relevance, normaliser), std::max(relevance, normaliser)};
+  const auto g = append(gate_kind::times, ch);
+  scale_gates_.push_back(g);
+  scale_units_.push_back(upper);
+  return g;
+}
+
+gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std::span<const gate_id> scaled,
+                       const fused_context& context) {
+  if (parameters.size() != scaled.size() || scaled.empty())
+    throw error(fmt::format("circuit::fused: {} parameters for {} scaled children (equal and nonzero expected)",
+                            parameters.size(), scaled.size()));
+  PROVNN_ASSERT(to_index(phi) < size());
+  for (auto t : parameters)
+    if (t >= tokens_.size())
+      throw error(fmt::format("circuit::fused: parameter token {} does not exist ({} tokens)", t, tokens_.size()));
+  // The value F = φ ⊗ ⊕ ψ_i ⊗ S_i is defined for any earlier gates S_i; only expand_fused()
+  // needs them to be scale gates, and checks it (a search per edge here would cost ~10 ns).
+  for (auto s : scaled) PROVNN_ASSERT(to_index(s) < size());
+  if (fused_gates_.size() == fused_gates_.capacity())
+    require_memory((4 + 4 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
+                   "growing the fused-gate arrays");
+  if (fused_params_.size() + parameters.size() > fused_params_.capacity())
+    require_memory(4 * std::max(fused_params_.size() + parameters.size(), 2 * fused_params_.capacity()),
+                   "growing the fused-parameter array");
+  // children: φ then the scaled gates (append copies a span; build it in scratch_)
+  scratch_.clear();
+  scratch_.push_back(phi);
+  scratch_.insert(scratch_.end(), scaled.begin(), scaled.end());
+  const auto g = append(gate_kind::fused, scratch_);
+  fused_gates_.push_back(g);
+  fused_contexts_.push_back(context);
+  fused_params_.insert(fused_params_.end(), parameters.begin(), parameters.end());
+  fused_param_offsets_.push_back(static_cast<std::uint32_t>(fused_params_.size()));
+  return g;
+}
+
+std::optional<std::size_t> circuit::fused_index(gate_id g) const {
+  auto it = std::lower_bound(fused_gates_.begin(), fused_gates_.end(), g);
+  if (it == fused_gates_.end() || *it != g) return std::nullopt;
+  return static_cast<std::size_t>(it - fused_gates_.begin());
+}
+
+std::optional<std::uint32_t> circuit::scaled_unit(gate_id g) const {
+  auto it = std::lower_bound(scale_gates_.begin(), scale_gates_.end(), g);
+  if (it == scale_gates_.end() || *it != g) return std::nullopt;
+  return scale_units_[static_cast<std::size_t>(it - scale_gates_.begin())];
+}
+
 std::optional<std::size_t> circuit::edge_index(gate_id g) const {
   auto it = std::lower_bound(edge_gates_.begin(), edge_gates_.end(), g);
   if (it == edge_gates_.end() || *it != g) return std::nullopt;
@@ -183,17 +236,22 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
   std::size_t extra = 0;
   if (gates > kinds_.capacity()) extra += gates + 4 * (gates + 1);
   if (child_refs > children_.capacity()) extra += 4 * child_refs;
-  if (detail::id_table::bytes_for(gates / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(gates / 2);
+  if (sharing_ && detail::id_table::bytes_for(gates / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(gates / 2);
   if (!fits_memory(extra)) return;
   kinds_.reserve(gates);
   offsets_.reserve(gates + 1);
   children_.reserve(child_refs);
-  by_structure_.reserve(gates / 2);  // about half the gates of an LRP circuit are shared ⊕/⊗ gates
+  // About half the gates of an LRP circuit are shared ⊕/⊗ gates; a builder with sharing off
+  // (build_circuit) finds nothing to share, and the table would be dead weight.
+  if (sharing_) by_structure_.reserve(gates / 2);
 }
 
 std::size_t circuit::bytes() const noexcept {
   std::size_t b = kinds_.capacity() + 4 * offsets_.capacity() + 4 * children_.capacity() + 4 * token_gate_.capacity() +
-                  4 * edge_gates_.capacity() + sizeof(edge_context) * edge_contexts_.capacity() + by_structure_.bytes();
+                  4 * edge_gates_.capacity() + sizeof(edge_context) * edge_contexts_.capacity() + by_structure_.bytes() +
+                  4 * fused_gates_.capacity() + sizeof(fused_context) * fused_contexts_.capacity() +
+                  4 * fused_param_offsets_.capacity() + 4 * fused_params_.capacity() + 4 * scale_gates_.capacity() +
+                  4 * scale_units_.capacity();
   for (const auto& r : roots_) b += sizeof(root) + r.name.capacity();
   return b;
 }
@@ -203,6 +261,7 @@ circuit_stats stats(const circuit& c) {
   s.gates = c.size();
   for (auto k : c.raw_kinds()) ++s.gates_by_kind[k < gate_kind_count ? k : 0];
   s.edge_gates = c.edge_gates().size();
+  s.fused_edges = c.fused_edge_count();
   s.child_references = c.child_count();
   s.tokens = c.tokens().size();
   for (token_index t = 0; t < c.tokens().size(); ++t) ++s.tokens_by_kind[static_cast<std::uint8_t>(c.tokens().kind(t))];

@@ -34,10 +34,15 @@ constexpr std::uint32_t to_index(gate_id g) noexcept { return static_cast<std::u
 constexpr gate_id zero_gate{0};
 constexpr gate_id one_gate{1};
 
-/// Gate kinds. Values 5..15 are reserved for fused/structured kinds (issue 5); the file
-/// format stores the byte as is and refuses kinds it does not know.
-enum class gate_kind : std::uint8_t { zero = 0, one = 1, token = 2, plus = 3, times = 4 };
-inline constexpr std::uint8_t gate_kind_count = 5;
+/// Gate kinds. Values 6..15 are reserved for structured kinds (issue 5); the file format
+/// stores the byte as is and refuses kinds it does not know.
+///   fused  F = φ ⊗ ⊕_i (ψ_i ⊗ S_i): children() are [φ, S_1, …, S_n] (gates), the ψ_i are
+///          tokens read straight from the valuation (fused_parameters()), and every S_i is a
+///          scale gate n_k^m ⊗ R_k (a ⊗ gate marked with its upper unit k, scaled_unit()).
+///          It stands for ⊕_i E_i ⊗ R_{k_i} with the edge gates E_i = φ ⊗ ψ_i ⊗ n_{k_i}^m of one
+///          lower unit and term (DESIGN §5): 8 bytes per edge instead of three gates.
+enum class gate_kind : std::uint8_t { zero = 0, one = 1, token = 2, plus = 3, times = 4, fused = 5 };
+inline constexpr std::uint8_t gate_kind_count = 6;
 std::string_view to_string(gate_kind k) noexcept;
 
 inline constexpr token_index no_token = 0xFFFFFFFFu;
@@ -54,6 +59,16 @@ struct edge_context {
   std::uint32_t term = 0;
   token_index parameter = no_token;
   friend bool operator==(const edge_context&, const edge_context&) = default;
+};
+
+/// Where a fused gate sits: linear layer `layer`, lower unit j (flat), rule term m. The upper
+/// unit of each of its edges is the scaled_unit() of the matching scale gate, the parameter
+/// its fused_parameters() entry.
+struct fused_context {
+  std::uint32_t layer = 0;
+  std::uint32_t lower = 0;
+  std::uint32_t term = 0;
+  friend bool operator==(const fused_context&, const fused_context&) = default;
 };
 
 /// What a named root stands for.
@@ -127,6 +142,17 @@ class circuit {
     return edge(std::span(factors.begin(), factors.size()), context);
   }
 
+  /// A scale gate S = R ⊗ n (n: the normaliser token gate n_k^m of upper unit k, R: that
+  /// unit's relevance), a ⊗ gate never shared, marked with k for fused gates' edge contexts.
+  gate_id scale(gate_id relevance, gate_id normaliser, std::uint32_t upper);
+  /// A fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i) (see gate_kind::fused): `parameters` are token indices
+  /// (every edge has one: parameter-less edges, e.g. average pools, stay plain edge gates),
+  /// `scaled` scale gates, one per edge. Never shared. Throws provnn::error when the spans differ in size or are empty or a
+  /// parameter token does not exist; expand_fused() refuses scaled entries that are not
+  /// scale gates. O(n).
+  gate_id fused(gate_id phi, std::span<const token_index> parameters, std::span<const gate_id> scaled,
+                const fused_context& context);
+
   /// Structural hashing on (default) or off. Off trades memory for build speed; the
   /// simplifications of plus()/times() stay on. Gates built while it was off are never
   /// found by later look-ups.
@@ -172,6 +198,26 @@ class circuit {
   /// Position of g in edge_gates(), or nullopt when g is not an edge gate. O(log edges).
   std::optional<std::size_t> edge_index(gate_id g) const;
 
+  /// Fused gates in increasing id order, their contexts (same order), and the parameter
+  /// tokens of fused gate number i (fused_gates()[i]), one per scaled child.
+  std::span<const gate_id> fused_gates() const noexcept { return fused_gates_; }
+  std::span<const fused_context> fused_contexts() const noexcept { return fused_contexts_; }
+  std::span<const token_index> fused_parameters(std::size_t i) const {
+    return {fused_params_.data() + fused_param_offsets_[i], fused_params_.data() + fused_param_offsets_[i + 1]};
+  }
+  /// Position of g in fused_gates(), or nullopt. O(log fused gates).
+  std::optional<std::size_t> fused_index(gate_id g) const;
+  /// All parameter entries of all fused gates, and where each gate's start (size fused + 1).
+  std::span<const token_index> raw_fused_parameters() const noexcept { return fused_params_; }
+  std::span<const std::uint32_t> raw_fused_parameter_offsets() const noexcept { return fused_param_offsets_; }
+  /// Scale gates in increasing id order and their upper units.
+  std::span<const gate_id> scale_gates() const noexcept { return scale_gates_; }
+  std::span<const std::uint32_t> scale_units() const noexcept { return scale_units_; }
+  /// The upper unit of scale gate g, or nullopt when g is not one. O(log scale gates).
+  std::optional<std::uint32_t> scaled_unit(gate_id g) const;
+  /// Number of edges the fused gates stand for (their scaled children).
+  std::size_t fused_edge_count() const noexcept { return fused_params_.size(); }
+
   std::span<const root> roots() const noexcept { return roots_; }
   /// The root with this exact name, or nullptr.
   const root* find_root(std::string_view name) const;
@@ -205,6 +251,12 @@ class circuit {
   std::size_t token_gates_ = 0;
   std::vector<gate_id> edge_gates_;
   std::vector<edge_context> edge_contexts_;
+  std::vector<gate_id> fused_gates_;
+  std::vector<fused_context> fused_contexts_;
+  std::vector<std::uint32_t> fused_param_offsets_{0};
+  std::vector<token_index> fused_params_;
+  std::vector<gate_id> scale_gates_;
+  std::vector<std::uint32_t> scale_units_;
   std::vector<root> roots_;
   std::map<std::string, std::string> metadata_;
   detail::id_table by_structure_;
@@ -219,6 +271,7 @@ struct circuit_stats {
   std::size_t gates = 0;
   std::size_t gates_by_kind[gate_kind_count] = {};
   std::size_t edge_gates = 0;
+  std::size_t fused_edges = 0;  ///< edges stood for by fused gates
   std::size_t child_references = 0;
   std::size_t tokens = 0;
   std::size_t tokens_by_kind[token_kind_count] = {};

@@ -32,6 +32,10 @@ std::vector<std::string> real_labels(std::span<const double> values) {
 }
 
 void write_dot(std::ostream& out, const circuit& c, const dot_options& o) {
+  if (!c.fused_gates().empty())
+    throw unsupported_error(
+        "DOT export draws edge gates, and this circuit keeps its edges inside fused gates (layout 'fused'); "
+        "expand it with expand_fused() first (the command line does)");
   if (!o.token_values.empty() && o.token_values.size() != c.tokens().size())
     throw error(fmt::format("DOT export: {} token values given for a circuit of {} tokens", o.token_values.size(),
                             c.tokens().size()));
@@ -105,6 +109,7 @@ void write_dot(std::ostream& out, const circuit& c, const dot_options& o) {
         break;
       }
       case gate_kind::plus: label = "⊕", shape = "circle"; break;
+      case gate_kind::fused: label = "⊗⊕", shape = "circle"; break;  // refused above; kept for -Wswitch
       case gate_kind::times: {
         shape = "circle";
         label = "⊗";

@@ -30,15 +30,17 @@ struct circuit_access {
     c.token_gate_.assign(c.tokens_.size(), id_table::empty);
     c.token_gates_ = 0;
     c.by_structure_.clear();
-    std::size_t e = 0;
+    std::size_t e = 0, sc = 0;
     for (std::uint32_t g = 0; g < c.kinds_.size(); ++g) {
       const auto k = static_cast<gate_kind>(c.kinds_[g]);
       const bool is_edge = e < c.edge_gates_.size() && to_index(c.edge_gates_[e]) == g;
       if (is_edge) ++e;
+      const bool is_scale = sc < c.scale_gates_.size() && to_index(c.scale_gates_[sc]) == g;
+      if (is_scale) ++sc;
       if (k == gate_kind::token) {
         c.token_gate_[to_index(c.children_[c.offsets_[g]])] = g;
         ++c.token_gates_;
-      } else if ((k == gate_kind::plus || k == gate_kind::times) && !is_edge) {
+      } else if ((k == gate_kind::plus || k == gate_kind::times) && !is_edge && !is_scale) {
         // Gates built with sharing off may repeat: the first one is found, as when building.
         std::span<const gate_id> ch(c.children_.data() + c.offsets_[g], c.children_.data() + c.offsets_[g + 1]);
         const auto h = c.gate_hash(c.kinds_[g], ch);
@@ -52,6 +54,16 @@ struct circuit_access {
       }
     }
   }
+  static void set_fused(circuit& c, std::vector<gate_id> gates, std::vector<fused_context> contexts,
+                        std::vector<std::uint32_t> param_offsets, std::vector<token_index> params,
+                        std::vector<gate_id> scale_gates, std::vector<std::uint32_t> scale_units) {
+    c.fused_gates_ = std::move(gates);
+    c.fused_contexts_ = std::move(contexts);
+    c.fused_param_offsets_ = std::move(param_offsets);
+    c.fused_params_ = std::move(params);
+    c.scale_gates_ = std::move(scale_gates);
+    c.scale_units_ = std::move(scale_units);
+  }
 };
 
 }  // namespace detail
@@ -59,10 +71,11 @@ struct circuit_access {
 namespace {
 
 constexpr std::array<unsigned char, 8> magic = {0x89, 'P', 'V', 'C', 0x0D, 0x0A, 0x1A, 0x0A};
-constexpr std::size_t section_count = 7;
-constexpr std::size_t header_size = 24 + 8 * section_count;
-constexpr std::array<const char*, section_count> section_names = {"tokens", "coords", "values", "gates",
-                                                                  "edges",  "roots",  "metadata"};
+constexpr std::size_t section_count = 8;  // version 2; version 1 has the first 7
+constexpr std::size_t sections_of(std::uint32_t version) { return version == 1 ? 7 : 8; }
+constexpr std::size_t header_size_of(std::size_t sections) { return 24 + 8 * sections; }
+constexpr std::array<const char*, section_count> section_names = {"tokens", "coords", "values",   "gates",
+                                                                  "edges",  "roots",  "metadata", "fused"};
 
 // CRC-32 (ISO-HDLC, the polynomial of zlib, PNG and Boost's crc_32_type) by zlib, whose
 // word-at-a-time implementation is several times faster than a byte-wise table: the
@@ -213,17 +226,36 @@ std::string serialize_circuit(const circuit& c) {
     s[6].str(k);
     s[6].str(v);
   }
+  // fused (version 2 only: plain circuits stay version 1)
+  const std::uint32_t version = c.fused_gates().empty() && c.scale_gates().empty() ? 1 : 2;
+  if (version == 2) {
+    s[7].u64(c.fused_gates().size());
+    for (std::size_t i = 0; i < c.fused_gates().size(); ++i) {
+      const auto& f = c.fused_contexts()[i];
+      s[7].u32(to_index(c.fused_gates()[i]));
+      s[7].u32(f.layer);
+      s[7].u32(f.lower);
+      s[7].u32(f.term);
+      for (auto t : c.fused_parameters(i)) s[7].u32(t);
+    }
+    s[7].u64(c.scale_gates().size());
+    for (std::size_t i = 0; i < c.scale_gates().size(); ++i) {
+      s[7].u32(to_index(c.scale_gates()[i]));
+      s[7].u32(c.scale_units()[i]);
+    }
+  }
+  const std::size_t nsec = sections_of(version);
 
   writer h;
-  std::size_t total = header_size + 4;
-  for (const auto& w : s) total += w.out.size();
+  std::size_t total = header_size_of(nsec) + 4;
+  for (std::size_t i = 0; i < nsec; ++i) total += s[i].out.size();
   h.out.reserve(total);
   h.out.append(reinterpret_cast<const char*>(magic.data()), magic.size());
-  h.u32(pvc_format_version);
+  h.u32(version);
   h.u32(0);
-  h.u64(section_count);
-  for (const auto& w : s) h.u64(w.out.size());
-  for (const auto& w : s) h.out.append(w.out);
+  h.u64(nsec);
+  for (std::size_t i = 0; i < nsec; ++i) h.u64(s[i].out.size());
+  for (std::size_t i = 0; i < nsec; ++i) h.out.append(s[i].out);
   h.u32(crc32_of(h.out));
   return std::move(h.out);
 }
@@ -235,26 +267,35 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
   // Magic first: a foreign file deserves "not a circuit file", not a size complaint.
   if (bytes.size() < magic.size() || std::memcmp(bytes.data(), magic.data(), magic.size()) != 0)
     fail("not a provnn circuit file (the first bytes are not the .pvc magic number)");
-  if (bytes.size() < header_size + 4)
-    fail(fmt::format("truncated circuit file: {} bytes, the header alone needs {}", bytes.size(), header_size + 4));
-  reader h(bytes.substr(0, header_size), source, "header");
-  for (std::size_t i = 0; i < magic.size(); ++i) h.u8();
-  const auto version = h.u32();
+  if (bytes.size() < 16)
+    fail(fmt::format("truncated circuit file: {} bytes, the header alone needs {}", bytes.size(),
+                     header_size_of(sections_of(1)) + 4));
+  std::uint32_t version = 0;
+  {
+    reader v(bytes.substr(8, 4), source, "header");
+    version = v.u32();
+  }
   if (version > pvc_format_version)
     fail(fmt::format("circuit file format version {} is newer than this build of provnn reads (up to {}); "
                      "upgrade provnn or re-create the file with this version",
                      version, pvc_format_version));
   if (version == 0) fail("circuit file format version 0 does not exist: the file is damaged");
+  const std::size_t nsec = sections_of(version);
+  const std::size_t header_size = header_size_of(nsec);
+  if (bytes.size() < header_size + 4)
+    fail(fmt::format("truncated circuit file: {} bytes, the header alone needs {}", bytes.size(), header_size + 4));
+  reader h(bytes.substr(0, header_size), source, "header");
+  for (std::size_t i = 0; i < magic.size() + 4; ++i) h.u8();
   const auto flags = h.u32();
   if (flags != 0) fail(fmt::format("unknown flags {:#x} in the header (written by a newer provnn?)", flags));
   const auto nsections = h.u64();
-  if (nsections != section_count)
+  if (nsections != nsec)
     fail(fmt::format("the header lists {} sections, version {} has {}: the file is damaged", nsections, version,
-                     section_count));
+                     nsec));
   std::array<std::uint64_t, section_count> sizes{};
   std::uint64_t sum = 0;
   const std::uint64_t room = bytes.size() - header_size - 4;
-  for (std::size_t i = 0; i < section_count; ++i) {
+  for (std::size_t i = 0; i < nsec; ++i) {
     sizes[i] = h.u64();
     if (sizes[i] > room || sum + sizes[i] > room)
       fail(fmt::format("truncated or damaged circuit file: section '{}' claims {} bytes, only {} of {} are left",
@@ -274,7 +315,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
 
   std::array<std::string_view, section_count> sec;
   std::size_t at = header_size;
-  for (std::size_t i = 0; i < section_count; ++i) {
+  for (std::size_t i = 0; i < nsec; ++i) {
     sec[i] = bytes.substr(at, sizes[i]);
     at += sizes[i];
   }
@@ -354,6 +395,10 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
           if (token_seen[t]++) r.fail(fmt::format("token {} ('{}') has two gates", t, tt.name(t)));
           break;
         }
+        case static_cast<std::uint8_t>(gate_kind::fused):
+          if (version < 2) r.fail(fmt::format("gate {} is fused, which version {} files cannot hold", g, version));
+          if (slots < 2) r.fail(fmt::format("fused gate {} has {} children (φ and at least one edge expected)", g, slots));
+          [[fallthrough]];
         case static_cast<std::uint8_t>(gate_kind::plus):
         case static_cast<std::uint8_t>(gate_kind::times):
           for (std::uint32_t i = offsets[g]; i < offsets[g + 1]; ++i)
@@ -391,6 +436,55 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
     }
     r.expect_end();
   }
+  // fused gates and scale gates (version 2)
+  std::vector<gate_id> fused_gates, scale_gates;
+  std::vector<fused_context> fused_contexts;
+  std::vector<std::uint32_t> param_offsets{0}, scale_units;
+  std::vector<token_index> params;
+  {
+    std::size_t fused_in_gates = 0;
+    for (auto k : kinds) fused_in_gates += k == static_cast<std::uint8_t>(gate_kind::fused);
+    if (version >= 2) {
+      reader r(sec[7], source, "fused");
+      const auto n = r.count(16);
+      if (n != fused_in_gates)
+        r.fail(fmt::format("{} fused records for {} fused gates", n, fused_in_gates));
+      for (std::uint64_t i = 0; i < n; ++i) {
+        const auto g = r.u32();
+        fused_context f;
+        f.layer = r.u32(), f.lower = r.u32(), f.term = r.u32();
+        if (g >= kinds.size() || kinds[g] != static_cast<std::uint8_t>(gate_kind::fused))
+          r.fail(fmt::format("fused record {} names gate {}, which is not a fused gate", i, g));
+        if (!fused_gates.empty() && to_index(fused_gates.back()) >= g)
+          r.fail(fmt::format("fused record {} (gate {}) is out of order", i, g));
+        const auto np = offsets[g + 1] - offsets[g] - 1;
+        for (std::uint32_t p = 0; p < np; ++p) {
+          const auto t = r.u32();
+          if (t >= tt.size()) r.fail(fmt::format("fused gate {} names parameter token {}, there are {}", g, t, tt.size()));
+          params.push_back(t);
+        }
+        fused_gates.push_back(gate_id{g});
+        fused_contexts.push_back(f);
+        param_offsets.push_back(static_cast<std::uint32_t>(params.size()));
+      }
+      const auto ns = r.count(8);
+      for (std::uint64_t i = 0; i < ns; ++i) {
+        const auto g = r.u32(), unit = r.u32();
+        if (g >= kinds.size() || kinds[g] != static_cast<std::uint8_t>(gate_kind::times) ||
+            offsets[g + 1] - offsets[g] != 2)
+          r.fail(fmt::format("scale record {} names gate {}, which is not a two-child ⊗ gate", i, g));
+        if (!scale_gates.empty() && to_index(scale_gates.back()) >= g)
+          r.fail(fmt::format("scale record {} (gate {}) is out of order", i, g));
+        if (std::binary_search(edge_gates.begin(), edge_gates.end(), gate_id{g}))
+          r.fail(fmt::format("scale record {} names gate {}, which is an edge gate", i, g));
+        scale_gates.push_back(gate_id{g});
+        scale_units.push_back(unit);
+      }
+      r.expect_end();
+    }
+  }
+  detail::circuit_access::set_fused(c, std::move(fused_gates), std::move(fused_contexts), std::move(param_offsets),
+                                    std::move(params), std::move(scale_gates), std::move(scale_units));
   detail::circuit_access::set_gates(c, std::move(kinds), std::move(offsets), std::move(children), std::move(edge_gates),
                                     std::move(contexts));
   // roots

@@ -1,12 +1,14 @@
-// The circuit file format (.pvc), version 1. All integers little-endian.
+// The circuit file format (.pvc), versions 1 and 2. All integers little-endian. A circuit
+// with fused gates (circuits/fused.hpp) is written as version 2, any other as version 1, so
+// plain circuits stay readable by older builds.
 //
 //   offset  size  field
 //   0       8     magic  89 'P' 'V' 'C' 0D 0A 1A 0A   (PNG-style: catches text-mode mangling)
-//   8       4     format version (1)
+//   8       4     format version (1 or 2)
 //   12      4     flags (0; a reader refuses bits it does not know)
-//   16      8     number of sections (7)
-//   24      7×8   byte size of each section, in the order below
-//   80      …     the sections, back to back
+//   16      8     number of sections S (7 in version 1, 8 in version 2)
+//   24      S×8   byte size of each section, in the order below
+//   24+8S   …     the sections, back to back
 //   end-4   4     CRC-32 (IEEE 802.3, as zlib's crc32) of every byte before it
 //
 // Sections (counts are u64, records fixed-size unless stated):
@@ -21,6 +23,9 @@
 //   6 roots      count; per root: gate u32, kind u8, 0 u8×3, layer u32, index u32, target u32,
 //                name length u32, name bytes
 //   7 metadata   count; per entry: key length u32, key bytes, value length u32, value bytes
+//   8 fused      (version 2) count; per fused gate: gate u32, layer u32, lower u32, term u32,
+//                then its parameter tokens, u32 × (its slot count − 1); then the scale-gate
+//                count u64; per scale gate: gate u32, upper unit u32
 //
 // A reader checks, in this order and before allocating anything sized by the file: the file
 // size against the header and every section size, the magic, the version, the flags, the
@@ -38,7 +43,8 @@
 
 namespace provnn {
 
-inline constexpr std::uint32_t pvc_format_version = 1;
+/// The newest version this build writes and reads (it reads every older one).
+inline constexpr std::uint32_t pvc_format_version = 2;
 
 /// The file's bytes. O(size of the circuit).
 std::string serialize_circuit(const circuit& c);

@@ -187,6 +187,7 @@ void run_bench(const bench_options& o) {
   j["rules"] = to_string(comp);
   j["repeat"] = o.repeat;
   j["multiply_adds"] = macs;
+  j["layout"] = copt.layout == engine::circuit_layout::fused ? "fused" : "plain";
   nlohmann::json ratios;
   ratios["lrp_dense_over_forward"] = lrp_t.median / forward_t.median;
   if (c) {
@@ -200,7 +201,8 @@ void run_bench(const bench_options& o) {
     }
     put("save", t_save);
     put("load", t_load);
-    const auto edges = c->edge_gates().size();
+    // Active edges: edge gates (plain layout) or edges inside fused gates, as the builder counts them.
+    const auto edges = info.edges;
     const auto mem = c->bytes() + c->tokens().bytes();
     j["circuit"] = {{"gates", c->size()},
                     {"edges", edges},
@@ -233,7 +235,8 @@ void run_bench(const bench_options& o) {
     fmt::print("{}\n", j.dump());
     return;
   }
-  fmt::print("model   {}   rules {}   repeat {}   multiply-adds {:.0f}\n", net.source, to_string(comp), o.repeat, macs);
+  fmt::print("model   {}   rules {}   layout {}   repeat {}   multiply-adds {:.0f}\n", net.source, to_string(comp),
+             j["layout"].get<std::string>(), o.repeat, macs);
   fmt::print("{:<22} {:>14} {:>14}\n", "phase (µs per input)", "median", "min");
   const auto row = [&](const std::string& name, double m, double n) { fmt::print("{:<22} {:>14.2f} {:>14.2f}\n", name, m, n); };
   row("forward", forward_t.median, forward_t.min);

@@ -15,6 +15,7 @@
 #include "circuits/dot.hpp"
 #include "circuits/evaluate.hpp"
 #include "circuits/file_format.hpp"
+#include "circuits/fused.hpp"
 #include "cli/commands.hpp"
 #include "common/atomic_file.hpp"
 #include "semirings/real.hpp"
@@ -169,7 +170,8 @@ void add_dot_command(CLI::App& app) {
   cmd->add_option("--max-gates", o->max_gates, "cone pictures: at most N gates (the rest become one node)");
   cmd->add_option("--out,-o", o->out, "write to this file instead of standard output");
   cmd->callback([o] {
-    const circuit c = load_circuit(o->file);
+    // DOT draws edge gates: a fused circuit is drawn as the plain circuit it stands for.
+    const circuit c = with_edge_gates(load_circuit(o->file));
     std::string text;
     if (o->feature) {
       dot_options d;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "circuits/file_format.hpp"
+#include "circuits/fused.hpp"
 #include "cli/circuit_support.hpp"
 #include "cli/commands.hpp"
 #include "cli/semiring_output.hpp"
@@ -21,12 +22,16 @@ std::vector<semiring_report> evaluate_all(const circuit& c, const std::vector<st
   ro.max_terms = max_terms;
   if (!valuation_file.empty()) ro.overrides = read_valuation_json(valuation_file);
   std::optional<edge_annotation> theta;
+  // An annotation values edge gates: a fused circuit is expanded first (same roots, same order).
+  std::optional<circuit> expanded;
+  if (!annotation.empty() && has_fused_gates(c)) expanded = expand_fused(c);
+  const circuit& e = expanded ? *expanded : c;
   if (!annotation.empty()) {
-    theta = parse_edge_annotation(c, annotation);
+    theta = parse_edge_annotation(e, annotation);
     ro.theta = &*theta;
   }
   std::vector<semiring_report> out;
-  for (const auto& name : semirings) out.push_back(evaluate_report(c, name, ro));
+  for (const auto& name : semirings) out.push_back(evaluate_report(e, name, ro));
   return out;
 }
 

@@ -35,6 +35,8 @@ void add_info_command(CLI::App& app) {
     g["total"] = c.size();
     for (std::size_t k = 0; k < gate_kind_count; ++k) g[std::string(to_string(static_cast<gate_kind>(k)))] = gates[k];
     g["edge"] = c.edge_gates().size();
+    g["fused_edges"] = c.fused_edge_count();
+    g["scale"] = c.scale_gates().size();
     g["child_references"] = c.child_count();
     j["gates"] = g;
     nlohmann::ordered_json t;
@@ -55,6 +57,9 @@ void add_info_command(CLI::App& app) {
     fmt::print("  gates          {} ({} ⊕, {} ⊗ of which {} edge gates, {} token gates), {} child references\n",
                c.size(), gates[static_cast<std::size_t>(gate_kind::plus)], gates[static_cast<std::size_t>(gate_kind::times)],
                c.edge_gates().size(), gates[static_cast<std::size_t>(gate_kind::token)], c.child_count());
+    if (!c.fused_gates().empty())
+      fmt::print("  fused          {} fused gates holding {} edges (8 bytes each), {} scale gates\n",
+                 c.fused_gates().size(), c.fused_edge_count(), c.scale_gates().size());
     std::string tk;
     for (std::size_t k = 0; k < token_kind_count; ++k)
       if (tokens[k]) tk += fmt::format("{}{} {}", tk.empty() ? "" : ", ", tokens[k], to_string(static_cast<token_kind>(k)));

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <map>
+
 #include "common/error.hpp"
 #include "engine/npy.hpp"
 #include "engine/onnx_import.hpp"
@@ -60,6 +62,13 @@ void add_budget_options(CLI::App& cmd, circuit_budget& b) {
                  fmt::format("circuit budget: at most SIZE bytes for the circuit, e.g. 512M, 16G (default {}G)",
                              engine::default_max_memory >> 30))
       ->transform(CLI::AsSizeValue(false));
+  cmd.add_option("--layout", b.layout,
+                 "circuit layout: plain (an edge gate per edge, default) or fused (8 bytes per edge, edges inside "
+                 "fused gates; same values, expanded when DOT or an edge annotation needs edge gates)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, engine::circuit_layout>{{"plain", engine::circuit_layout::plain},
+                                                        {"fused", engine::circuit_layout::fused}},
+          CLI::ignore_case));
 }
 
 void add_selection_options(CLI::App& cmd, selection_options& o) {

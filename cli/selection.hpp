@@ -21,13 +21,16 @@ namespace provnn::cli {
 struct circuit_budget {
   std::size_t max_gates = engine::default_max_gates;
   std::size_t max_memory = engine::default_max_memory;
+  engine::circuit_layout layout = engine::circuit_layout::plain;
   void apply(engine::circuit_options& co) const {
     co.max_gates = max_gates;
     co.max_memory = max_memory;
+    co.layout = layout;
   }
 };
 
-/// Registers --max-gates N and --max-memory SIZE (bytes, or with a unit: 512M, 16G, 2GiB).
+/// Registers --max-gates N, --max-memory SIZE (bytes, or with a unit: 512M, 16G, 2GiB) and
+/// --layout plain|fused.
 void add_budget_options(CLI::App& cmd, circuit_budget& b);
 
 /// The options as typed.

@@ -439,8 +439,12 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   }
   std::size_t products = 0;
   for (auto n : per_group) products += n;
-  c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + 64,
-             c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + 64);
+  if (opt_.layout == circuit_layout::fused && !pool)
+    c_.reserve(c_.size() + (groups_.size() + 1) * T * (n_in + n_out) + 4 * n_in + 64,
+               c_.raw_children().size() + products + (groups_.size() + 2) * T * (n_in + n_out) + 64);
+  else
+    c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + 64,
+               c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + 64);
   {
     // Tokens: at most one per (parameter, term) and per (unit, term) on either side.
     const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
@@ -494,8 +498,99 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     return static_cast<gate_id>(slot);
   };
 
+  // Fused layout: per lower unit j and term m one fused gate φ_m(a_j) ⊗ ⊕_k ψ_m(w_jk) ⊗ S_k^m
+  // with the scale gates S_k^m = R_k ⊗ n_k^m per explanation; ψ tokens are interned in j-major
+  // order so that evaluation reads them sequentially.
+  const bool fuse = opt_.layout == circuit_layout::fused && !pool;
+  std::vector<std::vector<gate_id>> fused_r;
+  if (fuse) {
+    fused_r.assign(groups_.size(), std::vector<gate_id>(n_in, zero_gate));
+    // Bucket the active edges by (j, m), keeping traversal order (k ascending for dense).
+    const std::size_t B = n_in * T;
+    std::vector<std::uint32_t> start(B + 1, 0);
+    if (n_edges) {
+      stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
+        if (!need[k]) return;
+        for (std::size_t m = 0; m < T; ++m) {
+          const auto& ts = rt.terms[m];
+          if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || psi_value(ts.psi, w) == 0) continue;
+          ++start[j * T + m + 1];
+        }
+      });
+    }
+    for (std::size_t b = 0; b < B; ++b) start[b + 1] += start[b];
+    std::vector<std::uint32_t> e_k(n_edges), e_p(n_edges);
+    std::vector<double> e_w(n_edges);
+    {
+      std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
+      if (n_edges)
+        stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
+          if (!need[k]) return;
+          for (std::size_t m = 0; m < T; ++m) {
+            const auto& ts = rt.terms[m];
+            if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || psi_value(ts.psi, w) == 0) continue;
+            const auto at = fill[j * T + m]++;
+            e_k[at] = static_cast<std::uint32_t>(k);
+            e_p[at] = static_cast<std::uint32_t>(p);
+            e_w[at] = w;
+          }
+        });
+    }
+    // Scale gates per (explanation, term, unit), made on first use.
+    std::vector<std::vector<std::uint32_t>> scale_cache(groups_.size());
+    for (auto& sc : scale_cache) sc.assign(T * n_out, unset);
+    auto scale_gate = [&](std::size_t gi, std::size_t m, std::size_t k) {
+      auto& slot = scale_cache[gi][m * n_out + k];
+      if (slot == unset) slot = to_index(c_.scale(groups_[gi].r[k], n_gate(m, k), static_cast<std::uint32_t>(k)));
+      return static_cast<gate_id>(slot);
+    };
+    std::array<std::vector<std::uint32_t>, token_variant_count> psi_tok;
+    auto psi_token = [&](V v, std::size_t p, double w) -> token_index {
+      auto& cache = psi_tok[static_cast<std::size_t>(v)];
+      if (cache.empty()) cache.assign(n_params, unset);
+      token_index t = cache[p];
+      if (t == unset) {
+        unravel(p, wshape, idx_);
+        t = c_.tokens().intern(K::parameter, v, layer_no, idx_, 0);
+        c_.tokens().set_value(t, psi_value(v, w));
+        cache[p] = t;
+      }
+      return t;
+    };
+    std::vector<token_index> params;
+    std::vector<gate_id> scaled;
+    std::vector<std::vector<gate_id>> per_j(groups_.size());
+    for (std::size_t j = 0; j < n_in; ++j) {
+      for (auto& v : per_j) v.clear();
+      for (std::size_t m = 0; m < T; ++m) {
+        const std::uint32_t b = start[j * T + m], e = start[j * T + m + 1];
+        if (b == e) continue;
+        const auto& ts = rt.terms[m];
+        const gate_id ph = phi_gate(ts.phi, j);
+        edges_ += e - b;
+        for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+          params.clear();
+          scaled.clear();
+          for (std::uint32_t x = b; x < e; ++x) {
+            if (groups_[gi].r[e_k[x]] == zero_gate) continue;
+            params.push_back(psi_token(ts.psi, e_p[x], e_w[x]));
+            scaled.push_back(scale_gate(gi, m, e_k[x]));
+          }
+          if (scaled.empty()) continue;
+          fused_context ctx;
+          ctx.layer = layer_no;
+          ctx.lower = static_cast<std::uint32_t>(j);
+          ctx.term = static_cast<std::uint32_t>(m);
+          per_j[gi].push_back(c_.fused(ph, params, scaled, ctx));
+        }
+      }
+      for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+        if (!per_j[gi].empty()) fused_r[gi][j] = c_.plus(per_j[gi]);
+    }
+  }
+
   // Edge gates E_jk^m, shared by every explanation, and the products E ⊗ R_k per explanation.
-  if (n_edges) {
+  if (n_edges && !fuse) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
       if (!need[k]) return;
       for (std::size_t m = 0; m < T; ++m) {
@@ -547,6 +642,12 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
                                static_cast<std::uint32_t>(bc), g.target});
       }
     }
+  }
+
+  if (fuse) {
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) groups_[gi].r = std::move(fused_r[gi]);
+    stage_rules_.push_back(fmt::format("{}={}", s, to_string(r)));
+    return;
   }
 
   // R_j = ⊕ of the products that reach j: bucket the pairs by j (counting sort, no per-unit
@@ -652,6 +753,7 @@ circuit builder::run(circuit_build_info* info) {
   md["scores"] = fmt::format("{}", fmt::join(scores, ","));
   md["rules"] = fmt::format("{}", fmt::join(stage_rules_, "; "));
   md["bias"] = keep_bias_ ? "kept" : "zeroed";
+  if (opt_.layout == circuit_layout::fused) md["layout"] = "fused";
   md["builder"] = "provnn build_circuit (DESIGN §3)";
   if (info) {
     info->targets = std::move(targets);

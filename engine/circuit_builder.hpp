@@ -34,6 +34,7 @@
 #include <functional>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,16 @@ namespace provnn::engine {
 inline constexpr std::size_t default_max_gates = std::size_t{1} << 31;
 inline constexpr std::size_t default_max_memory = std::size_t{8} << 30;
 
+/// How the edges of dense and convolution layers are stored (DESIGN §5, issue 5).
+///   plain  one edge gate E_jk^m and one product E ⊗ R_k per edge: what edge annotations,
+///          DOT and the Boost.Graph view read directly.
+///   fused  one fused gate per lower unit and term, 8 bytes per edge (circuits/fused.hpp);
+///          equal values in every semiring and equal polynomials; expand_fused() gives the
+///          plain circuit when edge gates are needed. Average pools stay plain.
+enum class circuit_layout : std::uint8_t { plain, fused };
+
 struct circuit_options {
+  circuit_layout layout = circuit_layout::plain;
   /// One rule per dense/conv layer, in network order (engine/rules.hpp resolve()); zbox
   /// bounds must be loaded. A zbox rule must sit on a layer that reads the network input.
   std::vector<rule> layer_rules;

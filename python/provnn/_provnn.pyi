@@ -66,6 +66,7 @@ class Model:
         input: str = "<array>",
         max_gates: int = 2**31,
         max_memory: int = 8 * 2**30,
+        layout: str = "plain",
     ) -> "Circuit": ...
 
 class Circuit:

@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "bindings.hpp"
+#include "circuits/fused.hpp"
 #include "circuits/dot.hpp"
 #include "circuits/expand.hpp"
 #include "circuits/file_format.hpp"
@@ -100,7 +101,10 @@ std::vector<token_override> overrides_of(const std::optional<py::dict>& valuatio
 
 py::object evaluate(const py_circuit& pc, const std::string& semiring, const std::optional<py::dict>& valuation,
                     const std::optional<std::string>& annotation, std::size_t max_terms) {
-  const auto& c = pc.c;
+  // An annotation values edge gates: a fused circuit is expanded first (same roots, same order).
+  std::optional<circuit> expanded;
+  if (annotation && has_fused_gates(pc.c)) expanded = expand_fused(pc.c);
+  const auto& c = expanded ? *expanded : pc.c;
   const auto overrides = overrides_of(valuation);
   std::optional<edge_annotation> theta;
   if (annotation) theta = parse_edge_annotation(c, *annotation);
@@ -232,8 +236,15 @@ Cost O(cone · k²).)")
           [](const py_circuit& self, const py::object& feature, std::size_t max_gates) {
             dot_options o;
             o.max_gates = max_gates;
-            if (!feature.is_none()) o.roots.push_back(feature_root(self, feature).gate);
-            return to_dot(self.c, o);
+            if (!has_fused_gates(self.c)) {
+              if (!feature.is_none()) o.roots.push_back(feature_root(self, feature).gate);
+              return to_dot(self.c, o);
+            }
+            // DOT draws edge gates: a fused circuit is drawn as the plain circuit it stands for.
+            std::vector<gate_id> map;
+            const circuit plain = expand_fused(self.c, &map);
+            if (!feature.is_none()) o.roots.push_back(map[to_index(feature_root(self, feature).gate)]);
+            return to_dot(plain, o);
           },
           py::arg("feature") = py::none(), py::arg("max_gates") = 200,
           R"(Graphviz DOT text of the cone of one feature's root (of every root when None), at most

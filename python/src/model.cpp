@@ -206,7 +206,7 @@ py::list layer_relevances(const model& m, const py::object& x, const explain_arg
 }
 
 py_circuit build(const model& m, const py::object& x, const explain_args& a, std::optional<std::vector<std::size_t>> targets,
-                 std::string input_label, std::size_t max_gates, std::size_t max_memory) {
+                 std::string input_label, std::size_t max_gates, std::size_t max_memory, const std::string& layout) {
   const auto s = as_samples(m.net, x);
   if (s.batch && s.count != 1) throw error("circuit takes one sample, not a batch");
   const auto options = make_options(m.net, a);
@@ -226,6 +226,10 @@ py_circuit build(const model& m, const py::object& x, const explain_args& a, std
   co.input = std::move(input_label);
   co.max_gates = max_gates;
   co.max_memory = max_memory;
+  if (layout == "fused")
+    co.layout = engine::circuit_layout::fused;
+  else if (layout != "plain")
+    throw parse_error(fmt::format("layout: '{}' is not a circuit layout; use 'plain' or 'fused'", layout));
   py_circuit out;
   {
     py::gil_scoped_release release;
@@ -317,20 +321,23 @@ is the initial relevance.
           "circuit",
           [](const model& self, const py::object& x, std::string rule, std::optional<std::string> composite,
              std::optional<py::dict> rules, py::object target, bool bias, std::optional<std::vector<std::size_t>> targets,
-             std::string input, std::size_t max_gates, std::size_t max_memory) {
+             std::string input, std::size_t max_gates, std::size_t max_memory, const std::string& layout) {
             return build(self, x, args(std::move(rule), std::move(composite), std::move(rules), std::move(target), bias),
-                         std::move(targets), std::move(input), max_gates, max_memory);
+                         std::move(targets), std::move(input), max_gates, max_memory, layout);
           },
           py::arg("x"), py::kw_only(), py::arg("rule") = "epsilon", py::arg("composite") = py::none(),
           py::arg("rules") = py::none(), py::arg("target") = py::none(), py::arg("bias") = true,
           py::arg("targets") = py::none(), py::arg("input") = "<array>",
           py::arg("max_gates") = engine::default_max_gates, py::arg("max_memory") = engine::default_max_memory,
+          py::arg("layout") = "plain",
           (std::string(R"(The provenance circuit of LRP on one sample (a provnn.Circuit): one root per input
 feature (and per bias that absorbs relevance). Evaluated in the real semiring it gives explain().
     targets: several classes explained at once, sharing the circuit (overrides target).
     input: a label stored in the circuit's metadata.
     max_gates, max_memory: the circuit's budget (gates; bytes held, growth included; defaults
         2**31 gates and 8 GiB). Hitting either raises provnn.LimitError naming it.
+    layout: 'plain' (an edge gate per edge) or 'fused' (8 bytes per edge inside fused gates:
+        the same values; edge annotations and to_dot() expand it on the fly).
 )") + explain_options_doc)
               .c_str());
 }

@@ -97,6 +97,26 @@ def test_circuit_budget(cnn):
     assert "max_memory" in str(e.value)
 
 
+def test_fused_layout_gives_the_plain_values_and_expands_for_annotations_and_dot(cnn, tmp_path):
+    model, x = cnn
+    plain = model.circuit(x, rule="alphabeta")
+    fused = model.circuit(x, rule="alphabeta", layout="fused")
+    assert fused.info()["metadata"]["layout"] == "fused"
+    np.testing.assert_allclose(fused.evaluate("real"), plain.evaluate("real"), rtol=1e-12, atol=1e-15)
+    assert np.array_equal(fused.evaluate("counting"), plain.evaluate("counting"))
+    for ann in ("threshold:0", "viterbi-maxnorm"):
+        sr = "viterbi" if ann == "viterbi-maxnorm" else "counting"
+        np.testing.assert_allclose(fused.evaluate(sr, edge_annotation=ann), plain.evaluate(sr, edge_annotation=ann),
+                                   rtol=1e-12)
+    assert "doublecircle" in fused.to_dot(max_gates=100000)
+    fused.save(tmp_path / "f.pvc")
+    back = provnn.Circuit.load(tmp_path / "f.pvc")
+    np.testing.assert_array_equal(back.evaluate("real"), fused.evaluate("real"))
+    with pytest.raises(provnn.Error) as e:
+        model.circuit(x, layout="dense")
+    assert "plain" in str(e.value)
+
+
 def test_top_paths_sum_to_the_relevance_when_k_is_large(mlp):
     model, x = mlp
     c = model.circuit(x, rule="zero", bias=False)

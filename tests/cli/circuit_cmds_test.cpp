@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -211,4 +213,58 @@ TEST_CASE("circuit commands refuse bad input with a named error and exit≠0") {
     CHECK_MESSAGE(r.err.find(c.must_mention) != std::string::npos, r.err);
   }
   CHECK_FALSE(std::filesystem::exists(f.dir / "o.npy"));
+}
+
+TEST_CASE("build --layout fused: a version-2 file whose eval (with and without edge annotations), poly and dot "
+          "answer as the plain circuit's") {
+  const std::string model = "models/digits_cnn.onnx", input = "inputs/cnn_input_0.npy";
+  for (const std::string rule : {"epsilon", "alphabeta"}) {
+    CAPTURE(rule);
+    const auto plain = built("fused-plain", model, input, "--rule " + rule);
+    const auto fused = built("fused-fused", model, input, "--rule " + rule + " --layout fused");
+    CHECK(provnn::test::slurp(fused.pvc)[8] == 2);  // format version 2 holds fused gates
+    CHECK(std::filesystem::file_size(fused.pvc) < std::filesystem::file_size(plain.pvc) / 2);
+    // Numeric semirings: the same reading to rounding; counting exactly.
+    const auto jp = eval_json(plain, "-s real -s counting"), jf = eval_json(fused, "-s real -s counting");
+    const auto rp = features(jp, 0), rf = features(jf, 0);
+    REQUIRE(rp.size() == rf.size());
+    double scale = 0.0, err = 0.0;
+    for (const auto& v : rp) scale = std::max(scale, std::abs(v.get<double>()));
+    for (std::size_t i = 0; i < rp.size(); ++i) err = std::max(err, std::abs(rp[i].get<double>() - rf[i].get<double>()));
+    CHECK(err <= 1e-12 * scale);
+    CHECK(features(jp, 1) == features(jf, 1));
+    // K-LRP: the command expands the fused circuit for the annotation; exact in counting.
+    for (const std::string ann : {"threshold:0", "threshold:0.001"}) {
+      CAPTURE(ann);
+      CHECK(features(eval_json(plain, "-s counting --edge-annotation " + ann), 0) ==
+            features(eval_json(fused, "-s counting --edge-annotation " + ann), 0));
+    }
+    // poly --top: the same leading paths, by name and score.
+    const auto pp = run_provnn("poly " + q(plain.pvc) + " --feature 20 --top 5 --json");
+    const auto pf = run_provnn("poly " + q(fused.pvc) + " --feature 20 --top 5 --json");
+    REQUIRE_MESSAGE(pp.exit_code == 0, pp.err);
+    REQUIRE_MESSAGE(pf.exit_code == 0, pf.err);
+    const auto tp = nlohmann::json::parse(pp.out), tf = nlohmann::json::parse(pf.out);
+    REQUIRE(tp.size() == tf.size());
+    for (std::size_t i = 0; i < tp.size(); ++i) {
+      CHECK(tf[i]["monomial"] == tp[i]["monomial"]);
+      CHECK(tf[i]["score"].get<double>() == doctest::Approx(tp[i]["score"].get<double>()).epsilon(1e-12));
+    }
+    // dot draws the expansion: the whole cone of a feature has the plain circuit's edge gates,
+    // label for label (layer, units, term, real value); only the gate ids differ.
+    const auto edge_labels = [](const std::string& dot) {
+      std::vector<std::string> out;
+      std::istringstream in(dot);
+      for (std::string line; std::getline(in, line);)
+        if (line.find("doublecircle") != std::string::npos) out.push_back(line.substr(line.find('[')));
+      std::sort(out.begin(), out.end());
+      return out;
+    };
+    const auto dp = run_provnn("dot " + q(plain.pvc) + " --feature 27 --max-gates 100000");
+    const auto df = run_provnn("dot " + q(fused.pvc) + " --feature 27 --max-gates 100000");
+    REQUIRE_MESSAGE(df.exit_code == 0, df.err);
+    const auto lp = edge_labels(dp.out), lf = edge_labels(df.out);
+    CHECK(lp.size() > 50);
+    CHECK(lf == lp);
+  }
 }

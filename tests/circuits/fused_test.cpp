@@ -1,0 +1,161 @@
+// Fused gates (gate_kind::fused, circuits/fused.hpp) on a circuit small enough to check by
+// hand: F = a ⊗ (W00 ⊗ S0 ⊕ W10 ⊗ S1), S_k = r_k ⊗ n_k, i.e. two edges a→k of one lower unit.
+#include "circuits/fused.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "circuits/dot.hpp"
+#include "circuits/edge_annotation.hpp"
+#include "circuits/evaluate.hpp"
+#include "circuits/expand.hpp"
+#include "circuits/file_format.hpp"
+#include "common/error.hpp"
+#include "semirings/boolean.hpp"
+#include "semirings/counting.hpp"
+#include "semirings/nx.hpp"
+#include "semirings/real.hpp"
+
+using namespace provnn;
+
+namespace {
+
+struct two_edges {
+  circuit c;
+  token_index a, w00, w10, n0, n1, r0, r1;
+  gate_id s0, s1, f;
+  two_edges() {
+    auto& tt = c.tokens();
+    r0 = tt.intern(token_kind::target, token_variant::plain, 0, {0});
+    r1 = tt.intern(token_kind::target, token_variant::plain, 0, {1});
+    a = tt.intern(token_kind::activation, token_variant::plain, 1, {0});
+    n0 = tt.intern(token_kind::normaliser, token_variant::plain, 2, {0}, 0);
+    n1 = tt.intern(token_kind::normaliser, token_variant::plain, 2, {1}, 0);
+    w00 = tt.intern(token_kind::parameter, token_variant::plain, 2, {0, 0});
+    w10 = tt.intern(token_kind::parameter, token_variant::plain, 2, {1, 0});
+    tt.set_value(r0, 4.0);
+    tt.set_value(r1, 8.0);
+    tt.set_value(a, 2.0);
+    tt.set_value(n0, 0.5);
+    tt.set_value(n1, 0.25);
+    tt.set_value(w00, 3.0);
+    tt.set_value(w10, -1.0);
+    const gate_id gr0 = c.token(r0), gr1 = c.token(r1), ga = c.token(a);
+    s0 = c.scale(gr0, c.token(n0), 0);
+    s1 = c.scale(gr1, c.token(n1), 1);
+    const token_index ps[] = {w00, w10};
+    const gate_id ss[] = {s0, s1};
+    f = c.fused(ga, ps, ss, {2, 0, 0});
+    c.add_root({"R(a1[0])", f, root_kind::other});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fused gate: value by hand in ℝ, counting, Boolean, and with a deleted weight") {
+  two_edges t;
+  const auto& c = t.c;
+  CHECK(c.kind(t.f) == gate_kind::fused);
+  CHECK(c.fused_gates().size() == 1);
+  CHECK(c.fused_edge_count() == 2);
+  CHECK(c.children(t.f).size() == 3);  // φ and the two scale gates: every gate it depends on
+  CHECK(c.scaled_unit(t.s1) == 1u);
+  CHECK_FALSE(c.scaled_unit(t.f).has_value());
+  // 2 · (3 · 0.5 · 4 + (−1) · 0.25 · 8) = 2 · (6 − 2) = 8
+  CHECK(evaluate(c, real_semiring{})[to_index(t.f)] == doctest::Approx(8.0).epsilon(1e-15));
+  CHECK(evaluate(c, counting_semiring{})[to_index(t.f)] == 2);
+  CHECK(evaluate(c, boolean_semiring{})[to_index(t.f)] == 1);
+  // Only the cone of F (masked loop).
+  const gate_id roots[] = {t.f};
+  CHECK(evaluate_gates(c, real_semiring{}, c.tokens().values(), roots)[0] == doctest::Approx(8.0));
+  // Deleting W00 leaves 2 · (−2) = −4; deleting a leaves 0.
+  auto v = lift_valuation(c, real_semiring{});
+  const token_override del[] = {{"W2[0,0]", 0.0}};
+  override_tokens(c, real_semiring{}, v, del);
+  CHECK(evaluate(c, real_semiring{}, std::span<const double>(v))[to_index(t.f)] == doctest::Approx(-4.0));
+}
+
+TEST_CASE("fused gate: its N[X] polynomial is the sum over its edges, as the expanded circuit's") {
+  two_edges t;
+  const auto p = expand(t.c, t.f, 100);
+  CHECK(p.size() == 2);
+  const auto text = nx_semiring{}.format(p, t.c.tokens().namer());
+  CHECK(text.find("W2[0,0]") != std::string::npos);
+  CHECK(text.find("W2[1,0]") != std::string::npos);
+  std::vector<gate_id> map;
+  const circuit e = expand_fused(t.c, &map);
+  CHECK(expand(e, map[to_index(t.f)], 100) == p);
+}
+
+TEST_CASE("expand_fused: edge gates with their contexts, same tokens, roots and values") {
+  two_edges t;
+  std::vector<gate_id> map;
+  const circuit e = expand_fused(t.c, &map);
+  CHECK_FALSE(has_fused_gates(e));
+  CHECK(e.tokens().size() == t.c.tokens().size());
+  REQUIRE(e.edge_gates().size() == 2);
+  const edge_context want0{2, 0, 0, 0, t.w00}, want1{2, 0, 1, 0, t.w10};
+  CHECK(e.edge_contexts()[0] == want0);
+  CHECK(e.edge_contexts()[1] == want1);
+  // E = φ ⊗ ψ ⊗ n, factors in that order (as build_circuit makes them)
+  const auto f0 = e.children(e.edge_gates()[0]);
+  REQUIRE(f0.size() == 3);
+  CHECK(e.token_of(f0[0]) == t.a);
+  CHECK(e.token_of(f0[1]) == t.w00);
+  CHECK(e.token_of(f0[2]) == t.n0);
+  REQUIRE(e.roots().size() == 1);
+  CHECK(e.roots()[0].name == "R(a1[0])");
+  CHECK(e.roots()[0].gate == map[to_index(t.f)]);
+  CHECK(evaluate(e, real_semiring{})[to_index(e.roots()[0].gate)] == doctest::Approx(8.0));
+  // Scale gates only fused gates used are gone: the expansion holds no ⊗ of r and n alone.
+  CHECK(e.scale_gates().empty());
+  // Edge annotations work on the expansion: threshold 1 keeps the edge with d = 3, drops d = −0.5·… .
+  const auto theta = threshold_annotation(e, 1.0);
+  CHECK(evaluate(e, counting_semiring{}, &theta)[to_index(e.roots()[0].gate)] == 1);
+  // DOT draws the expansion's edge gates.
+  CHECK(to_dot(e).find("E2 0→1#0") != std::string::npos);
+}
+
+TEST_CASE("fused circuits refuse what needs edge gates, with a message that says what to do") {
+  two_edges t;
+  CHECK_THROWS_AS(to_dot(t.c), unsupported_error);
+  CHECK_THROWS_WITH_AS(threshold_annotation(t.c, 0.5), doctest::Contains("expand_fused"), unsupported_error);
+  const token_index one_param[] = {t.w00};
+  const gate_id two_scaled[] = {t.s0, t.s1};
+  CHECK_THROWS_AS(t.c.fused(t.c.token(t.a), one_param, two_scaled, {}), error);
+  const token_index bad[] = {t.w00, 999};
+  CHECK_THROWS_AS(t.c.fused(t.c.token(t.a), bad, two_scaled, {}), error);
+  // A fused gate whose scaled child is not a scale gate evaluates, but cannot be expanded.
+  circuit c2 = t.c;
+  const gate_id not_scale[] = {c2.token(t.r0)};
+  const token_index p1[] = {t.w00};
+  c2.fused(c2.token(t.a), p1, not_scale, {});
+  CHECK_THROWS_WITH_AS(expand_fused(c2), doctest::Contains("not a scale gate"), error);
+}
+
+TEST_CASE("file format: a fused circuit is written as version 2 and read back identical") {
+  two_edges t;
+  const std::string bytes = serialize_circuit(t.c);
+  CHECK(static_cast<unsigned char>(bytes[8]) == 2);  // version
+  const circuit back = deserialize_circuit(bytes);
+  CHECK(back.fused_gates().size() == 1);
+  CHECK(back.fused_contexts()[0] == t.c.fused_contexts()[0]);
+  REQUIRE(back.fused_parameters(0).size() == 2);
+  CHECK(back.fused_parameters(0)[1] == t.w10);
+  CHECK(back.scale_gates().size() == 2);
+  CHECK(back.scale_units()[1] == 1);
+  CHECK(serialize_circuit(back) == bytes);
+  CHECK(evaluate(back, real_semiring{})[to_index(t.f)] == doctest::Approx(8.0));
+  // A plain circuit stays version 1.
+  const std::string plain = serialize_circuit(expand_fused(t.c));
+  CHECK(static_cast<unsigned char>(plain[8]) == 1);
+  // Every flipped byte of the fused file is refused (checksum), never half-read.
+  for (std::size_t i = 0; i < bytes.size(); i += 7) {
+    std::string bad = bytes;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5A);
+    CHECK_THROWS_AS(deserialize_circuit(bad), parse_error);
+  }
+  // Truncated anywhere: refused.
+  for (std::size_t n = 0; n < bytes.size(); n += 5) CHECK_THROWS_AS(deserialize_circuit(bytes.substr(0, n)), parse_error);
+}

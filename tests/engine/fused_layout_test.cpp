@@ -1,0 +1,226 @@
+// The fused layout of build_circuit (circuit_layout::fused, DESIGN §5, issue 5) against the
+// plain layout and against engine::lrp(), over every rule × bundled model × bias mode:
+//   1. real evaluation = lrp() (and = the plain circuit) to floating-point accuracy;
+//   2. exact semirings (counting, Boolean) give the plain circuit's values exactly;
+//   3. expand_fused() gives the plain circuit's edges: the same multiset of edge contexts,
+//      and K-LRP under edge annotations (threshold, viterbi-maxnorm) equal to the plain's;
+//   4. N[X]: the polynomials of every root equal the plain circuit's (small synthetic MLPs);
+//   5. several targets share parameter tokens; a fused circuit round-trips through a file.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "circuits/edge_annotation.hpp"
+#include "circuits/evaluate.hpp"
+#include "circuits/expand.hpp"
+#include "circuits/file_format.hpp"
+#include "circuits/fused.hpp"
+#include "engine/circuit_builder.hpp"
+#include "engine/forward.hpp"
+#include "engine/lrp.hpp"
+#include "engine/npy.hpp"
+#include "engine/onnx_import.hpp"
+#include "engine/rules.hpp"
+#include "engine/synthetic.hpp"
+#include "semirings/boolean.hpp"
+#include "semirings/counting.hpp"
+#include "semirings/homomorphism.hpp"
+#include "semirings/nx.hpp"
+#include "semirings/real.hpp"
+#include "semirings/viterbi.hpp"
+
+using namespace provnn;
+using namespace provnn::engine;
+
+namespace {
+
+const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
+
+struct model_case {
+  std::string file, input;
+};
+const std::vector<model_case> models = {
+    {"models/digits_mlp.onnx", "inputs/mlp_input_0.npy"},
+    {"models/digits_cnn.onnx", "inputs/cnn_input_0.npy"},
+    {"models/digits_cnn_maxpool.onnx", "inputs/cnn_input_0.npy"},
+    {"models/digits_cnn_bn.onnx", "inputs/cnn_input_0.npy"},
+};
+// Every rule kind, and the presets that mix them (z^B on the first layer).
+const std::vector<std::string> rule_specs = {"zero",   "epsilon", "epsilon:0.1", "gamma",   "zplus",
+                                             "alphabeta", "flat", "wsquare",     "preset:epsilon-plus",
+                                             "preset:epsilon-gamma-box:0,1",      "preset:epsilon-alpha2-beta1"};
+
+std::vector<rule> rules_of(const std::string& spec, const network& net) {
+  composite c;
+  if (spec.rfind("preset:", 0) == 0)
+    c = parse_composite(spec.substr(7));
+  else
+    add_rule_option(c, spec);
+  auto rs = resolve(c, net);
+  resolve_bounds(rs, [](const std::string& p) { return read_npy(p).data; });
+  return rs;
+}
+
+std::vector<double> roots_real(const circuit& c) { return evaluate_roots(c, real_semiring{}, c.tokens().values()); }
+
+template <class S>
+auto roots_in(const circuit& c, const S& s, const edge_annotation* theta = nullptr) {
+  const auto v = lift_valuation(c, s);
+  return evaluate_roots(c, s, std::span<const stored_value_t<S>>(v), theta);
+}
+
+double max_abs(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+// Edge contexts with the parameter by name: the two layouts intern tokens in different orders.
+std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>> sorted_contexts(
+    const circuit& c) {
+  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>> out;
+  for (const auto& e : c.edge_contexts())
+    out.emplace_back(e.layer, e.lower, e.upper, e.term, e.parameter == no_token ? "-" : c.tokens().name(e.parameter));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("fused layout: = lrp() and = the plain circuit, every rule × model × bias mode; expansion = plain edges") {
+  std::size_t cases = 0, edges = 0;
+  double worst_lrp = 0, worst_plain = 0, worst_viterbi = 0;
+  for (const auto& m : models) {
+    const network net = load_onnx(data / m.file);
+    const auto x = select_sample(read_npy(data / m.input), net.input_shape, std::nullopt, m.input);
+    const auto fwd = forward(net, x);
+    for (const auto& spec : rule_specs)
+      for (auto b : {bias_mode::kept, bias_mode::zeroed}) {
+        INFO(m.file, " ", spec, std::string(b == bias_mode::kept ? " bias kept" : " bias zeroed"));
+        circuit_options o;
+        o.layer_rules = rules_of(spec, net);
+        o.bias = b;
+        circuit_build_info plain_info, fused_info;
+        const circuit plain = build_circuit(net, fwd, o, &plain_info);
+        o.layout = circuit_layout::fused;
+        const circuit fused = build_circuit(net, fwd, o, &fused_info);
+        CHECK(has_fused_gates(fused));
+        CHECK(fused_info.edges == plain_info.edges);
+        CHECK(fused.metadata().at("layout") == "fused");
+        REQUIRE(fused.roots().size() == plain.roots().size());
+        for (std::size_t r = 0; r < plain.roots().size(); ++r) CHECK(fused.roots()[r].name == plain.roots()[r].name);
+
+        // 1. real = lrp() on the feature roots, = plain on every root
+        lrp_options lo;
+        lo.layer_rules = o.layer_rules;
+        lo.bias = b;
+        const auto expect = lrp(net, fwd, lo).input_relevance();
+        const auto fv = roots_real(fused), pv = roots_real(plain);
+        const double scale = std::max(1e-300, max_abs(expect));
+        for (std::size_t r = 0; r < fv.size(); ++r) {
+          const auto& root = fused.roots()[r];
+          if (root.kind == root_kind::feature) worst_lrp = std::max(worst_lrp, std::fabs(fv[r] - expect[root.index]) / scale);
+          worst_plain = std::max(worst_plain, std::fabs(fv[r] - pv[r]) / scale);
+        }
+        CHECK(worst_lrp <= 1e-9);
+        CHECK(worst_plain <= 1e-9);
+
+        // 2. exact semirings: identical
+        CHECK(roots_in(fused, counting_semiring{}) == roots_in(plain, counting_semiring{}));
+        CHECK(roots_in(fused, boolean_semiring{}) == roots_in(plain, boolean_semiring{}));
+
+        // 3. the expansion has the plain circuit's edges, and K-LRP on it equals the plain's
+        const circuit e = expand_fused(fused);
+        CHECK_FALSE(has_fused_gates(e));
+        CHECK(e.edge_gates().size() == plain.edge_gates().size());
+        CHECK(sorted_contexts(e) == sorted_contexts(plain));
+        CHECK(roots_in(e, counting_semiring{}) == roots_in(plain, counting_semiring{}));
+        const auto th_e = threshold_annotation(e, 0.0), th_p = threshold_annotation(plain, 0.0);
+        CHECK(roots_in(e, counting_semiring{}, &th_e) == roots_in(plain, counting_semiring{}, &th_p));
+        CHECK(roots_in(e, boolean_semiring{}, &th_e) == roots_in(plain, boolean_semiring{}, &th_p));
+        const auto vm_e = viterbi_maxnorm_annotation(e), vm_p = viterbi_maxnorm_annotation(plain);
+        const auto ve = roots_in(e, viterbi_semiring{}, &vm_e), vp = roots_in(plain, viterbi_semiring{}, &vm_p);
+        REQUIRE(ve.size() == vp.size());
+        for (std::size_t r = 0; r < ve.size(); ++r) worst_viterbi = std::max(worst_viterbi, std::fabs(ve[r] - vp[r]));
+        CHECK(worst_viterbi <= 1e-12);
+        ++cases;
+        edges += plain_info.edges;
+      }
+  }
+  CHECK(cases == models.size() * rule_specs.size() * 2);
+  MESSAGE(fmt::format("{} cases, {} edges; worst relative error fused vs lrp() {:.3g}, fused vs plain {:.3g}, "
+                      "Viterbi (max-norm) expansion vs plain {:.3g}",
+                      cases, edges, worst_lrp, worst_plain, worst_viterbi));
+}
+
+TEST_CASE("fused layout: the N[X] polynomial of every root equals the plain circuit's (small MLPs, every rule)") {
+  std::size_t compared = 0, monomials = 0;
+  for (const char* spec_net : {"mlp:5-4-3-2", "mlp:8-6-5-3", "mlp:10-8-6"}) {
+    const network net = synthetic_network(spec_net);
+    const auto fwd = forward(net, synthetic_input(net));
+    for (const auto& spec : {"zero", "epsilon", "gamma", "zplus", "alphabeta", "flat", "wsquare"}) {
+      INFO(std::string(spec_net), " ", std::string(spec));
+      circuit_options o;
+      o.layer_rules = rules_of(spec, net);
+      o.targets = {0, 1};  // two targets share the circuit
+      const circuit plain = build_circuit(net, fwd, o);
+      o.layout = circuit_layout::fused;
+      const circuit fused = build_circuit(net, fwd, o);
+      std::vector<gate_id> pr, fr;
+      for (const auto& r : plain.roots()) pr.push_back(r.gate);
+      for (const auto& r : fused.roots()) fr.push_back(r.gate);
+      const auto pp = expand(plain, pr, 100000), fp = expand(fused, fr, 100000);
+      REQUIRE(pp.size() == fp.size());
+      // The layouts intern tokens in different orders: rename the fused circuit's tokens into
+      // the plain circuit's by name (a renaming is a homomorphism N[X] → N[X]).
+      const auto rename = [&](token_index t) {
+        const auto u = plain.tokens().find(fused.tokens().name(t));
+        REQUIRE(u.has_value());
+        return polynomial::variable(*u);
+      };
+      for (std::size_t i = 0; i < pp.size(); ++i) {
+        CHECK(evaluate_polynomial(nx_semiring{}, fp[i], rename) == pp[i]);
+        monomials += pp[i].size();
+      }
+      compared += pp.size();
+      // Several targets: parameter tokens are shared, never duplicated.
+      CHECK(fused.tokens().size() == plain.tokens().size());
+    }
+  }
+  CHECK(monomials > 1000);
+  MESSAGE(fmt::format("{} root polynomials compared, {} monomials", compared, monomials));
+}
+
+TEST_CASE("fused layout: a saved fused circuit loads back with the same values; 8 bytes per edge in its gates") {
+  const network net = synthetic_network("mlp:784-300-100-10");
+  const auto fwd = forward(net, synthetic_input(net));
+  circuit_options o;
+  o.layer_rules = rules_of("epsilon", net);
+  o.layout = circuit_layout::fused;
+  circuit_build_info info;
+  const circuit c = build_circuit(net, fwd, o, &info);
+  const circuit back = deserialize_circuit(serialize_circuit(c));
+  CHECK(roots_real(back) == roots_real(c));
+  // One child reference and one parameter entry per edge, plus O(units) gates.
+  CHECK(c.fused_edge_count() == info.edges);
+  CHECK(c.size() < 4000);
+  CHECK(c.raw_children().size() < info.edges + 4000);
+  // The numeric reference, again, at this size.
+  lrp_options lo;
+  lo.layer_rules = o.layer_rules;
+  const auto expect = lrp(net, fwd, lo).input_relevance();
+  const auto v = roots_real(c);
+  double err = 0;
+  for (std::size_t r = 0; r < c.roots().size(); ++r)
+    if (c.roots()[r].kind == root_kind::feature)
+      err = std::max(err, std::fabs(v[r] - expect[c.roots()[r].index]) / std::max(1e-300, max_abs(expect)));
+  CHECK(err <= 1e-9);
+}
