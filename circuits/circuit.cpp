@@ -89,7 +89,12 @@ gate_id circuit::append(gate_kind kind, std::span<const gate_id> children) {
 
 gate_id circuit::token(token_index t) {
   PROVNN_ASSERT(t < tokens_.size());
-  if (token_gate_.size() <= t) token_gate_.resize(std::max<std::size_t>(t + 1, token_gate_.size() * 2), detail::id_table::empty);
+  if (token_gate_.size() <= t) {
+    // Token gates come roughly in token order, and a token block can make t jump far: grow by
+    // an eighth, not by doubling (4 bytes per token; most block tokens never get a gate).
+    if (t >= token_gate_.capacity()) token_gate_.reserve(std::size_t{t} + 1 + (std::size_t{t} + 1) / 8);
+    token_gate_.resize(std::size_t{t} + 1, detail::id_table::empty);
+  }
   if (token_gate_[t] != detail::id_table::empty) return static_cast<gate_id>(token_gate_[t]);
   const gate_id slot{t};
   const auto g = append(gate_kind::token, std::span(&slot, 1));
@@ -244,6 +249,19 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
   // About half the gates of an LRP circuit are shared ⊕/⊗ gates; a builder with sharing off
   // (build_circuit) finds nothing to share, and the table would be dead weight.
   if (sharing_) by_structure_.reserve(gates / 2);
+}
+
+void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
+  fused_gates += fused_gates_.size();
+  edges += fused_params_.size();
+  std::size_t extra = 0;
+  if (fused_gates > fused_gates_.capacity()) extra += (8 + sizeof(fused_context)) * fused_gates;
+  if (edges > fused_params_.capacity()) extra += 4 * edges;
+  if (!fits_memory(extra)) return;
+  fused_gates_.reserve(fused_gates);
+  fused_contexts_.reserve(fused_gates);
+  fused_param_offsets_.reserve(fused_gates + 1);
+  fused_params_.reserve(edges);
 }
 
 std::size_t circuit::bytes() const noexcept {

@@ -173,6 +173,8 @@ class circuit {
   /// it asks for at most max_gates gates and reserves nothing when the room would take the
   /// arena above max_bytes (the arrays then grow on demand, each growth checked).
   void reserve(std::size_t gates, std::size_t child_refs);
+  /// Room for `fused_gates` more fused gates holding `edges` more edges: a hint like reserve().
+  void reserve_fused(std::size_t fused_gates, std::size_t edges);
 
   // ---- reading ------------------------------------------------------------------------------
 

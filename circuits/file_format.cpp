@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <optional>
 #include <cstring>
 #include <fstream>
 #include <system_error>
@@ -178,17 +179,24 @@ std::string serialize_circuit(const circuit& c) {
   const auto& tt = c.tokens();
   std::array<writer, section_count> s;
   // tokens, coords, values
-  s[0].u64(tt.size());
+  // Version 2 keeps token blocks as block records (section 8), their tokens as values only.
+  const bool v2 = !c.fused_gates().empty() || !c.scale_gates().empty() || tt.block_count() != 0;
+  std::size_t singles = tt.size();
+  for (std::size_t b = 0; b < tt.block_count(); ++b) singles -= tt.block_at(b).count;
+  s[0].u64(singles);
+  std::vector<std::uint32_t> coords;
   for (token_index t = 0; t < tt.size(); ++t) {
+    s[2].f64(tt.value(t));
+    if (tt.in_block(t)) continue;
+    const auto index = tt.index(t, coords);
     s[0].u8(static_cast<std::uint8_t>(tt.kind(t)));
     s[0].u8(static_cast<std::uint8_t>(tt.variant(t)));
     s[0].u8(0);
     s[0].u8(0);
     s[0].u32(tt.layer(t));
     s[0].u32(tt.term(t));
-    s[0].u32(static_cast<std::uint32_t>(tt.index(t).size()));
-    for (auto x : tt.index(t)) s[1].u32(x);
-    s[2].f64(tt.value(t));
+    s[0].u32(static_cast<std::uint32_t>(index.size()));
+    for (auto x : index) s[1].u32(x);
   }
   // gates
   const auto kinds = c.raw_kinds();
@@ -227,8 +235,23 @@ std::string serialize_circuit(const circuit& c) {
     s[6].str(v);
   }
   // fused (version 2 only: plain circuits stay version 1)
-  const std::uint32_t version = c.fused_gates().empty() && c.scale_gates().empty() ? 1 : 2;
+  const std::uint32_t version = v2 ? 2 : 1;
   if (version == 2) {
+    s[7].u64(tt.block_count());
+    for (std::size_t i = 0; i < tt.block_count(); ++i) {
+      const auto b = tt.block_at(i);
+      s[7].u32(b.first);
+      s[7].u32(b.count);
+      s[7].u8(static_cast<std::uint8_t>(b.kind));
+      s[7].u8(static_cast<std::uint8_t>(b.variant));
+      s[7].u8(static_cast<std::uint8_t>(b.shape.size()));
+      s[7].u8(0);
+      s[7].u32(b.layer);
+      s[7].u32(b.term);
+      for (auto x : b.shape) s[7].u32(x);
+      for (auto x : b.order) s[7].u8(x);
+      while (s[7].out.size() % 4 != 0) s[7].u8(0);
+    }
     s[7].u64(c.fused_gates().size());
     for (std::size_t i = 0; i < c.fused_gates().size(); ++i) {
       const auto& f = c.fused_contexts()[i];
@@ -322,15 +345,69 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
 
   circuit c;
   auto& tt = c.tokens();
+  // token blocks (version 2: at the start of section 8), read before the tokens they sit among
+  struct block_record {
+    std::uint32_t first, count;
+    std::uint8_t kind, variant;
+    std::uint32_t layer, term;
+    std::vector<std::uint32_t> shape;
+    std::vector<std::uint8_t> order;
+  };
+  std::vector<block_record> blocks;
+  std::optional<reader> rf;
+  if (version >= 2) {
+    rf.emplace(sec[7], source, "fused");
+    const auto nb = rf->count(20);
+    for (std::uint64_t i = 0; i < nb; ++i) {
+      block_record b;
+      b.first = rf->u32(), b.count = rf->u32();
+      b.kind = rf->u8(), b.variant = rf->u8();
+      const auto rank = rf->u8();
+      rf->skip_padding(1);
+      b.layer = rf->u32(), b.term = rf->u32();
+      std::uint64_t product = 1;
+      for (std::uint8_t d = 0; d < rank; ++d) {
+        b.shape.push_back(rf->u32());
+        product *= b.shape.back();
+        if (product > 0xFFFFFFFEull) rf->fail(fmt::format("token block {}: more tokens than 32-bit indices allow", i));
+      }
+      for (std::uint8_t d = 0; d < rank; ++d) b.order.push_back(rf->u8());
+      rf->skip_padding((4 - rank % 4) % 4);
+      if (product != b.count)
+        rf->fail(fmt::format("token block {} claims {} tokens but its shape holds {}", i, b.count, product));
+      if (b.kind >= token_kind_count || b.variant >= token_variant_count)
+        rf->fail(fmt::format("token block {} has unknown kind {} or variant {}", i, b.kind, b.variant));
+      if (!blocks.empty() && std::uint64_t{blocks.back().first} + blocks.back().count > b.first)
+        rf->fail(fmt::format("token block {} (first token {}) overlaps the block before it", i, b.first));
+      blocks.push_back(std::move(b));
+    }
+  }
   // tokens + coords
   {
     reader r(sec[0], source, "tokens");
     reader rc(sec[1], source, "coords");
     const auto n = r.count(16);
-    if (n > 0xFFFFFFFEull) r.fail("more tokens than 32-bit indices allow");
-    tt.reserve(n, sizes[1] / 4);
+    std::uint64_t total = n;
+    for (const auto& b : blocks) total += b.count;
+    if (total > 0xFFFFFFFEull) r.fail("more tokens than 32-bit indices allow");
+    // The values section holds one f64 per token: checked before any block is allocated.
+    if (sizes[2] != 8 * total)
+      r.fail(fmt::format("{} single tokens and {} in blocks, but the values section holds {} bytes (8 per token)", n,
+                         total - n, sizes[2]));
+    tt.reserve(total, sizes[1] / 4);
     std::vector<std::uint32_t> coords;
+    std::size_t next_block = 0;
     for (std::uint64_t t = 0; t < n; ++t) {
+      while (next_block < blocks.size() && blocks[next_block].first == tt.size()) {
+        const auto& b = blocks[next_block];
+        try {
+          tt.add_block(static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer, b.shape,
+                       b.order, b.term);
+        } catch (const error& e) {
+          r.fail(fmt::format("token block {}: {}", next_block, e.what()));
+        }
+        ++next_block;
+      }
       const auto kind = r.u8(), variant = r.u8();
       r.skip_padding(2);
       const auto layer = r.u32(), term = r.u32(), ncoords = r.u32();
@@ -344,8 +421,21 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       } catch (const error& e) {
         r.fail(fmt::format("token {}: {}", t, e.what()));
       }
-      if (got != t) r.fail(fmt::format("token {} repeats token {} ('{}')", t, got, tt.name(got)));
+      if (got != tt.size() - 1) r.fail(fmt::format("single token {} repeats token {} ('{}')", t, got, tt.name(got)));
     }
+    while (next_block < blocks.size() && blocks[next_block].first == tt.size()) {
+      const auto& b = blocks[next_block];
+      try {
+        tt.add_block(static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer, b.shape, b.order,
+                     b.term);
+      } catch (const error& e) {
+        r.fail(fmt::format("token block {}: {}", next_block, e.what()));
+      }
+      ++next_block;
+    }
+    if (next_block != blocks.size())
+      r.fail(fmt::format("token block {} starts at token {}, which is not where the tokens before it end",
+                         next_block, blocks[next_block].first));
     r.expect_end();
     rc.expect_end();
   }
@@ -445,7 +535,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
     std::size_t fused_in_gates = 0;
     for (auto k : kinds) fused_in_gates += k == static_cast<std::uint8_t>(gate_kind::fused);
     if (version >= 2) {
-      reader r(sec[7], source, "fused");
+      reader& r = *rf;  // after the token blocks
       const auto n = r.count(16);
       if (n != fused_in_gates)
         r.fail(fmt::format("{} fused records for {} fused gates", n, fused_in_gates));

@@ -1,6 +1,6 @@
 // The circuit file format (.pvc), versions 1 and 2. All integers little-endian. A circuit
-// with fused gates (circuits/fused.hpp) is written as version 2, any other as version 1, so
-// plain circuits stay readable by older builds.
+// with fused gates or token blocks (circuits/fused.hpp, tokens.hpp) is written as version 2,
+// any other as version 1, so plain circuits stay readable by older builds.
 //
 //   offset  size  field
 //   0       8     magic  89 'P' 'V' 'C' 0D 0A 1A 0A   (PNG-style: catches text-mode mangling)
@@ -23,9 +23,14 @@
 //   6 roots      count; per root: gate u32, kind u8, 0 u8×3, layer u32, index u32, target u32,
 //                name length u32, name bytes
 //   7 metadata   count; per entry: key length u32, key bytes, value length u32, value bytes
-//   8 fused      (version 2) count; per fused gate: gate u32, layer u32, lower u32, term u32,
-//                then its parameter tokens, u32 × (its slot count − 1); then the scale-gate
-//                count u64; per scale gate: gate u32, upper unit u32
+//   8 fused      (version 2) token blocks: count u64; per block: first token u32, count u32,
+//                kind u8, variant u8, rank u8, 0 u8, layer u32, term u32, shape u32 × rank,
+//                axis order u8 × rank, 0-padding to a multiple of 4;
+//                then fused gates: count u64; per fused gate: gate u32, layer u32, lower u32,
+//                term u32, then its parameter tokens, u32 × (its slot count − 1);
+//                then scale gates: count u64; per scale gate: gate u32, upper unit u32.
+//   In version 2 sections 1–2 list the single tokens only (in token order, around the blocks);
+//   section 3 holds the value of every token.
 //
 // A reader checks, in this order and before allocating anything sized by the file: the file
 // size against the header and every section size, the magic, the version, the flags, the

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "common/error.hpp"
 
 namespace provnn {
@@ -99,20 +101,128 @@ std::optional<token_index> token_table::find(token_kind kind, token_variant vari
                                              std::span<const std::uint32_t> index, std::uint32_t term) const {
   const auto k = static_cast<std::uint8_t>(kind), v = static_cast<std::uint8_t>(variant);
   const auto id = by_key_.find(key_hash(k, v, layer, term, index), [&](std::uint32_t t) {
-    if (kinds_[t] != k || variants_[t] != v || layers_[t] != layer || terms_[t] != term) return false;
-    auto other = this->index(t);
+    const auto slot = locate(t).slot;
+    if (kinds_[slot] != k || variants_[slot] != v || layers_[slot] != layer || terms_[slot] != term) return false;
+    const std::span<const std::uint32_t> other(coords_.data() + coord_offsets_[slot],
+                                               coords_.data() + coord_offsets_[slot + 1]);
     return other.size() == index.size() && std::equal(other.begin(), other.end(), index.begin());
   });
-  if (id == detail::id_table::empty) return std::nullopt;
-  return id;
+  if (id != detail::id_table::empty) return id;
+  if (blocks_.empty()) return std::nullopt;
+  return find_in_blocks(k, v, layer, index, term);
+}
+
+std::optional<token_index> token_table::find_in_blocks(std::uint8_t kind, std::uint8_t variant, std::uint32_t layer,
+                                                       std::span<const std::uint32_t> index,
+                                                       std::uint32_t term) const {
+  for (const auto& b : blocks_) {
+    if (b.kind != kind || b.variant != variant || b.layer != layer || b.term != term || b.shape.size() != index.size())
+      continue;
+    std::uint64_t off = 0;
+    bool inside = true;
+    for (std::size_t d = 0; d < index.size() && inside; ++d) {
+      inside = index[d] < b.shape[d];
+      off += std::uint64_t{index[d]} * b.stride[d];
+    }
+    if (inside) return static_cast<token_index>(b.first + off);
+  }
+  return std::nullopt;
+}
+
+token_table::place token_table::locate_slow(token_index t) const {
+  PROVNN_ASSERT(t < size());
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), t, [](token_index x, const run& r) { return x < r.first; });
+  PROVNN_ASSERT(it != runs_.begin());
+  --it;
+  if (it->block >= 0) return {&blocks_[static_cast<std::size_t>(it->block)], 0};
+  return {nullptr, it->base + (t - it->first)};
+}
+
+token_index token_table::add_block(token_kind kind, token_variant variant, std::uint32_t layer,
+                                   std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
+                                   std::uint32_t term) {
+  check_nameable(kind, variant, layer, term);
+  const std::size_t rank = shape.size();
+  std::vector<std::uint8_t> ord(order.begin(), order.end());
+  if (ord.empty())
+    for (std::size_t d = 0; d < rank; ++d) ord.push_back(static_cast<std::uint8_t>(d));
+  {
+    std::vector<std::uint8_t> seen(rank, 0);
+    bool ok = ord.size() == rank;
+    for (auto d : ord) ok = ok && d < rank && !seen[d]++;
+    if (!ok) throw error(fmt::format("token block: order has {} entries, not a permutation of the {} axes", ord.size(), rank));
+  }
+  std::uint64_t count = 1;
+  for (auto n : shape) count *= n;
+  if (size() + count >= 0xFFFFFFFEull) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
+  const auto k = static_cast<std::uint8_t>(kind), v = static_cast<std::uint8_t>(variant);
+  // No token of the block may exist already (names stay unique): no single and no block with
+  // the same kind, variant, layer, term and rank. O(singles) once per block.
+  for (const auto& b : blocks_)
+    if (b.kind == k && b.variant == v && b.layer == layer && b.term == term && b.shape.size() == rank)
+      throw error(fmt::format("token block: tokens {}{}[…] exist already as a block", to_string(kind), layer));
+  for (std::size_t slot = 0; slot < kinds_.size(); ++slot)
+    if (kinds_[slot] == k && variants_[slot] == v && layers_[slot] == layer && terms_[slot] == term &&
+        coord_offsets_[slot + 1] - coord_offsets_[slot] == rank)
+      throw error(fmt::format("token block: a token of kind '{}', variant '{}', layer {} with {} coordinates exists "
+                              "already",
+                              to_string(kind), to_string(variant), layer, rank));
+  token_block b;
+  b.first = static_cast<token_index>(size());
+  b.count = static_cast<std::uint32_t>(count);
+  b.kind = k;
+  b.variant = v;
+  b.layer = layer;
+  b.term = term;
+  b.shape.assign(shape.begin(), shape.end());
+  b.order = ord;
+  b.stride.assign(rank, 0);
+  std::uint64_t stride = 1;
+  for (std::size_t i = rank; i-- > 0;) {
+    b.stride[ord[i]] = static_cast<std::uint32_t>(stride);
+    stride *= shape[ord[i]];
+  }
+  if (runs_.empty()) runs_.push_back({0, 0, -1});  // the singles so far (possibly none)
+  runs_.push_back({b.first, 0, static_cast<std::int32_t>(blocks_.size())});
+  blocks_.push_back(std::move(b));
+  // Exact room plus a little for the singles that follow (units, normalisers): resize()
+  // alone could double the capacity, and a block may be most of the table.
+  values_.reserve(values_.size() + count + std::max<std::size_t>(1024, (values_.size() + count) / 16));
+  values_.resize(values_.size() + count, 0.0);
+  return blocks_.back().first;
+}
+
+token_index token_table::block_token(token_index first, std::span<const std::uint32_t> index) const {
+  auto it = std::lower_bound(blocks_.begin(), blocks_.end(), first, [](const token_block& b, token_index x) { return b.first < x; });
+  PROVNN_ASSERT(it != blocks_.end() && it->first == first && index.size() == it->shape.size());
+  std::uint64_t off = 0;
+  for (std::size_t d = 0; d < index.size(); ++d) off += std::uint64_t{index[d]} * it->stride[d];
+  return static_cast<token_index>(first + off);
+}
+
+std::span<const std::uint32_t> token_table::index(token_index t, std::vector<std::uint32_t>& buffer) const {
+  const auto s = locate(t);
+  if (!s.block) return {coords_.data() + coord_offsets_[s.slot], coords_.data() + coord_offsets_[s.slot + 1]};
+  const auto& b = *s.block;
+  const std::uint32_t off = t - b.first;
+  buffer.resize(b.shape.size());
+  for (std::size_t d = 0; d < b.shape.size(); ++d) buffer[d] = (off / b.stride[d]) % b.shape[d];
+  return buffer;
 }
 
 token_index token_table::intern(token_kind kind, token_variant variant, std::uint32_t layer,
                                 std::span<const std::uint32_t> index, std::uint32_t term) {
   if (auto t = find(kind, variant, layer, index, term)) return *t;
+  return intern_new(kind, variant, layer, index, term);
+}
+
+token_index token_table::intern_new(token_kind kind, token_variant variant, std::uint32_t layer,
+                                    std::span<const std::uint32_t> index, std::uint32_t term) {
   check_nameable(kind, variant, layer, term);
   if (size() >= 0xFFFFFFFEu) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
   const auto t = static_cast<token_index>(size());
+  const auto slot = static_cast<std::uint32_t>(kinds_.size());
+  if (!runs_.empty() && runs_.back().block >= 0) runs_.push_back({t, slot, -1});
   kinds_.push_back(static_cast<std::uint8_t>(kind));
   variants_.push_back(static_cast<std::uint8_t>(variant));
   layers_.push_back(layer);
@@ -128,17 +238,18 @@ void token_table::append_name(token_index t, std::string& out) const {
   const auto k = kind(t);
   const auto v = variant(t);
   out += prefix(k, v);
-  if (has_layer(k)) fmt::format_to(std::back_inserter(out), "{}", layers_[t]);
+  if (has_layer(k)) fmt::format_to(std::back_inserter(out), "{}", layer(t));
   out += suffixes[static_cast<std::uint8_t>(v)];
   out += '[';
   bool first = true;
-  for (auto c : index(t)) {
+  std::vector<std::uint32_t> buf;
+  for (auto c : index(t, buf)) {
     if (!first) out += ',';
     first = false;
     fmt::format_to(std::back_inserter(out), "{}", c);
   }
   out += ']';
-  if (k == token_kind::normaliser) fmt::format_to(std::back_inserter(out), "#{}", terms_[t]);
+  if (k == token_kind::normaliser) fmt::format_to(std::back_inserter(out), "#{}", term(t));
 }
 
 std::string token_table::name(token_index t) const {
@@ -230,8 +341,11 @@ std::vector<token_index> token_table::match(std::string_view pattern) const {
 }
 
 std::size_t token_table::bytes() const noexcept {
-  return kinds_.capacity() + variants_.capacity() + 4 * (layers_.capacity() + terms_.capacity()) +
-         4 * (coord_offsets_.capacity() + coords_.capacity()) + 8 * values_.capacity() + by_key_.bytes();
+  std::size_t b = kinds_.capacity() + variants_.capacity() + 4 * (layers_.capacity() + terms_.capacity()) +
+                  4 * (coord_offsets_.capacity() + coords_.capacity()) + 8 * values_.capacity() + by_key_.bytes() +
+                  sizeof(run) * runs_.capacity() + sizeof(token_block) * blocks_.capacity();
+  for (const auto& x : blocks_) b += 9 * x.shape.capacity();
+  return b;
 }
 
 std::size_t token_table::bytes_for(std::size_t tokens, std::size_t coords) noexcept {
@@ -239,14 +353,17 @@ std::size_t token_table::bytes_for(std::size_t tokens, std::size_t coords) noexc
 }
 
 void token_table::reserve(std::size_t tokens, std::size_t coords) {
-  kinds_.reserve(tokens);
-  variants_.reserve(tokens);
-  layers_.reserve(tokens);
-  terms_.reserve(tokens);
-  coord_offsets_.reserve(tokens + 1);
+  // `tokens` counts every token; block tokens need room in values_ only.
+  const std::size_t in_blocks = size() - kinds_.size();
+  const std::size_t singles = tokens > in_blocks ? tokens - in_blocks : 0;
+  kinds_.reserve(singles);
+  variants_.reserve(singles);
+  layers_.reserve(singles);
+  terms_.reserve(singles);
+  coord_offsets_.reserve(singles + 1);
   coords_.reserve(coords);
   values_.reserve(tokens);
-  by_key_.reserve(tokens);
+  by_key_.reserve(singles);
 }
 
 }  // namespace provnn

@@ -86,14 +86,61 @@ class token_table {
   /// Every token whose name matches the glob pattern, in index order. O(size()·|name|).
   std::vector<token_index> match(std::string_view pattern) const;
 
-  std::size_t size() const noexcept { return kinds_.size(); }
-  token_kind kind(token_index t) const { return static_cast<token_kind>(kinds_[t]); }
-  token_variant variant(token_index t) const { return static_cast<token_variant>(variants_[t]); }
-  std::uint32_t layer(token_index t) const { return layers_[t]; }
-  std::uint32_t term(token_index t) const { return terms_[t]; }
-  std::span<const std::uint32_t> index(token_index t) const {
-    return {coords_.data() + coord_offsets_[t], coords_.data() + coord_offsets_[t + 1]};
+  /// A block of tokens: every coordinate of a tensor of `shape` with one kind, variant, layer
+  /// and term, made at once (a builder's parameter tensor). Its tokens take the next
+  /// Π shape indices, in row-major order over the axes permuted by `order` (order[0] the
+  /// outermost axis; empty: the natural order) — so a builder can make the tokens it reads
+  /// together adjacent. A block token costs its value only (8 bytes): no coordinates are
+  /// stored and nothing is hashed; find() computes it from the coordinates. Values start at 0.
+  /// Throws provnn::error when the combination is not nameable, `order` is not a permutation
+  /// of the axes, or a token of the block exists already.
+  token_index add_block(token_kind kind, token_variant variant, std::uint32_t layer,
+                        std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order = {},
+                        std::uint32_t term = 0);
+  /// The index of the block token with coordinates `index` in the block starting at `first`
+  /// (O(rank), no look-up). Precondition: `first` was returned by add_block and index is
+  /// within its shape.
+  token_index block_token(token_index first, std::span<const std::uint32_t> index) const;
+
+  /// The blocks, in token order (for the file format and reports).
+  struct block_view {
+    token_index first;
+    std::uint32_t count;
+    token_kind kind;
+    token_variant variant;
+    std::uint32_t layer, term;
+    std::span<const std::uint32_t> shape;
+    std::span<const std::uint8_t> order;
+  };
+  std::size_t block_count() const noexcept { return blocks_.size(); }
+  block_view block_at(std::size_t i) const {
+    const auto& b = blocks_[i];
+    return {b.first, b.count, static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer, b.term,
+            b.shape, b.order};
   }
+  /// Whether token t belongs to a block.
+  bool in_block(token_index t) const { return locate(t).block != nullptr; }
+
+  std::size_t size() const noexcept { return values_.size(); }
+  token_kind kind(token_index t) const {
+    const auto s = locate(t);
+    return static_cast<token_kind>(s.block ? s.block->kind : kinds_[s.slot]);
+  }
+  token_variant variant(token_index t) const {
+    const auto s = locate(t);
+    return static_cast<token_variant>(s.block ? s.block->variant : variants_[s.slot]);
+  }
+  std::uint32_t layer(token_index t) const {
+    const auto s = locate(t);
+    return s.block ? s.block->layer : layers_[s.slot];
+  }
+  std::uint32_t term(token_index t) const {
+    const auto s = locate(t);
+    return s.block ? s.block->term : terms_[s.slot];
+  }
+  /// The coordinates of token t: a view of the table's storage, or of `buffer` (filled) for a
+  /// block token. Valid until the next change of the table or of `buffer`.
+  std::span<const std::uint32_t> index(token_index t, std::vector<std::uint32_t>& buffer) const;
 
   /// The stable readable name (see the grammar above). O(|index|).
   std::string name(token_index t) const;
@@ -119,12 +166,48 @@ class token_table {
   std::uint64_t key_hash(std::uint8_t kind, std::uint8_t variant, std::uint32_t layer, std::uint32_t term,
                          std::span<const std::uint32_t> index) const noexcept;
 
+  struct token_block {
+    token_index first = 0;
+    std::uint32_t count = 0;
+    std::uint8_t kind = 0, variant = 0;
+    std::uint32_t layer = 0, term = 0;
+    std::vector<std::uint32_t> shape;  // by axis
+    std::vector<std::uint8_t> order;   // storage order of the axes, outermost first
+    std::vector<std::uint32_t> stride; // by axis: the storage stride of that axis
+  };
+  // Where token t lives: a single token's slot in the per-token arrays, or its block.
+  struct place {
+    const token_block* block = nullptr;
+    std::uint32_t slot = 0;
+  };
+  // Runs of consecutive token indices: singles (slot = base + offset) or one block.
+  struct run {
+    token_index first = 0;
+    std::uint32_t base = 0;   // singles: slot of the run's first token
+    std::int32_t block = -1;  // index into blocks_, or -1 for singles
+  };
+  place locate(token_index t) const {
+    if (blocks_.empty()) [[likely]]
+      return {nullptr, t};
+    return locate_slow(t);
+  }
+  place locate_slow(token_index t) const;
+  // Appends a single token known to be new (intern() after its look-up).
+  token_index intern_new(token_kind kind, token_variant variant, std::uint32_t layer,
+                         std::span<const std::uint32_t> index, std::uint32_t term);
+  std::optional<token_index> find_in_blocks(std::uint8_t kind, std::uint8_t variant, std::uint32_t layer,
+                                            std::span<const std::uint32_t> index, std::uint32_t term) const;
+
+  // Per single token (indexed by slot):
   std::vector<std::uint8_t> kinds_, variants_;
   std::vector<std::uint32_t> layers_, terms_;
   std::vector<std::uint32_t> coord_offsets_{0};
   std::vector<std::uint32_t> coords_;
+  detail::id_table by_key_;  // singles only; values are token indices
+  // Per token:
   std::vector<double> values_;
-  detail::id_table by_key_;
+  std::vector<token_block> blocks_;
+  std::vector<run> runs_;  // empty while there is no block (then slot = token index)
 };
 
 }  // namespace provnn

@@ -48,6 +48,7 @@ std::vector<scored_monomial> best_paths(const circuit& c, std::size_t k) {
 std::string top_paths_dot(const circuit& c, std::size_t k) {
   const auto paths = best_paths(c, k);
   const auto& tt = c.tokens();
+  std::vector<std::uint32_t> coord_buf;  // coordinates of block tokens (token_table::index)
   double best = 0.0;
   for (const auto& p : paths) best = std::max(best, std::abs(p.score));
   if (best == 0.0) best = 1.0;
@@ -73,7 +74,7 @@ std::string top_paths_dot(const circuit& c, std::size_t k) {
           if (tt.variant(t) == token_variant::low || tt.variant(t) == token_variant::high) {
             by_stage[1].push_back(t);
           } else {
-            input_token = "x" + coords(tt.index(t));
+            input_token = "x" + coords(tt.index(t, coord_buf));
             by_stage[1].push_back(t);
           }
           break;
@@ -90,7 +91,7 @@ std::string top_paths_dot(const circuit& c, std::size_t k) {
     }
     if (input_token.empty()) {  // z^B bound terms (l, h) and flat's x^0 carry the feature too
       for (const auto& f : p.mono)
-        if (tt.kind(f.token) == token_kind::input) input_token = "x" + coords(tt.index(f.token));
+        if (tt.kind(f.token) == token_kind::input) input_token = "x" + coords(tt.index(f.token, coord_buf));
     }
     nodes.insert({0, input_token, input_token});
     from = input_token;
@@ -101,7 +102,7 @@ std::string top_paths_dot(const circuit& c, std::size_t k) {
       for (auto t : toks) {
         d *= tt.value(t);
         if (tt.kind(t) == token_kind::normaliser) {
-          unit = fmt::format("z{}{}", stage, coords(tt.index(t)));
+          unit = fmt::format("z{}{}", stage, coords(tt.index(t, coord_buf)));
         } else if (tt.kind(t) != token_kind::activation || tt.variant(t) != token_variant::plain) {
           names.push_back(tt.name(t));
         }

@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -423,7 +424,10 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   };
   auto psi_value = [&](V v, double w) { return modify(v, w, r.gamma); };
 
-  // Count the edges first, so every array is reserved once.
+  // Count the edges first, so every array is reserved once. The fused layout also counts
+  // them per bucket (lower unit j, term m) here, for its counting sort below.
+  const bool fuse = opt_.layout == circuit_layout::fused && !pool;
+  std::vector<std::uint32_t> start(fuse ? n_in * T + 1 : 0, 0);
   std::size_t n_edges = 0;
   std::vector<std::size_t> per_group(groups_.size(), 0);
   if (needing) {
@@ -433,22 +437,25 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         const auto& ts = rt.terms[m];
         if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || (ts.has_psi && psi_value(ts.psi, w) == 0)) continue;
         ++n_edges;
+        if (fuse) ++start[j * T + m + 1];
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
       }
     });
   }
   std::size_t products = 0;
   for (auto n : per_group) products += n;
-  if (opt_.layout == circuit_layout::fused && !pool)
+  if (fuse) {
     c_.reserve(c_.size() + (groups_.size() + 1) * T * (n_in + n_out) + 4 * n_in + 64,
                c_.raw_children().size() + products + (groups_.size() + 2) * T * (n_in + n_out) + 64);
-  else
+    c_.reserve_fused(groups_.size() * T * n_in, products);
+  } else
     c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + 64,
                c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + 64);
   {
     // Tokens: at most one per (parameter, term) and per (unit, term) on either side.
     const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
-    const std::size_t est = std::min(n_params_all * T, n_edges) + (n_in + n_out) * T + 16;
+    // (The fused layout keeps parameters in blocks, outside this estimate.)
+    const std::size_t est = (fuse ? 0 : std::min(n_params_all * T, n_edges)) + (n_in + n_out) * T + 16;
     // A hint as for the gates: skipped when it would not fit the budget (est is an upper bound).
     const std::size_t want = token_table::bytes_for(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
     if (c_.fits_memory(want)) c_.tokens().reserve(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
@@ -501,26 +508,16 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   // Fused layout: per lower unit j and term m one fused gate φ_m(a_j) ⊗ ⊕_k ψ_m(w_jk) ⊗ S_k^m
   // with the scale gates S_k^m = R_k ⊗ n_k^m per explanation; ψ tokens are interned in j-major
   // order so that evaluation reads them sequentially.
-  const bool fuse = opt_.layout == circuit_layout::fused && !pool;
   std::vector<std::vector<gate_id>> fused_r;
   if (fuse) {
     fused_r.assign(groups_.size(), std::vector<gate_id>(n_in, zero_gate));
-    // Bucket the active edges by (j, m), keeping traversal order (k ascending for dense).
+    // Bucket the active edges by (j, m) (counted above), keeping traversal order (k ascending
+    // for dense). Uninitialised buffers: every slot is written below, and zeroing fresh pages
+    // was a tenth of the build.
     const std::size_t B = n_in * T;
-    std::vector<std::uint32_t> start(B + 1, 0);
-    if (n_edges) {
-      stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
-        if (!need[k]) return;
-        for (std::size_t m = 0; m < T; ++m) {
-          const auto& ts = rt.terms[m];
-          if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || psi_value(ts.psi, w) == 0) continue;
-          ++start[j * T + m + 1];
-        }
-      });
-    }
     for (std::size_t b = 0; b < B; ++b) start[b + 1] += start[b];
-    std::vector<std::uint32_t> e_k(n_edges), e_p(n_edges);
-    std::vector<double> e_w(n_edges);
+    const std::unique_ptr<std::uint32_t[]> e_k(new std::uint32_t[n_edges]), e_p(new std::uint32_t[n_edges]);
+
     {
       std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
       if (n_edges)
@@ -532,7 +529,6 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
             const auto at = fill[j * T + m]++;
             e_k[at] = static_cast<std::uint32_t>(k);
             e_p[at] = static_cast<std::uint32_t>(p);
-            e_w[at] = w;
           }
         });
     }
@@ -544,18 +540,35 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       if (slot == unset) slot = to_index(c_.scale(groups_[gi].r[k], n_gate(m, k), static_cast<std::uint32_t>(k)));
       return static_cast<gate_id>(slot);
     };
-    std::array<std::vector<std::uint32_t>, token_variant_count> psi_tok;
-    auto psi_token = [&](V v, std::size_t p, double w) -> token_index {
-      auto& cache = psi_tok[static_cast<std::size_t>(v)];
-      if (cache.empty()) cache.assign(n_params, unset);
-      token_index t = cache[p];
-      if (t == unset) {
-        unravel(p, wshape, idx_);
-        t = c_.tokens().intern(K::parameter, v, layer_no, idx_, 0);
-        c_.tokens().set_value(t, psi_value(v, w));
-        cache[p] = t;
+    // ψ tokens: one block per parameter variant — every parameter of the stage, 8 bytes each,
+    // no per-token coordinates or hashing. A dense layer's block is stored j-major (axis
+    // order (in, out)), so the edges of one fused gate (fixed j, k ascending) read adjacent
+    // values; a convolution's in its own layout.
+    std::array<token_index, token_variant_count> psi_first;
+    psi_first.fill(no_token);
+    const std::vector<double>& weights = dense ? dense->weight : conv->weight;
+    auto psi_block = [&](V v) -> token_index {
+      auto& first = psi_first[static_cast<std::size_t>(v)];
+      if (first != no_token) return first;
+      if (!c_.fits_memory(8 * n_params))
+        throw limit_error(fmt::format("circuit: the {} parameter tokens of stage {} would take the arena above the "
+                                      "memory limit max_memory = {} bytes",
+                                      n_params, layer_no, opt_.max_memory));
+      std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
+      const std::uint8_t j_major[] = {1, 0};
+      first = c_.tokens().add_block(K::parameter, v, layer_no, shp,
+                                    dense ? std::span<const std::uint8_t>(j_major) : std::span<const std::uint8_t>());
+      for (std::size_t p = 0; p < n_params; ++p) {
+        const token_index t = dense ? static_cast<token_index>(first + (p % dense->in) * dense->out + p / dense->in)
+                                    : static_cast<token_index>(first + p);
+        c_.tokens().set_value(t, psi_value(v, weights[p]));
       }
-      return t;
+      return first;
+    };
+    auto psi_token = [&](V v, std::size_t p) -> token_index {
+      const token_index first = psi_block(v);
+      return dense ? static_cast<token_index>(first + (p % dense->in) * dense->out + p / dense->in)
+                   : static_cast<token_index>(first + p);
     };
     std::vector<token_index> params;
     std::vector<gate_id> scaled;
@@ -573,7 +586,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           scaled.clear();
           for (std::uint32_t x = b; x < e; ++x) {
             if (groups_[gi].r[e_k[x]] == zero_gate) continue;
-            params.push_back(psi_token(ts.psi, e_p[x], e_w[x]));
+            params.push_back(psi_token(ts.psi, e_p[x]));
             scaled.push_back(scale_gate(gi, m, e_k[x]));
           }
           if (scaled.empty()) continue;
@@ -652,7 +665,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
 
   // R_j = ⊕ of the products that reach j: bucket the pairs by j (counting sort, no per-unit
   // vectors), then one n-ary ⊕ per unit.
-  std::vector<std::uint32_t> start(n_in + 1);
+  start.assign(n_in + 1, 0);
   std::vector<gate_id> sorted;
   for (auto& g : groups_) {
     std::fill(start.begin(), start.end(), 0u);

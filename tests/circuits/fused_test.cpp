@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include <boost/crc.hpp>
+
 #include "circuits/dot.hpp"
 #include "circuits/edge_annotation.hpp"
 #include "circuits/evaluate.hpp"
@@ -158,4 +160,54 @@ TEST_CASE("file format: a fused circuit is written as version 2 and read back id
   }
   // Truncated anywhere: refused.
   for (std::size_t n = 0; n < bytes.size(); n += 5) CHECK_THROWS_AS(deserialize_circuit(bytes.substr(0, n)), parse_error);
+}
+
+TEST_CASE("file format: token blocks are written as block records and read back as blocks") {
+  circuit c;
+  auto& tt = c.tokens();
+  const auto x = tt.intern(token_kind::input, token_variant::plain, 0, {0});
+  tt.set_value(x, 2.0);
+  const std::uint32_t shape[] = {3, 2};
+  const std::uint8_t j_major[] = {1, 0};
+  const auto w = tt.add_block(token_kind::parameter, token_variant::plain, 1, shape, j_major);
+  for (token_index t = w; t < w + 6; ++t) tt.set_value(t, 0.5 * t);
+  const auto n = tt.intern(token_kind::normaliser, token_variant::plain, 1, {2}, 0);
+  tt.set_value(n, 4.0);
+  const gate_id g = c.times({c.token(x), c.token(w + 3), c.token(n)});
+  c.add_root({"g", g});
+  const std::string bytes = serialize_circuit(c);
+  CHECK(static_cast<unsigned char>(bytes[8]) == 2);
+  const circuit back = deserialize_circuit(bytes);
+  REQUIRE(back.tokens().block_count() == 1);
+  CHECK(back.tokens().block_at(0).first == w);
+  CHECK(back.tokens().in_block(w + 5));
+  for (token_index t = 0; t < tt.size(); ++t) {
+    CHECK(back.tokens().name(t) == tt.name(t));
+    CHECK(back.tokens().value(t) == tt.value(t));
+  }
+  CHECK(serialize_circuit(back) == bytes);
+  // x · W1[1,1] · n = 2 · (0.5 · token 4) · 4 = 16 (token 4 = first + j·3 + k with k = j = 1)
+  CHECK(back.tokens().name(w + 3) == "W1[0,1]");
+  CHECK(evaluate(back, real_semiring{})[to_index(back.roots()[0].gate)] == doctest::Approx(2.0 * 0.5 * (w + 3) * 4.0));
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    std::string bad = bytes;
+    bad[i] = static_cast<char>(bad[i] ^ 0x21);
+    CHECK_THROWS_AS(deserialize_circuit(bad), parse_error);
+  }
+  // Under a valid checksum: a block claiming more tokens than its shape holds is refused.
+  auto u64_at = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(bytes[at + i])} << (8 * i);
+    return v;
+  };
+  std::size_t sec8 = 24 + 8 * 8;
+  for (int i = 0; i < 7; ++i) sec8 += u64_at(24 + 8 * i);
+  std::string bad = bytes;
+  bad[sec8 + 8 + 4] = 7;  // the first block's count: 6 → 7
+  boost::crc_32_type crc;
+  crc.process_bytes(bad.data(), bad.size() - 4);
+  const auto sum = crc.checksum();
+  for (int i = 0; i < 4; ++i) bad[bad.size() - 4 + i] = static_cast<char>((sum >> (8 * i)) & 0xFF);
+  CHECK_THROWS_WITH_AS(deserialize_circuit(bad), doctest::Contains("claims 7 tokens but its shape holds 6"),
+                       parse_error);
 }

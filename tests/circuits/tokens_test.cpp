@@ -141,3 +141,71 @@ TEST_CASE("glob_match: a '*' in the pattern is a wildcard even where the text ha
   CHECK_FALSE(provnn::glob_match("*c", "*ab"));
   CHECK_FALSE(provnn::glob_match("?", "**"));
 }
+
+TEST_CASE("token blocks: every coordinate of a tensor at once, named, found and ordered as asked") {
+  token_table tt;
+  using K = token_kind;
+  using V = token_variant;
+  const auto x = tt.intern(K::input, V::plain, 0, {5});
+  // W2 of shape (out 3, in 4), stored j-major: token first + j·3 + k holds W2[k,j].
+  const std::uint32_t shape[] = {3, 4};
+  const std::uint8_t j_major[] = {1, 0};
+  const auto first = tt.add_block(K::parameter, V::pos, 2, shape, j_major);
+  CHECK(first == x + 1);
+  CHECK(tt.size() == 13);
+  const auto after = tt.intern(K::normaliser, V::plain, 2, {1}, 0);  // a single after the block
+  CHECK(after == 13);
+  CHECK(tt.name(after) == "n2[1]#0");
+  CHECK(tt.name(x) == "x[5]");
+  std::vector<std::uint32_t> buf;
+  for (std::uint32_t k = 0; k < 3; ++k)
+    for (std::uint32_t j = 0; j < 4; ++j) {
+      const token_index t = first + j * 3 + k;
+      CHECK(tt.name(t) == "W2+[" + std::to_string(k) + "," + std::to_string(j) + "]");
+      CHECK(tt.kind(t) == K::parameter);
+      CHECK(tt.variant(t) == V::pos);
+      CHECK(tt.layer(t) == 2);
+      CHECK(tt.in_block(t));
+      const auto idx = tt.index(t, buf);
+      REQUIRE(idx.size() == 2);
+      CHECK((idx[0] == k && idx[1] == j));
+      const std::uint32_t kj[] = {k, j};
+      CHECK(tt.block_token(first, kj) == t);
+      CHECK(tt.find(tt.name(t)) == t);
+      CHECK(tt.intern(K::parameter, V::pos, 2, kj) == t);  // interning finds the block token
+    }
+  CHECK_FALSE(tt.in_block(x));
+  CHECK_FALSE(tt.in_block(after));
+  CHECK_FALSE(tt.find("W2+[3,0]").has_value());  // outside the shape
+  CHECK_FALSE(tt.find("W2[0,0]").has_value());   // another variant
+  // Natural (row-major) order when none is given; values start at 0 and are settable.
+  const std::uint32_t conv[] = {2, 1, 2, 2};
+  const auto c0 = tt.add_block(K::parameter, V::plain, 1, conv);
+  CHECK(tt.name(c0 + 5) == "W1[1,0,0,1]");
+  CHECK(tt.value(c0 + 5) == 0.0);
+  tt.set_value(c0 + 5, -2.5);
+  CHECK(tt.value(*tt.find("W1[1,0,0,1]")) == -2.5);
+  // Globs see block tokens like any other: row 1 of W2+ has 4 tokens.
+  CHECK(tt.match("W2+[1,*]").size() == 4);
+  CHECK(tt.match("W1[*]").size() == 8);
+  // A copy is independent and equal.
+  token_table copy = tt;
+  CHECK(copy.name(c0 + 7) == tt.name(c0 + 7));
+}
+
+TEST_CASE("token blocks refuse duplicates and bad orders") {
+  token_table tt;
+  using K = token_kind;
+  using V = token_variant;
+  const std::uint32_t shape[] = {2, 2};
+  tt.add_block(K::parameter, V::plain, 1, shape);
+  CHECK_THROWS_AS(tt.add_block(K::parameter, V::plain, 1, shape), error);  // the same block again
+  const std::uint8_t bad[] = {0, 0};
+  CHECK_THROWS_AS(tt.add_block(K::parameter, V::neg, 1, shape, bad), error);
+  const std::uint8_t short_order[] = {0};
+  CHECK_THROWS_AS(tt.add_block(K::parameter, V::neg, 1, shape, short_order), error);
+  tt.intern(K::parameter, V::pos, 3, {0, 0});
+  CHECK_THROWS_AS(tt.add_block(K::parameter, V::pos, 3, shape), error);  // a single of it exists
+  CHECK_THROWS_AS(tt.add_block(K::bias, V::low, 1, shape), error);        // not nameable
+  CHECK(tt.size() == 5);
+}
