@@ -245,12 +245,13 @@ std::string serialize_circuit(const circuit& c) {
       s[7].u8(static_cast<std::uint8_t>(b.kind));
       s[7].u8(static_cast<std::uint8_t>(b.variant));
       s[7].u8(static_cast<std::uint8_t>(b.shape.size()));
-      s[7].u8(0);
+      s[7].u8(b.present.empty() ? 0 : 1);  // sparse: the present offsets follow
       s[7].u32(b.layer);
       s[7].u32(b.term);
       for (auto x : b.shape) s[7].u32(x);
       for (auto x : b.order) s[7].u8(x);
       while (s[7].out.size() % 4 != 0) s[7].u8(0);
+      for (auto x : b.present) s[7].u32(x);
     }
     s[7].u64(c.fused_gates().size());
     for (std::size_t i = 0; i < c.fused_gates().size(); ++i) {
@@ -352,6 +353,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
     std::uint32_t layer, term;
     std::vector<std::uint32_t> shape;
     std::vector<std::uint8_t> order;
+    std::vector<std::uint32_t> present;
   };
   std::vector<block_record> blocks;
   std::optional<reader> rf;
@@ -363,7 +365,8 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       b.first = rf->u32(), b.count = rf->u32();
       b.kind = rf->u8(), b.variant = rf->u8();
       const auto rank = rf->u8();
-      rf->skip_padding(1);
+      const auto sparse = rf->u8();
+      if (sparse > 1) rf->fail(fmt::format("token block {} has an unknown sparse flag {}", i, sparse));
       b.layer = rf->u32(), b.term = rf->u32();
       std::uint64_t product = 1;
       for (std::uint8_t d = 0; d < rank; ++d) {
@@ -373,8 +376,15 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       }
       for (std::uint8_t d = 0; d < rank; ++d) b.order.push_back(rf->u8());
       rf->skip_padding((4 - rank % 4) % 4);
-      if (product != b.count)
+      if (sparse) {
+        if (b.count > product)
+          rf->fail(fmt::format("sparse token block {} claims {} tokens but its shape holds {}", i, b.count, product));
+        rf->need(4 * std::uint64_t{b.count});  // before allocating what the count claims
+        b.present.resize(b.count);
+        for (auto& x : b.present) x = rf->u32();  // add_block checks range and order
+      } else if (product != b.count) {
         rf->fail(fmt::format("token block {} claims {} tokens but its shape holds {}", i, b.count, product));
+      }
       if (b.kind >= token_kind_count || b.variant >= token_variant_count)
         rf->fail(fmt::format("token block {} has unknown kind {} or variant {}", i, b.kind, b.variant));
       if (!blocks.empty() && std::uint64_t{blocks.back().first} + blocks.back().count > b.first)
@@ -402,7 +412,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
         const auto& b = blocks[next_block];
         try {
           tt.add_block(static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer, b.shape,
-                       b.order, b.term);
+                       b.order, b.term, b.present);
         } catch (const error& e) {
           r.fail(fmt::format("token block {}: {}", next_block, e.what()));
         }
@@ -427,7 +437,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       const auto& b = blocks[next_block];
       try {
         tt.add_block(static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer, b.shape, b.order,
-                     b.term);
+                     b.term, b.present);
       } catch (const error& e) {
         r.fail(fmt::format("token block {}: {}", next_block, e.what()));
       }

@@ -24,8 +24,9 @@
 //                name length u32, name bytes
 //   7 metadata   count; per entry: key length u32, key bytes, value length u32, value bytes
 //   8 fused      (version 2) token blocks: count u64; per block: first token u32, count u32,
-//                kind u8, variant u8, rank u8, 0 u8, layer u32, term u32, shape u32 × rank,
-//                axis order u8 × rank, 0-padding to a multiple of 4;
+//                kind u8, variant u8, rank u8, sparse u8 (0/1), layer u32, term u32, shape
+//                u32 × rank, axis order u8 × rank, 0-padding to a multiple of 4, and for a
+//                sparse block its storage offsets u32 × count (increasing);
 //                then fused gates: count u64; per fused gate: gate u32, layer u32, lower u32,
 //                term u32, then its parameter tokens, u32 × (its slot count − 1);
 //                then scale gates: count u64; per scale gate: gate u32, upper unit u32.

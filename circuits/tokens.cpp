@@ -124,9 +124,16 @@ std::optional<token_index> token_table::find_in_blocks(std::uint8_t kind, std::u
       inside = index[d] < b.shape[d];
       off += std::uint64_t{index[d]} * b.stride[d];
     }
-    if (inside) return static_cast<token_index>(b.first + off);
+    if (inside) return b.at_offset(off);
   }
   return std::nullopt;
+}
+
+std::optional<token_index> token_table::token_block::at_offset(std::uint64_t off) const {
+  if (present.empty()) return static_cast<token_index>(first + off);
+  const auto it = std::lower_bound(present.begin(), present.end(), off);
+  if (it == present.end() || *it != off) return std::nullopt;
+  return static_cast<token_index>(first + (it - present.begin()));
 }
 
 token_table::place token_table::locate_slow(token_index t) const {
@@ -140,7 +147,7 @@ token_table::place token_table::locate_slow(token_index t) const {
 
 token_index token_table::add_block(token_kind kind, token_variant variant, std::uint32_t layer,
                                    std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
-                                   std::uint32_t term) {
+                                   std::uint32_t term, std::span<const std::uint32_t> present) {
   check_nameable(kind, variant, layer, term);
   const std::size_t rank = shape.size();
   std::vector<std::uint8_t> ord(order.begin(), order.end());
@@ -152,8 +159,14 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
     for (auto d : ord) ok = ok && d < rank && !seen[d]++;
     if (!ok) throw error(fmt::format("token block: order has {} entries, not a permutation of the {} axes", ord.size(), rank));
   }
-  std::uint64_t count = 1;
-  for (auto n : shape) count *= n;
+  std::uint64_t full = 1;
+  for (auto n : shape) full *= n;
+  for (std::size_t i = 0; i < present.size(); ++i)
+    if (present[i] >= full || (i > 0 && present[i] <= present[i - 1]))
+      throw error(fmt::format("token block: present offset {} at position {} is out of range (the shape holds {}) or "
+                              "not increasing",
+                              present[i], i, full));
+  const std::uint64_t count = present.empty() ? full : present.size();
   if (size() + count >= 0xFFFFFFFEull) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
   const auto k = static_cast<std::uint8_t>(kind), v = static_cast<std::uint8_t>(variant);
   // No token of the block may exist already (names stay unique): no single and no block with
@@ -176,6 +189,7 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
   b.term = term;
   b.shape.assign(shape.begin(), shape.end());
   b.order = ord;
+  b.present.assign(present.begin(), present.end());
   b.stride.assign(rank, 0);
   std::uint64_t stride = 1;
   for (std::size_t i = rank; i-- > 0;) {
@@ -192,19 +206,20 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
   return blocks_.back().first;
 }
 
-token_index token_table::block_token(token_index first, std::span<const std::uint32_t> index) const {
-  auto it = std::lower_bound(blocks_.begin(), blocks_.end(), first, [](const token_block& b, token_index x) { return b.first < x; });
+std::optional<token_index> token_table::block_token(token_index first, std::span<const std::uint32_t> index) const {
+  auto it = std::lower_bound(blocks_.begin(), blocks_.end(), first,
+                             [](const token_block& b, token_index x) { return b.first < x; });
   PROVNN_ASSERT(it != blocks_.end() && it->first == first && index.size() == it->shape.size());
   std::uint64_t off = 0;
   for (std::size_t d = 0; d < index.size(); ++d) off += std::uint64_t{index[d]} * it->stride[d];
-  return static_cast<token_index>(first + off);
+  return it->at_offset(off);
 }
 
 std::span<const std::uint32_t> token_table::index(token_index t, std::vector<std::uint32_t>& buffer) const {
   const auto s = locate(t);
   if (!s.block) return {coords_.data() + coord_offsets_[s.slot], coords_.data() + coord_offsets_[s.slot + 1]};
   const auto& b = *s.block;
-  const std::uint32_t off = t - b.first;
+  const std::uint64_t off = b.offset_of(t);
   buffer.resize(b.shape.size());
   for (std::size_t d = 0; d < b.shape.size(); ++d) buffer[d] = (off / b.stride[d]) % b.shape[d];
   return buffer;
@@ -344,7 +359,7 @@ std::size_t token_table::bytes() const noexcept {
   std::size_t b = kinds_.capacity() + variants_.capacity() + 4 * (layers_.capacity() + terms_.capacity()) +
                   4 * (coord_offsets_.capacity() + coords_.capacity()) + 8 * values_.capacity() + by_key_.bytes() +
                   sizeof(run) * runs_.capacity() + sizeof(token_block) * blocks_.capacity();
-  for (const auto& x : blocks_) b += 9 * x.shape.capacity();
+  for (const auto& x : blocks_) b += 9 * x.shape.capacity() + 4 * x.present.capacity();
   return b;
 }
 

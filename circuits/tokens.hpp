@@ -94,13 +94,19 @@ class token_table {
   /// stored and nothing is hashed; find() computes it from the coordinates. Values start at 0.
   /// Throws provnn::error when the combination is not nameable, `order` is not a permutation
   /// of the axes, or a token of the block exists already.
+  ///
+  /// A *sparse* block holds only the coordinates listed in `present`: their storage offsets
+  /// (row-major over the permuted axes), strictly increasing; its tokens take that order, and
+  /// cost 12 bytes each (value + offset). A builder lists the parameters some active edge
+  /// uses, so inactive ones cost nothing and the used ones stay adjacent.
   token_index add_block(token_kind kind, token_variant variant, std::uint32_t layer,
                         std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order = {},
-                        std::uint32_t term = 0);
+                        std::uint32_t term = 0, std::span<const std::uint32_t> present = {});
   /// The index of the block token with coordinates `index` in the block starting at `first`
-  /// (O(rank), no look-up). Precondition: `first` was returned by add_block and index is
-  /// within its shape.
-  token_index block_token(token_index first, std::span<const std::uint32_t> index) const;
+  /// (O(rank), O(log count) for a sparse block; no hashing), or nullopt when a sparse block
+  /// does not hold it. Precondition: `first` was returned by add_block, index is within its
+  /// shape.
+  std::optional<token_index> block_token(token_index first, std::span<const std::uint32_t> index) const;
 
   /// The blocks, in token order (for the file format and reports).
   struct block_view {
@@ -111,12 +117,13 @@ class token_table {
     std::uint32_t layer, term;
     std::span<const std::uint32_t> shape;
     std::span<const std::uint8_t> order;
+    std::span<const std::uint32_t> present;  ///< empty: every coordinate (a dense block)
   };
   std::size_t block_count() const noexcept { return blocks_.size(); }
   block_view block_at(std::size_t i) const {
     const auto& b = blocks_[i];
-    return {b.first, b.count, static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer, b.term,
-            b.shape, b.order};
+    return {b.first,   b.count, static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer,
+            b.term,    b.shape, b.order,                          b.present};
   }
   /// Whether token t belongs to a block.
   bool in_block(token_index t) const { return locate(t).block != nullptr; }
@@ -174,6 +181,11 @@ class token_table {
     std::vector<std::uint32_t> shape;  // by axis
     std::vector<std::uint8_t> order;   // storage order of the axes, outermost first
     std::vector<std::uint32_t> stride; // by axis: the storage stride of that axis
+    std::vector<std::uint32_t> present; // sparse block: storage offsets of its tokens, increasing
+    // The token of storage offset `off`, if the block holds it.
+    std::optional<token_index> at_offset(std::uint64_t off) const;
+    // The storage offset of token t of the block.
+    std::uint64_t offset_of(token_index t) const { return present.empty() ? t - first : present[t - first]; }
   };
   // Where token t lives: a single token's slot in the per-token arrays, or its block.
   struct place {

@@ -540,36 +540,62 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       if (slot == unset) slot = to_index(c_.scale(groups_[gi].r[k], n_gate(m, k), static_cast<std::uint32_t>(k)));
       return static_cast<gate_id>(slot);
     };
-    // ψ tokens: one block per parameter variant — every parameter of the stage, 8 bytes each,
-    // no per-token coordinates or hashing. A dense layer's block is stored j-major (axis
-    // order (in, out)), so the edges of one fused gate (fixed j, k ascending) read adjacent
-    // values; a convolution's in its own layout.
-    std::array<token_index, token_variant_count> psi_first;
-    psi_first.fill(no_token);
+    // ψ tokens: one block per parameter variant, no per-token coordinates or hashing. It
+    // holds the parameters some active edge uses — a sparse block (12 bytes per token) when
+    // they are under 3/4 of the tensor, else every parameter (8 bytes each). A dense layer's
+    // block is stored j-major (axis order (in, out)), so the edges of one fused gate (fixed j,
+    // k ascending) read adjacent values; a convolution's in its own layout.
     const std::vector<double>& weights = dense ? dense->weight : conv->weight;
-    auto psi_block = [&](V v) -> token_index {
-      auto& first = psi_first[static_cast<std::size_t>(v)];
-      if (first != no_token) return first;
-      if (!c_.fits_memory(8 * n_params))
+    auto offset_of = [&](std::size_t p) -> std::uint32_t {
+      return static_cast<std::uint32_t>(dense ? (p % dense->in) * dense->out + p / dense->in : p);
+    };
+    std::array<std::vector<std::uint32_t>, token_variant_count> psi_tok;  // p → token, per variant
+    for (std::size_t m = 0; m < T; ++m) {
+      const V v = rt.terms[m].psi;
+      auto& tok = psi_tok[static_cast<std::size_t>(v)];
+      if (!tok.empty()) continue;
+      tok.assign(n_params, unset);
+      std::vector<std::uint8_t> used(n_params, 0);
+      std::size_t n_used = 0;
+      for (std::size_t m2 = m; m2 < T; ++m2) {
+        if (rt.terms[m2].psi != v) continue;
+        for (std::size_t j = 0; j < n_in; ++j)
+          for (std::uint32_t x = start[j * T + m2]; x < start[j * T + m2 + 1]; ++x)
+            if (!used[e_p[x]]) used[e_p[x]] = 1, ++n_used;
+      }
+      if (n_used == 0) continue;
+      std::vector<std::uint32_t> present, order_p;  // storage offsets, and their parameters
+      const bool sparse = 4 * n_used < 3 * n_params;
+      if (dense) {
+        for (std::size_t j = 0; j < dense->in; ++j)
+          for (std::size_t k = 0; k < dense->out; ++k) {
+            const std::size_t p = k * dense->in + j;
+            if (!sparse || used[p]) order_p.push_back(static_cast<std::uint32_t>(p));
+          }
+      } else {
+        for (std::size_t p = 0; p < n_params; ++p)
+          if (!sparse || used[p]) order_p.push_back(static_cast<std::uint32_t>(p));
+      }
+      if (sparse)
+        for (auto p : order_p) present.push_back(offset_of(p));
+      if (!c_.fits_memory(8 * order_p.size() + 4 * present.size()))
         throw limit_error(fmt::format("circuit: the {} parameter tokens of stage {} would take the arena above the "
                                       "memory limit max_memory = {} bytes",
-                                      n_params, layer_no, opt_.max_memory));
+                                      order_p.size(), layer_no, opt_.max_memory));
       std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
       const std::uint8_t j_major[] = {1, 0};
-      first = c_.tokens().add_block(K::parameter, v, layer_no, shp,
-                                    dense ? std::span<const std::uint8_t>(j_major) : std::span<const std::uint8_t>());
-      for (std::size_t p = 0; p < n_params; ++p) {
-        const token_index t = dense ? static_cast<token_index>(first + (p % dense->in) * dense->out + p / dense->in)
-                                    : static_cast<token_index>(first + p);
+      const token_index first =
+          c_.tokens().add_block(K::parameter, v, layer_no, shp,
+                                dense ? std::span<const std::uint8_t>(j_major) : std::span<const std::uint8_t>(), 0,
+                                present);
+      for (std::size_t i = 0; i < order_p.size(); ++i) {
+        const auto p = order_p[i];
+        const token_index t = sparse ? static_cast<token_index>(first + i) : static_cast<token_index>(first + offset_of(p));
+        tok[p] = t;
         c_.tokens().set_value(t, psi_value(v, weights[p]));
       }
-      return first;
-    };
-    auto psi_token = [&](V v, std::size_t p) -> token_index {
-      const token_index first = psi_block(v);
-      return dense ? static_cast<token_index>(first + (p % dense->in) * dense->out + p / dense->in)
-                   : static_cast<token_index>(first + p);
-    };
+    }
+    auto psi_token = [&](V v, std::size_t p) -> token_index { return psi_tok[static_cast<std::size_t>(v)][p]; };
     std::vector<token_index> params;
     std::vector<gate_id> scaled;
     std::vector<std::vector<gate_id>> per_j(groups_.size());

@@ -171,6 +171,9 @@ TEST_CASE("file format: token blocks are written as block records and read back 
   const std::uint8_t j_major[] = {1, 0};
   const auto w = tt.add_block(token_kind::parameter, token_variant::plain, 1, shape, j_major);
   for (token_index t = w; t < w + 6; ++t) tt.set_value(t, 0.5 * t);
+  const std::uint32_t present[] = {1, 4};  // a sparse block too: W1+[1,0] and W1+[1,1]
+  const auto sp = tt.add_block(token_kind::parameter, token_variant::pos, 1, shape, j_major, 0, present);
+  tt.set_value(sp + 1, 9.0);
   const auto n = tt.intern(token_kind::normaliser, token_variant::plain, 1, {2}, 0);
   tt.set_value(n, 4.0);
   const gate_id g = c.times({c.token(x), c.token(w + 3), c.token(n)});
@@ -178,8 +181,11 @@ TEST_CASE("file format: token blocks are written as block records and read back 
   const std::string bytes = serialize_circuit(c);
   CHECK(static_cast<unsigned char>(bytes[8]) == 2);
   const circuit back = deserialize_circuit(bytes);
-  REQUIRE(back.tokens().block_count() == 1);
+  REQUIRE(back.tokens().block_count() == 2);
   CHECK(back.tokens().block_at(0).first == w);
+  CHECK(back.tokens().block_at(1).present.size() == 2);
+  CHECK(back.tokens().name(sp + 1) == "W1+[1,1]");
+  CHECK(back.tokens().value(sp + 1) == 9.0);
   CHECK(back.tokens().in_block(w + 5));
   for (token_index t = 0; t < tt.size(); ++t) {
     CHECK(back.tokens().name(t) == tt.name(t));

@@ -193,6 +193,35 @@ TEST_CASE("token blocks: every coordinate of a tensor at once, named, found and 
   CHECK(copy.name(c0 + 7) == tt.name(c0 + 7));
 }
 
+TEST_CASE("sparse token blocks hold only the listed coordinates, in storage order") {
+  token_table tt;
+  using K = token_kind;
+  using V = token_variant;
+  // W1 (out 3, in 4) stored j-major (offset j·3 + k); present: W1[2,0] (0·3+2 = 2),
+  // W1[0,1] (3), W1[1,3] (10).
+  const std::uint32_t shape[] = {3, 4};
+  const std::uint8_t j_major[] = {1, 0};
+  const std::uint32_t present[] = {2, 3, 10};
+  const auto first = tt.add_block(K::parameter, V::plain, 1, shape, j_major, 0, present);
+  CHECK(tt.size() == 3);
+  CHECK(tt.name(first) == "W1[2,0]");
+  CHECK(tt.name(first + 1) == "W1[0,1]");
+  CHECK(tt.name(first + 2) == "W1[1,3]");
+  CHECK(tt.find("W1[1,3]") == first + 2);
+  CHECK_FALSE(tt.find("W1[0,0]").has_value());  // in the shape, not in the block
+  const std::uint32_t k0j1[] = {0, 1}, k0j0[] = {0, 0};
+  CHECK(tt.block_token(first, k0j1) == first + 1);
+  CHECK_FALSE(tt.block_token(first, k0j0).has_value());
+  // interning an absent coordinate makes a single token; the present ones are found
+  const std::uint32_t k1j3[] = {1, 3};
+  CHECK(tt.intern(K::parameter, V::plain, 1, k1j3) == first + 2);
+  CHECK(tt.match("W1[*,3]").size() == 1);
+  const std::uint32_t unsorted[] = {3, 2};
+  CHECK_THROWS_AS(tt.add_block(K::parameter, V::neg, 1, shape, j_major, 0, unsorted), error);
+  const std::uint32_t outside[] = {12};
+  CHECK_THROWS_AS(tt.add_block(K::parameter, V::neg, 1, shape, j_major, 0, outside), error);
+}
+
 TEST_CASE("token blocks refuse duplicates and bad orders") {
   token_table tt;
   using K = token_kind;
