@@ -233,6 +233,20 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     of |= __builtin_mul_overflow(val[to_index(ch[b])], acc, &r);
     if (of) s.overflow = true;
     return r;
+  } else if constexpr (std::is_trivially_copyable_v<V> && sizeof(V) <= 16 && !has_nary_sum<S>) {
+    // Small plain values (Boolean, max-plus, Viterbi, tropical, fuzzy, …): four independent
+    // ⊕ chains, as for ℝ, so a max or an or does not wait for the previous one (⊕ is
+    // associative and commutative, so the grouping is free).
+    V a0 = s.zero(), a1 = s.zero(), a2 = s.zero(), a3 = s.zero();
+    std::uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      a0 = s.plus(a0, s.times(tv[ps[i]], val[to_index(sc[i])]));
+      a1 = s.plus(a1, s.times(tv[ps[i + 1]], val[to_index(sc[i + 1])]));
+      a2 = s.plus(a2, s.times(tv[ps[i + 2]], val[to_index(sc[i + 2])]));
+      a3 = s.plus(a3, s.times(tv[ps[i + 3]], val[to_index(sc[i + 3])]));
+    }
+    for (; i < n; ++i) a0 = s.plus(a0, s.times(tv[ps[i]], val[to_index(sc[i])]));
+    return s.times(val[to_index(ch[b])], s.plus(s.plus(a0, a1), s.plus(a2, a3)));
   } else if constexpr (has_nary_sum<S>) {
     buf.clear();
     for (std::uint32_t i = 0; i < n; ++i) buf.push_back(s.times(tv[ps[i]], val[to_index(sc[i])]));
