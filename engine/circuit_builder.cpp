@@ -588,9 +588,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           c_.tokens().add_block(K::parameter, v, layer_no, shp,
                                 dense ? std::span<const std::uint8_t>(j_major) : std::span<const std::uint8_t>(), 0,
                                 present);
-      for (std::size_t i = 0; i < order_p.size(); ++i) {
-        const auto p = order_p[i];
-        const token_index t = sparse ? static_cast<token_index>(first + i) : static_cast<token_index>(first + offset_of(p));
+      for (std::size_t q = 0; q < order_p.size(); ++q) {
+        const auto p = order_p[q];
+        const token_index t = sparse ? static_cast<token_index>(first + q) : static_cast<token_index>(first + offset_of(p));
         tok[p] = t;
         c_.tokens().set_value(t, psi_value(v, weights[p]));
       }
