@@ -56,8 +56,12 @@ void add_build_command(CLI::App& app) {
     engine::circuit_build_info info;
     const circuit c = build_from_selection(s, o->sel, o->targets, &info);
     save_circuit(c, o->out);
-    fmt::print("wrote {}: {} gates, {} edge gates, {} tokens, {} roots\n", o->out, c.size(), info.edges,
-               c.tokens().size(), c.roots().size());
+    if (c.fused_gates().empty())
+      fmt::print("wrote {}: {} gates, {} edge gates, {} tokens, {} roots\n", o->out, c.size(), info.edges,
+                 c.tokens().size(), c.roots().size());
+    else
+      fmt::print("wrote {}: {} gates ({} fused, holding {} edges), {} tokens, {} roots\n", o->out, c.size(),
+                 c.fused_gates().size(), info.edges, c.tokens().size(), c.roots().size());
     if (!o->semirings.empty()) {
       for (const auto& r : evaluate_all(c, o->semirings, {}, {}, 1'000'000)) print_report(c, r, o->show);
     }

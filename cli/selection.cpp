@@ -65,10 +65,7 @@ void add_budget_options(CLI::App& cmd, circuit_budget& b) {
   cmd.add_option("--layout", b.layout,
                  "circuit layout: plain (an edge gate per edge, default) or fused (8 bytes per edge, edges inside "
                  "fused gates; same values, expanded when DOT or an edge annotation needs edge gates)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, engine::circuit_layout>{{"plain", engine::circuit_layout::plain},
-                                                        {"fused", engine::circuit_layout::fused}},
-          CLI::ignore_case));
+      ->check(CLI::IsMember({"plain", "fused"}));
 }
 
 void add_selection_options(CLI::App& cmd, selection_options& o) {

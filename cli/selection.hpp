@@ -21,11 +21,11 @@ namespace provnn::cli {
 struct circuit_budget {
   std::size_t max_gates = engine::default_max_gates;
   std::size_t max_memory = engine::default_max_memory;
-  engine::circuit_layout layout = engine::circuit_layout::plain;
+  std::string layout = "plain";  ///< plain | fused (checked by the option)
   void apply(engine::circuit_options& co) const {
     co.max_gates = max_gates;
     co.max_memory = max_memory;
-    co.layout = layout;
+    co.layout = layout == "fused" ? engine::circuit_layout::fused : engine::circuit_layout::plain;
   }
 };
 
