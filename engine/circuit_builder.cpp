@@ -505,9 +505,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     return static_cast<gate_id>(slot);
   };
 
-  // Fused layout: per lower unit j and term m one fused gate φ_m(a_j) ⊗ ⊕_k ψ_m(w_jk) ⊗ S_k^m
-  // with the scale gates S_k^m = R_k ⊗ n_k^m per explanation; ψ tokens are interned in j-major
-  // order so that evaluation reads them sequentially.
+  // Fused layout (circuits/fused.hpp): per lower unit j and term m one fused gate
+  // φ_m(a_j) ⊗ ⊕_k ψ_m(w_jk) ⊗ S_k^m with the scale gates S_k^m = R_k ⊗ n_k^m per explanation;
+  // the ψ come from token blocks laid out so that evaluation reads them sequentially.
   std::vector<std::vector<gate_id>> fused_r;
   if (fuse) {
     fused_r.assign(groups_.size(), std::vector<gate_id>(n_in, zero_gate));
