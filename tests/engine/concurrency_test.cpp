@@ -17,6 +17,7 @@
 #include "circuits/edge_annotation.hpp"
 #include "circuits/evaluate.hpp"
 #include "circuits/expand.hpp"
+#include "circuits/fused.hpp"
 #include "engine/circuit_builder.hpp"
 #include "engine/forward.hpp"
 #include "engine/synthetic.hpp"
@@ -61,14 +62,21 @@ results compute(const circuit& c) {
   const auto rd = evaluate(c, real, std::span<const double>(val));
   for (auto g : roots) out.real_deleted.push_back(rd[to_index(g)]);
 
-  const auto theta = parse_edge_annotation(c, "threshold:0.001");
-  const auto bv = evaluate(c, boolean_semiring{}, &theta);
-  for (auto g : roots) out.boolean_threshold.push_back(static_cast<std::uint8_t>(bv[to_index(g)]));
-  const auto cv = evaluate(c, counting_semiring{}, &theta);
-  for (auto g : roots) out.counting.push_back(counting_semiring{}.format(cv[to_index(g)]));
-  const auto maxnorm = parse_edge_annotation(c, "viterbi-maxnorm");
-  const auto vv = evaluate(c, viterbi_semiring{}, &maxnorm);
-  for (auto g : roots) out.viterbi.push_back(vv[to_index(g)]);
+  // Edge annotations and DOT read edge gates: a fused circuit is expanded by each thread.
+  std::optional<circuit> expanded;
+  if (has_fused_gates(c)) expanded = expand_fused(c);
+  const circuit& e = expanded ? *expanded : c;
+  const auto eroots = root_gates(e);
+  const auto theta = parse_edge_annotation(e, "threshold:0.001");
+  const auto bv = evaluate(e, boolean_semiring{}, &theta);
+  for (auto g : eroots) out.boolean_threshold.push_back(static_cast<std::uint8_t>(bv[to_index(g)]));
+  const auto cv = evaluate(e, counting_semiring{}, &theta);
+  for (auto g : eroots) out.counting.push_back(counting_semiring{}.format(cv[to_index(g)]));
+  const auto maxnorm = parse_edge_annotation(e, "viterbi-maxnorm");
+  const auto vv = evaluate(e, viterbi_semiring{}, &maxnorm);
+  for (auto g : eroots) out.viterbi.push_back(vv[to_index(g)]);
+  const auto plain_counts = evaluate(c, counting_semiring{});  // fused gates natively
+  for (auto g : roots) out.counting.push_back(counting_semiring{}.format(plain_counts[to_index(g)]));
 
   const nx_semiring nx;
   const auto nv = evaluate(c, nx);
@@ -80,9 +88,9 @@ results compute(const circuit& c) {
   out.matched = c.tokens().match("a1[*]");
   out.found = c.tokens().find("W3[3,5]");
   dot_options d;
-  d.roots = {roots.front()};
+  d.roots = {eroots.front()};
   d.max_gates = 60;
-  out.dot = to_dot(c, d);
+  out.dot = to_dot(e, d);
   return out;
 }
 
@@ -94,25 +102,31 @@ TEST_CASE("concurrency: a circuit is evaluated from four threads at once with th
   const auto fwd = engine::forward(net, x);
   engine::circuit_options o;
   o.layer_rules.assign(3, engine::rules::epsilon());
-  const circuit c = engine::build_circuit(net, fwd, o);
+  // Both layouts: the fused one's gates, token blocks and on-the-fly expansion are read-only too.
+  for (auto layout : {engine::circuit_layout::plain, engine::circuit_layout::fused}) {
+    const bool fused_layout = layout == engine::circuit_layout::fused;
+    CAPTURE(fused_layout);
+    o.layout = layout;
+    const circuit c = engine::build_circuit(net, fwd, o);
 
-  const results expected = compute(c);
-  REQUIRE(expected.real.size() == 12 + 10 + 8 + 4);  // 12 feature roots and one per bias
-  REQUIRE(!expected.matched.empty());
-  REQUIRE(expected.found.has_value());
-  // The threshold removes some paths but not all (the comparison is not vacuous).
-  CHECK(std::count(expected.boolean_threshold.begin(), expected.boolean_threshold.end(), 1) > 0);
+    const results expected = compute(c);
+    REQUIRE(expected.real.size() == 12 + 10 + 8 + 4);  // 12 feature roots and one per bias
+    REQUIRE(!expected.matched.empty());
+    REQUIRE(expected.found.has_value());
+    // The threshold removes some paths but not all (the comparison is not vacuous).
+    CHECK(std::count(expected.boolean_threshold.begin(), expected.boolean_threshold.end(), 1) > 0);
 
-  constexpr int n_threads = 4;
-  std::vector<results> got(n_threads);
-  {
-    std::vector<std::jthread> threads;
-    for (int t = 0; t < n_threads; ++t) threads.emplace_back([&, t] {
-      for (int rep = 0; rep < 3; ++rep) got[t] = compute(c);
-    });
-  }
-  for (int t = 0; t < n_threads; ++t) {
-    CAPTURE(t);
-    CHECK(got[t] == expected);
+    constexpr int n_threads = 4;
+    std::vector<results> got(n_threads);
+    {
+      std::vector<std::jthread> threads;
+      for (int t = 0; t < n_threads; ++t) threads.emplace_back([&, t] {
+        for (int rep = 0; rep < 3; ++rep) got[t] = compute(c);
+      });
+    }
+    for (int t = 0; t < n_threads; ++t) {
+      CAPTURE(t);
+      CHECK(got[t] == expected);
+    }
   }
 }
