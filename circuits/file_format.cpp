@@ -407,7 +407,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
     tt.reserve(total, sizes[1] / 4);
     std::vector<std::uint32_t> coords;
     std::size_t next_block = 0;
-    for (std::uint64_t t = 0; t < n; ++t) {
+    auto place_blocks = [&] {  // the blocks that start where the tokens so far end
       while (next_block < blocks.size() && blocks[next_block].first == tt.size()) {
         const auto& b = blocks[next_block];
         try {
@@ -418,6 +418,9 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
         }
         ++next_block;
       }
+    };
+    for (std::uint64_t t = 0; t < n; ++t) {
+      place_blocks();
       const auto kind = r.u8(), variant = r.u8();
       r.skip_padding(2);
       const auto layer = r.u32(), term = r.u32(), ncoords = r.u32();
@@ -433,16 +436,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       }
       if (got != tt.size() - 1) r.fail(fmt::format("single token {} repeats token {} ('{}')", t, got, tt.name(got)));
     }
-    while (next_block < blocks.size() && blocks[next_block].first == tt.size()) {
-      const auto& b = blocks[next_block];
-      try {
-        tt.add_block(static_cast<token_kind>(b.kind), static_cast<token_variant>(b.variant), b.layer, b.shape, b.order,
-                     b.term, b.present);
-      } catch (const error& e) {
-        r.fail(fmt::format("token block {}: {}", next_block, e.what()));
-      }
-      ++next_block;
-    }
+    place_blocks();
     if (next_block != blocks.size())
       r.fail(fmt::format("token block {} starts at token {}, which is not where the tokens before it end",
                          next_block, blocks[next_block].first));
