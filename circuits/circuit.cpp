@@ -202,12 +202,6 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   return g;
 }
 
-std::optional<std::size_t> circuit::fused_index(gate_id g) const {
-  auto it = std::lower_bound(fused_gates_.begin(), fused_gates_.end(), g);
-  if (it == fused_gates_.end() || *it != g) return std::nullopt;
-  return static_cast<std::size_t>(it - fused_gates_.begin());
-}
-
 std::optional<std::uint32_t> circuit::scaled_unit(gate_id g) const {
   auto it = std::lower_bound(scale_gates_.begin(), scale_gates_.end(), g);
   if (it == scale_gates_.end() || *it != g) return std::nullopt;
@@ -279,7 +273,6 @@ circuit_stats stats(const circuit& c) {
   s.gates = c.size();
   for (auto k : c.raw_kinds()) ++s.gates_by_kind[k < gate_kind_count ? k : 0];
   s.edge_gates = c.edge_gates().size();
-  s.fused_edges = c.fused_edge_count();
   s.child_references = c.child_count();
   s.tokens = c.tokens().size();
   for (token_index t = 0; t < c.tokens().size(); ++t) ++s.tokens_by_kind[static_cast<std::uint8_t>(c.tokens().kind(t))];

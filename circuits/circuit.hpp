@@ -207,8 +207,6 @@ class circuit {
   std::span<const token_index> fused_parameters(std::size_t i) const {
     return {fused_params_.data() + fused_param_offsets_[i], fused_params_.data() + fused_param_offsets_[i + 1]};
   }
-  /// Position of g in fused_gates(), or nullopt. O(log fused gates).
-  std::optional<std::size_t> fused_index(gate_id g) const;
   /// All parameter entries of all fused gates, and where each gate's start (size fused + 1).
   std::span<const token_index> raw_fused_parameters() const noexcept { return fused_params_; }
   std::span<const std::uint32_t> raw_fused_parameter_offsets() const noexcept { return fused_param_offsets_; }
@@ -273,7 +271,6 @@ struct circuit_stats {
   std::size_t gates = 0;
   std::size_t gates_by_kind[gate_kind_count] = {};
   std::size_t edge_gates = 0;
-  std::size_t fused_edges = 0;  ///< edges stood for by fused gates
   std::size_t child_references = 0;
   std::size_t tokens = 0;
   std::size_t tokens_by_kind[token_kind_count] = {};

@@ -5,6 +5,7 @@
 #include <deque>
 #include <sstream>
 
+#include "circuits/fused.hpp"
 #include "common/error.hpp"
 
 namespace provnn {
@@ -32,10 +33,7 @@ std::vector<std::string> real_labels(std::span<const double> values) {
 }
 
 void write_dot(std::ostream& out, const circuit& c, const dot_options& o) {
-  if (!c.fused_gates().empty())
-    throw unsupported_error(
-        "DOT export draws edge gates, and this circuit keeps its edges inside fused gates (layout 'fused'); "
-        "expand it with expand_fused() first (the command line does)");
+  require_edge_gates(c, "DOT pictures");
   if (!o.token_values.empty() && o.token_values.size() != c.tokens().size())
     throw error(fmt::format("DOT export: {} token values given for a circuit of {} tokens", o.token_values.size(),
                             c.tokens().size()));

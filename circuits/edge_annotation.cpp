@@ -7,17 +7,14 @@
 #include <tuple>
 
 #include "circuits/evaluate.hpp"
+#include "circuits/fused.hpp"
 #include "common/error.hpp"
 
 namespace provnn {
 
 std::vector<double> edge_coefficients(const circuit& c, std::span<const double> token_values) {
   PROVNN_ASSERT(token_values.size() == c.tokens().size());
-  if (!c.fused_gates().empty())
-    throw unsupported_error(
-        "edge annotations need the circuit's edge gates, and this circuit keeps its edges inside fused gates "
-        "(layout 'fused'); expand it with expand_fused() first (the command line does), or build it with the "
-        "plain layout");
+  require_edge_gates(c, "edge annotations");
   std::vector<gate_id> gates(c.edge_gates().begin(), c.edge_gates().end());
   return evaluate_gates(c, real_semiring{}, token_values, gates);
 }

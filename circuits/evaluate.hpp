@@ -26,6 +26,7 @@
 
 #include "circuits/circuit.hpp"
 #include "circuits/edge_annotation.hpp"
+#include "circuits/fused.hpp"
 #include "common/error.hpp"
 #include "semirings/real.hpp"
 #include "semirings/semiring.hpp"
@@ -363,6 +364,7 @@ void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<
                    const values_of<S>* theta_values, const std::uint8_t* mask, std::uint32_t end, values_of<S>& out,
                    Hook&& hook) {
   PROVNN_ASSERT(valuation.size() >= c.tokens().size());
+  if (theta_values) require_edge_gates(c, "edge annotations");
   // Chosen by registry name rather than by type, so that a test can take the generic path
   // with a renamed copy of counting_semiring and compare the two.
   if constexpr (requires { S::registry_name; }) {
@@ -372,11 +374,7 @@ void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<
     }
   }
   out.resize(c.size());
-  if (!c.fused_gates().empty()) {
-    if (theta_values)
-      throw unsupported_error(
-          "edge annotations need the circuit's edge gates, and this circuit keeps its edges inside fused gates "
-          "(layout 'fused'); expand it with expand_fused() first, or build it with the plain layout");
+  if (has_fused_gates(c)) {  // never annotated (checked above)
     if (mask)
       evaluate_loop_impl<true, false, true>(c, s, valuation, theta_values, mask, end, out, hook);
     else

@@ -127,6 +127,14 @@ circuit expand_fused(const circuit& c, std::vector<gate_id>* gate_map) {
   return out;
 }
 
+void require_edge_gates(const circuit& c, std::string_view what) {
+  if (!has_fused_gates(c)) return;
+  throw unsupported_error(fmt::format(
+      "{} need the circuit's edge gates, and this circuit keeps its edges inside fused gates (layout 'fused'); "
+      "expand it with expand_fused() first (the command line and Python do), or build it with the plain layout",
+      what));
+}
+
 circuit with_edge_gates(circuit c) {
   if (!has_fused_gates(c)) return c;
   return expand_fused(c);

@@ -5,6 +5,7 @@
 // annotations, DOT, the Boost.Graph view, tests.
 #pragma once
 
+#include <string_view>
 #include <vector>
 
 #include "circuits/circuit.hpp"
@@ -32,5 +33,10 @@ circuit with_edge_gates(circuit c);
 /// Whether c keeps edges in fused gates (and so needs expand_fused() for edge annotations
 /// and DOT).
 inline bool has_fused_gates(const circuit& c) noexcept { return !c.fused_gates().empty(); }
+
+/// Throws unsupported_error when c has fused gates: `what` (e.g. "edge annotations", "DOT
+/// export") reads edge gates, and the message says to expand_fused() first. The one check
+/// behind every reader of edge gates.
+void require_edge_gates(const circuit& c, std::string_view what);
 
 }  // namespace provnn

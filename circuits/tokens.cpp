@@ -116,20 +116,19 @@ std::optional<token_index> token_table::find_in_blocks(std::uint8_t kind, std::u
                                                        std::span<const std::uint32_t> index,
                                                        std::uint32_t term) const {
   for (const auto& b : blocks_) {
-    if (b.kind != kind || b.variant != variant || b.layer != layer || b.term != term || b.shape.size() != index.size())
-      continue;
-    std::uint64_t off = 0;
-    bool inside = true;
-    for (std::size_t d = 0; d < index.size() && inside; ++d) {
-      inside = index[d] < b.shape[d];
-      off += std::uint64_t{index[d]} * b.stride[d];
-    }
-    if (inside) return b.at_offset(off);
+    // add_block keeps (kind, variant, layer, term, rank) unique among blocks: one candidate.
+    if (b.kind == kind && b.variant == variant && b.layer == layer && b.term == term && b.shape.size() == index.size())
+      return b.at(index);
   }
   return std::nullopt;
 }
 
-std::optional<token_index> token_table::token_block::at_offset(std::uint64_t off) const {
+std::optional<token_index> token_table::token_block::at(std::span<const std::uint32_t> index) const {
+  std::uint64_t off = 0;
+  for (std::size_t d = 0; d < index.size(); ++d) {
+    if (index[d] >= shape[d]) return std::nullopt;
+    off += std::uint64_t{index[d]} * stride[d];
+  }
   if (present.empty()) return static_cast<token_index>(first + off);
   const auto it = std::lower_bound(present.begin(), present.end(), off);
   if (it == present.end() || *it != off) return std::nullopt;
@@ -210,9 +209,7 @@ std::optional<token_index> token_table::block_token(token_index first, std::span
   auto it = std::lower_bound(blocks_.begin(), blocks_.end(), first,
                              [](const token_block& b, token_index x) { return b.first < x; });
   PROVNN_ASSERT(it != blocks_.end() && it->first == first && index.size() == it->shape.size());
-  std::uint64_t off = 0;
-  for (std::size_t d = 0; d < index.size(); ++d) off += std::uint64_t{index[d]} * it->stride[d];
-  return it->at_offset(off);
+  return it->at(index);
 }
 
 std::span<const std::uint32_t> token_table::index(token_index t, std::vector<std::uint32_t>& buffer) const {
@@ -228,11 +225,6 @@ std::span<const std::uint32_t> token_table::index(token_index t, std::vector<std
 token_index token_table::intern(token_kind kind, token_variant variant, std::uint32_t layer,
                                 std::span<const std::uint32_t> index, std::uint32_t term) {
   if (auto t = find(kind, variant, layer, index, term)) return *t;
-  return intern_new(kind, variant, layer, index, term);
-}
-
-token_index token_table::intern_new(token_kind kind, token_variant variant, std::uint32_t layer,
-                                    std::span<const std::uint32_t> index, std::uint32_t term) {
   check_nameable(kind, variant, layer, term);
   if (size() >= 0xFFFFFFFEu) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
   const auto t = static_cast<token_index>(size());

@@ -103,9 +103,9 @@ class token_table {
                         std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order = {},
                         std::uint32_t term = 0, std::span<const std::uint32_t> present = {});
   /// The index of the block token with coordinates `index` in the block starting at `first`
-  /// (O(rank), O(log count) for a sparse block; no hashing), or nullopt when a sparse block
-  /// does not hold it. Precondition: `first` was returned by add_block, index is within its
-  /// shape.
+  /// (O(rank), O(log count) for a sparse block; no hashing), or nullopt when the index is
+  /// outside the shape or a sparse block does not hold it. Precondition: `first` was
+  /// returned by add_block and index has the block's rank.
   std::optional<token_index> block_token(token_index first, std::span<const std::uint32_t> index) const;
 
   /// The blocks, in token order (for the file format and reports).
@@ -182,8 +182,8 @@ class token_table {
     std::vector<std::uint8_t> order;   // storage order of the axes, outermost first
     std::vector<std::uint32_t> stride; // by axis: the storage stride of that axis
     std::vector<std::uint32_t> present; // sparse block: storage offsets of its tokens, increasing
-    // The token of storage offset `off`, if the block holds it.
-    std::optional<token_index> at_offset(std::uint64_t off) const;
+    // The token at coordinates `index`, if inside the shape and (sparse) held by the block.
+    std::optional<token_index> at(std::span<const std::uint32_t> index) const;
     // The storage offset of token t of the block.
     std::uint64_t offset_of(token_index t) const { return present.empty() ? t - first : present[t - first]; }
   };
@@ -204,9 +204,6 @@ class token_table {
     return locate_slow(t);
   }
   place locate_slow(token_index t) const;
-  // Appends a single token known to be new (intern() after its look-up).
-  token_index intern_new(token_kind kind, token_variant variant, std::uint32_t layer,
-                         std::span<const std::uint32_t> index, std::uint32_t term);
   std::optional<token_index> find_in_blocks(std::uint8_t kind, std::uint8_t variant, std::uint32_t layer,
                                             std::span<const std::uint32_t> index, std::uint32_t term) const;
 

@@ -423,6 +423,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     return modify(v, a[j], 0.0);
   };
   auto psi_value = [&](V v, double w) { return modify(v, w, r.gamma); };
+  // Whether edge j → k carries term m: every factor of E_jk^m has a nonzero natural value.
+  auto term_active = [&](std::size_t m, std::size_t k, std::size_t j, double w) {
+    const auto& ts = rt.terms[m];
+    return coef[m][k] != 0 && phi_value(ts.phi, j) != 0 && (!ts.has_psi || psi_value(ts.psi, w) != 0);
+  };
 
   // Count the edges first, so every array is reserved once. The fused layout also counts
   // them per bucket (lower unit j, term m) here, for its counting sort below.
@@ -434,8 +439,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
       if (!need[k]) return;
       for (std::size_t m = 0; m < T; ++m) {
-        const auto& ts = rt.terms[m];
-        if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || (ts.has_psi && psi_value(ts.psi, w) == 0)) continue;
+        if (!term_active(m, k, j, w)) continue;
         ++n_edges;
         if (fuse) ++start[j * T + m + 1];
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
@@ -524,8 +528,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
           if (!need[k]) return;
           for (std::size_t m = 0; m < T; ++m) {
-            const auto& ts = rt.terms[m];
-            if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || psi_value(ts.psi, w) == 0) continue;
+            if (!term_active(m, k, j, w)) continue;
             const auto at = fill[j * T + m]++;
             e_k[at] = static_cast<std::uint32_t>(k);
             e_p[at] = static_cast<std::uint32_t>(p);
@@ -633,8 +636,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
       if (!need[k]) return;
       for (std::size_t m = 0; m < T; ++m) {
+        if (!term_active(m, k, j, w)) continue;
         const auto& ts = rt.terms[m];
-        if (coef[m][k] == 0 || phi_value(ts.phi, j) == 0 || (ts.has_psi && psi_value(ts.psi, w) == 0)) continue;
         edge_context ctx;
         ctx.layer = layer_no;
         ctx.lower = static_cast<std::uint32_t>(j);
