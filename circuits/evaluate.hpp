@@ -234,6 +234,11 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     of |= __builtin_mul_overflow(val[to_index(ch[b])], acc, &r);
     if (of) s.overflow = true;
     return r;
+  } else if constexpr (has_fused_sum<S>) {
+    // Semirings with their own fused kernel (top-k: pruned, monomials only for survivors).
+    return s.fused_sum(
+        val[to_index(ch[b])], n, [&](std::size_t i) -> const V& { return tv[ps[i]]; },
+        [&](std::size_t i) -> const V& { return val[to_index(sc[i])]; });
   } else if constexpr (std::is_trivially_copyable_v<V> && sizeof(V) <= 16 && !has_nary_sum<S>) {
     // Small plain values (Boolean, max-plus, Viterbi, tropical, fuzzy, …): four independent
     // ⊕ chains, as for ℝ, so a max or an or does not wait for the previous one (⊕ is

@@ -91,6 +91,15 @@ concept has_nary_sum = semiring<S> && requires(const S& s, std::span<const typen
   { s.sum(xs) } -> std::same_as<typename S::value_type>;
 };
 
+/// Semirings with their own kernel for a fused gate's value φ ⊗ ⊕_{i<n} (ψ(i) ⊗ σ(i))
+/// (DESIGN §5), equal to folding plus and times but cheaper (top-k prunes).
+template <class S>
+concept has_fused_sum =
+    semiring<S> && requires(const S& s, const typename S::value_type& v, std::size_t n,
+                            const typename S::value_type& (*at)(std::size_t)) {
+      { s.fused_sum(v, n, at, at) } -> std::same_as<typename S::value_type>;
+    };
+
 /// Semirings that can take a real coefficient directly (edge annotation Θ with numeric output).
 template <class S>
 concept real_embeddable = semiring<S> && requires(const S& s, double d) {

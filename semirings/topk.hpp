@@ -29,6 +29,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -154,6 +155,80 @@ class topk_semiring {
     std::sort(r.entries.begin(), r.entries.end(), topk_better);
     if (r.entries.size() > k_) r.entries.resize(k_);
     return r;
+  }
+
+  /// φ ⊗ ⊕_{i<n} (ψ(i) ⊗ σ(i)) — a fused gate's value (DESIGN §5) — equal to folding plus
+  /// and times, but without building a list per term: the k best products are kept as
+  /// (score, i, a, b) candidates and monomials are built only for the k that survive. A term
+  /// whose best product |ψ(i)₀|·|σ(i)₀| is below the k-th largest such product is skipped
+  /// after one multiplication (lists are sorted by |score|, and rounding is monotone, so
+  /// nothing in it could enter). Ties on |score| compare the candidates' monomials, as
+  /// topk_better does. psi(i) and sigma(i) return const value_type&.
+  /// O(n·k) worst case, O(n + k²) typically, plus k monomials.
+  template <class Psi, class Sigma>
+  value_type fused_sum(const value_type& phi, std::size_t n, Psi&& psi, Sigma&& sigma) const {
+    struct candidate {
+      double score, mag;
+      std::uint32_t i, a, b;
+    };
+    thread_local std::vector<candidate> best;  // sorted best first, at most k_
+    best.clear();
+    const auto mono_of = [&](const candidate& c) {
+      return psi(c.i).entries[c.a].mono * sigma(c.i).entries[c.b].mono;
+    };
+    const auto better = [&](const candidate& x, const candidate& y) {
+      if (x.mag != y.mag) return x.mag > y.mag;
+      const auto c = mono_of(x) <=> mono_of(y);
+      if (c != 0) return c < 0;
+      return x.score > y.score;
+    };
+    // Pass 1: each term's best product |ψ(i)₀|·|σ(i)₀| — itself a candidate — and the k
+    // largest of them. The k-th is a lower bound of the final k-th |score|, so pass 2 only
+    // opens terms that reach it: about k of them, not one per edge.
+    thread_local std::vector<double> bound, top;
+    bound.resize(n);
+    top.clear();
+    constexpr std::size_t ahead = 16;  // ψ lists live on the heap, one per token: fetch early
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + ahead < n) __builtin_prefetch(psi(i + ahead).entries.data());
+      const auto& p = psi(i).entries;
+      const auto& q = sigma(i).entries;
+      // |fl(x·y)| = fl(|x|·|y|), and fl is monotone: nothing in term i beats this bound.
+      const double b = p.empty() || q.empty() ? 0.0 : std::fabs(p[0].score) * std::fabs(q[0].score);
+      bound[i] = b;
+      if (b == 0.0 || (top.size() == k_ && b <= top.back())) continue;
+      std::size_t at = top.size();
+      while (at > 0 && b > top[at - 1]) --at;
+      top.insert(top.begin() + static_cast<std::ptrdiff_t>(at), b);
+      if (top.size() > k_) top.pop_back();
+    }
+    const double floor = top.size() == k_ ? top.back() : 0.0;
+    // Pass 2: the candidates of the terms that reach the floor, best k kept.
+    for (std::size_t i = 0; i < n; ++i) {
+      if (bound[i] == 0.0 || bound[i] < floor) continue;
+      if (best.size() == k_ && bound[i] < best.back().mag) continue;
+      const auto& p = psi(i).entries;
+      const auto& q = sigma(i).entries;
+      for (std::uint32_t a = 0; a < p.size(); ++a) {
+        for (std::uint32_t b = 0; b < q.size(); ++b) {
+          const double sc = p[a].score * q[b].score;
+          const double mag = std::fabs(sc);
+          // Underflow (times drops it), or below the k-th: the rest of the row is smaller.
+          if (mag == 0.0 || mag < floor) break;
+          if (best.size() == k_ && mag < best.back().mag) break;
+          const candidate c{sc, mag, static_cast<std::uint32_t>(i), a, b};
+          std::size_t at = best.size();
+          while (at > 0 && better(c, best[at - 1])) --at;
+          if (at >= k_) continue;  // ties the k-th on |score| but ranks after it
+          best.insert(best.begin() + static_cast<std::ptrdiff_t>(at), c);
+          if (best.size() > k_) best.pop_back();
+        }
+      }
+    }
+    value_type inner;
+    inner.entries.reserve(best.size());
+    for (const auto& c : best) inner.entries.push_back({c.score, mono_of(c)});
+    return times(phi, inner);
   }
 
   std::string name() const { return fmt::format("{}:{}", registry_name, k_); }
