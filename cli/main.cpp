@@ -9,10 +9,13 @@
 #include <fmt/ranges.h>
 
 #include "cli/commands.hpp"
+#include "common/allocator.hpp"
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
 
 int main(int argc, char** argv) {
+  // Builds in a loop (batch, bench) reuse warm memory instead of faulting in fresh pages.
+  provnn::retain_freed_memory();
   CLI::App app{
       "provnn — explain neural-network decisions with provenance circuits (LRP as provenance).\n"
       "Run 'provnn COMMAND --help' for the options of a command."};
