@@ -219,12 +219,17 @@ void circuit::add_root(root r) {
   if (find_root(r.name))
     throw error(fmt::format("circuit: a root named '{}' exists already; root names must be unique", r.name));
   roots_.push_back(std::move(r));
+  try {
+    root_by_name_.emplace(roots_.back().name, static_cast<std::uint32_t>(roots_.size() - 1));
+  } catch (...) {
+    roots_.pop_back();
+    throw;
+  }
 }
 
 const root* circuit::find_root(std::string_view name) const {
-  for (const auto& r : roots_)
-    if (r.name == name) return &r;
-  return nullptr;
+  const auto it = root_by_name_.find(name);
+  return it == root_by_name_.end() ? nullptr : &roots_[it->second];
 }
 
 void circuit::reserve(std::size_t gates, std::size_t child_refs) {
@@ -264,7 +269,7 @@ std::size_t circuit::bytes() const noexcept {
                   4 * fused_gates_.capacity() + sizeof(fused_context) * fused_contexts_.capacity() +
                   4 * fused_param_offsets_.capacity() + 4 * fused_params_.capacity() + 4 * scale_gates_.capacity() +
                   4 * scale_units_.capacity();
-  for (const auto& r : roots_) b += sizeof(root) + r.name.capacity();
+  for (const auto& r : roots_) b += sizeof(root) + 2 * r.name.capacity() + 48;  // + the name index
   return b;
 }
 

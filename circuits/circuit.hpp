@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "circuits/detail/id_table.hpp"
@@ -219,7 +220,7 @@ class circuit {
   std::size_t fused_edge_count() const noexcept { return fused_params_.size(); }
 
   std::span<const root> roots() const noexcept { return roots_; }
-  /// The root with this exact name, or nullptr.
+  /// The root with this exact name, or nullptr. O(|name|).
   const root* find_root(std::string_view name) const;
 
   /// Free-form provenance of the circuit (model, input, target, rules, …), sorted by key.
@@ -258,6 +259,13 @@ class circuit {
   std::vector<gate_id> scale_gates_;
   std::vector<std::uint32_t> scale_units_;
   std::vector<root> roots_;
+  /// Root name → index in roots_: add_root's uniqueness check and find_root in O(1) (a linear
+  /// scan made adding n roots O(n²): 5 % of a lenet5 build with its 784 feature roots).
+  struct name_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::uint32_t, name_hash, std::equal_to<>> root_by_name_;
   std::map<std::string, std::string> metadata_;
   detail::id_table by_structure_;
   std::vector<gate_id> scratch_;
