@@ -120,6 +120,9 @@ TEST_CASE("batch --semiring real --json: per-sample summaries agree with the num
   const auto j = nlohmann::json::parse(r.out);
   CHECK(j["samples"] == 4);
   CHECK(j["failed"].empty());
+  // The parallel loop's time is part of the total (which adds loading and writing).
+  CHECK(j["explain_seconds"].get<double>() > 0.0);
+  CHECK(j["explain_seconds"].get<double>() <= j["seconds"].get<double>());
   const auto rel = eng::read_npy(out).data;
   for (std::size_t i = 0; i < 4; ++i) {
     INFO("sample " << i);
