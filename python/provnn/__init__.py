@@ -23,6 +23,7 @@ from ._provnn import (  # noqa: F401  (re-exported)
     ParseError,
     ProvnnIOError,
     UnsupportedError,
+    retain_freed_memory,
     semirings,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "Polynomial",
     "ProvnnIOError",
     "UnsupportedError",
+    "retain_freed_memory",
     "semirings",
 ]
 

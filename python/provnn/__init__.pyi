@@ -10,6 +10,7 @@ from ._provnn import (
     ParseError as ParseError,
     ProvnnIOError as ProvnnIOError,
     UnsupportedError as UnsupportedError,
+    retain_freed_memory as retain_freed_memory,
     semirings as semirings,
 )
 

@@ -161,3 +161,15 @@ def test_semirings_listing():
     assert names[0] == "real" and "topk:K" in names and "nx" in names
     boolean = rows[names.index("boolean")]
     assert "commutative" in boolean["properties"] and boolean["question"]
+
+
+def test_retain_freed_memory_then_circuits_still_equal(data):
+    # Process-wide and idempotent; whether it applies depends on the C library and on the
+    # user's MALLOC_* settings, so only the type is fixed. Circuits built after it are the same.
+    model = provnn.Model.load(data / "models" / "digits_mlp.onnx")
+    x = load_npy(data / "inputs" / "mlp_input_0.npy")
+    before = model.circuit(x).evaluate("real")
+    assert isinstance(provnn.retain_freed_memory(), bool)
+    assert isinstance(provnn.retain_freed_memory(), bool)
+    after = model.circuit(x).evaluate("real")
+    assert np.array_equal(np.asarray(before), np.asarray(after))
