@@ -15,6 +15,7 @@ packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler
   libcli11-dev nlohmann-json3-dev libpng-dev zlib1g-dev libeigen3-dev
   libbenchmark-dev
+  libflint-dev                        # bench/nx_flint_bench: N[X] against FLINT's fmpz_mpoly
   graphviz                            # `dot` parses every DOT file the tests write
   python3 python3-numpy python3-pytest python3-dev pybind11-dev   # the Python module and its tests
   python3-dask python3-distributed     # provnn.dask (tested on a LocalCluster)
