@@ -4,19 +4,22 @@
 // fresh mmap and returns them with munmap on free, and trims the heap top above 128 KiB.
 // A circuit build allocates a few large arrays per stage and per circuit; in a loop of
 // builds (batch, bench, a service) every one of them came back as fresh pages, and the
-// kernel's page-fault handling was the largest single cost: 24 % of a fused build's profile,
-// and `provnn batch -j 1` ran 4× slower than with the settings below (docs/performance.md,
-// "Update 2026-11-30 (evening): freed memory").
+// kernel's page-fault handling was the largest single cost: 24 % of a fused build's profile;
+// `provnn bench` builds of 784-300-100-10 ran 6.5× faster with the settings below, a
+// one-thread batch of fused circuits 1.4× faster (docs/performance.md, "Update 2026-11-30
+// (evening): freed memory").
 #pragma once
 
 namespace provnn {
 
-/// Raises glibc's mmap threshold to 32 MiB (its maximum on 64-bit) and its trim threshold to
+/// Raises glibc's mmap threshold to its maximum (32 MiB on 64-bit) and its trim threshold to
 /// 256 MiB, so blocks below those sizes are reused from the heap instead of being unmapped and
-/// faulted in again. Peak memory is unchanged (freed memory is reused, not added to); at most
-/// 256 MiB of free heap top stays mapped. Does nothing when the user set MALLOC_*_ environment
-/// variables or GLIBC_TUNABLES (theirs win), or when the C library is not glibc. Process-wide:
-/// the command-line tool calls it first thing; a library user opts in. Returns true when applied.
+/// faulted in again. The price: freed memory stays with the process — each arena keeps up to
+/// 256 MiB of free heap top, and freed blocks inside a heap are not returned to the system — so
+/// a long-running process keeps its high-water mark (the peak itself does not grow: freed
+/// memory is reused). Does nothing when the user set MALLOC_*_ environment variables or
+/// GLIBC_TUNABLES (theirs win), or when the C library is not glibc. Process-wide: the
+/// command-line tool calls it first thing; a library user opts in. Returns true when applied.
 bool retain_freed_memory() noexcept;
 
 }  // namespace provnn

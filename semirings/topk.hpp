@@ -163,8 +163,10 @@ class topk_semiring {
   /// whose best product |ψ(i)₀|·|σ(i)₀| is below the k-th largest such product is skipped
   /// after one multiplication (lists are sorted by |score|, and rounding is monotone, so
   /// nothing in it could enter). Ties on |score| compare the candidates' monomials, as
-  /// topk_better does. psi(i) and sigma(i) return const value_type&.
-  /// O(n·k) worst case, O(n + k²) typically, plus k monomials.
+  /// topk_better does. psi(i) and sigma(i) return const value_type&. Typically O(n + k²)
+  /// comparisons and k monomials; when many products tie on |score| (quantised values),
+  /// every opened candidate may compare against up to k others, each such comparison building
+  /// two monomials — the fold's cost class, not below it.
   template <class Psi, class Sigma>
   value_type fused_sum(const value_type& phi, std::size_t n, Psi&& psi, Sigma&& sigma) const {
     struct candidate {
@@ -209,13 +211,17 @@ class topk_semiring {
       if (best.size() == k_ && bound[i] < best.back().mag) continue;
       const auto& p = psi(i).entries;
       const auto& q = sigma(i).entries;
-      for (std::uint32_t a = 0; a < p.size(); ++a) {
+      bool rows_left = true;
+      for (std::uint32_t a = 0; a < p.size() && rows_left; ++a) {
         for (std::uint32_t b = 0; b < q.size(); ++b) {
           const double sc = p[a].score * q[b].score;
           const double mag = std::fabs(sc);
-          // Underflow (times drops it), or below the k-th: the rest of the row is smaller.
-          if (mag == 0.0 || mag < floor) break;
-          if (best.size() == k_ && mag < best.back().mag) break;
+          // Underflow (times drops it), or below the k-th: the rest of the row is smaller, and
+          // when that happens at b = 0 so is every later row (|ψ(i)_a| does not increase).
+          if (mag == 0.0 || mag < floor || (best.size() == k_ && mag < best.back().mag)) {
+            rows_left = b > 0;
+            break;
+          }
           const candidate c{sc, mag, static_cast<std::uint32_t>(i), a, b};
           std::size_t at = best.size();
           while (at > 0 && better(c, best[at - 1])) --at;

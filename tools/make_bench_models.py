@@ -8,7 +8,7 @@ OUT_DIR/lenet5.onnx   LeNet-5 on 28×28×1 (conv6·5 pad 2, pool, conv16·5, poo
 OUT_DIR/mlp_batch.npy, OUT_DIR/lenet5_batch.npy   N samples (default 64), U(0, 1), float64
 
 Fixed seeds, so every run measures the same work. Not used by the tests (the models are
-generated, not committed: they are benchmark inputs, ≈ 1 MB each).
+generated, not committed: they are benchmark inputs; the MLP is ≈ 1 MB).
 Needs Debian's python3-torch and python3-numpy (/usr/bin/python3).
 """
 import os

@@ -5,9 +5,10 @@
 // entry, at every gate:
 //   1. random fused circuits whose token values are drawn from {±½, ±1, ±2, ±4}, so that
 //      products tie on |score| everywhere and the ranking falls back to monomials, for
-//      k = 1, 2, 3, 10, with valuations whose parameter lists have several entries, with
-//      deleted tokens (value 0) and with products that underflow to 0;
-//   2. circuits built by the engine from the bundled models (fused layout), three rules.
+//      k = 1, 2, 3, 10, with valuations whose parameter lists have several entries and with
+//      deleted tokens (value 0);
+//   2. products that underflow to 0 (values down to 1e-160; the test checks some did);
+//   3. circuits built by the engine from the bundled models (fused layout), three rules.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -140,6 +141,13 @@ TEST_CASE("top-k fused kernel: products that underflow to 0 are dropped, as time
   auto pick = [&] { return levels[rng() % 4] * ((rng() & 1) ? 1.0 : -1.0); };
   const circuit c = random_fused({2, 6, 6}, pick);
   for (std::size_t k : {1, 4, 10}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
+  // No token is zero, so a fused gate with an empty list lost every product to underflow;
+  // the case must have happened (and not everywhere).
+  const auto v = evaluate(c, topk_semiring(4));
+  std::size_t empty = 0, full = 0;
+  for (auto g : c.fused_gates()) (v[to_index(g)].entries.empty() ? empty : full) += 1;
+  CHECK(empty > 0);
+  CHECK(full > 0);
 }
 
 TEST_CASE("top-k fused kernel = fold on circuits the engine builds from the bundled models") {

@@ -31,9 +31,18 @@ void build_and_drop() {
 
 }  // namespace
 
+// The sanitizers bring their own allocator: mallopt does nothing there (and reports so).
+// GCC says so with __SANITIZE_*__, clang with __has_feature.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PROVNN_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define PROVNN_TEST_SANITIZED 1
+#endif
+#endif
+
 TEST_CASE("retain_freed_memory: repeated builds stop faulting in fresh pages") {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(__SANITIZE_MEMORY__)
-  // The sanitizers bring their own allocator: mallopt does nothing there (and reports so).
+#if defined(PROVNN_TEST_SANITIZED)
   MESSAGE("sanitizer build: glibc's allocator is not in use, nothing to measure");
 #elif defined(__GLIBC__)
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_") ||
