@@ -5,9 +5,9 @@
 // A circuit build allocates a few large arrays per stage and per circuit; in a loop of
 // builds (batch, bench, a service) every one of them came back as fresh pages, and the
 // kernel's page-fault handling was the largest single cost: 24 % of a fused build's profile;
-// `provnn bench` builds of 784-300-100-10 ran 6.5× faster with the settings below, a
-// one-thread batch of fused circuits 1.4× faster (docs/performance.md, "Update 2026-11-30
-// (evening): freed memory").
+// with the settings below, `provnn bench` built 784-300-100-10 6.5× faster and a one-thread
+// batch of 64 fused circuits took 0.42–0.45 s instead of 1.69–1.85 s (docs/performance.md,
+// "Update 2026-11-30 (evening): freed memory").
 #pragma once
 
 namespace provnn {

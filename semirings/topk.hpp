@@ -205,10 +205,10 @@ class topk_semiring {
       if (top.size() > k_) top.pop_back();
     }
     const double floor = top.size() == k_ ? top.back() : 0.0;
-    // Pass 2: the candidates of the terms that reach the floor, best k kept.
+    // Pass 2: the candidates of the terms that reach the floor and the k-th so far, best k
+    // kept (the test on bound[i] is the inner loop's first one, without loading the lists).
     for (std::size_t i = 0; i < n; ++i) {
-      if (bound[i] == 0.0 || bound[i] < floor) continue;
-      if (best.size() == k_ && bound[i] < best.back().mag) continue;
+      if (bound[i] == 0.0 || bound[i] < floor || (best.size() == k_ && bound[i] < best.back().mag)) continue;
       const auto& p = psi(i).entries;
       const auto& q = sigma(i).entries;
       bool rows_left = true;

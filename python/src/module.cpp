@@ -62,8 +62,9 @@ PYBIND11_MODULE(_provnn, m) {
   m.def("retain_freed_memory", &provnn::retain_freed_memory,
         "Keep freed memory in the process (glibc: mmap threshold 32 MiB, trim threshold 256 MiB), so a "
         "loop of circuit builds reuses warm pages instead of faulting in fresh ones (1.6-6.5x faster "
-        "builds in the loops measured); freed memory then stays with the process. Process-wide, so not done at import; returns False when it does not apply "
-        "(MALLOC_* or GLIBC_TUNABLES set by the user, or not glibc).");
+        "builds in the loops measured); freed memory then stays with the process. Process-wide, so not "
+        "done at import; returns False when it does not apply (MALLOC_* or GLIBC_TUNABLES set by the "
+        "user, or not glibc).");
   m.def(
       "semirings",
       [] {
