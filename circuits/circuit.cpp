@@ -87,25 +87,55 @@ gate_id circuit::append(gate_kind kind, std::span<const gate_id> children) {
   return g;
 }
 
+std::uint32_t& circuit::token_gate_slot(token_index t) {
+  const auto pos = tokens_.position(t);
+  std::vector<std::uint32_t>* v = &single_gate_;
+  std::size_t want = tokens_.single_count();  // singles come in order: room for all made so far
+  if (pos.block >= 0) {
+    const auto b = static_cast<std::size_t>(pos.block);
+    if (block_gate_.size() <= b) block_gate_.resize(b + 1);
+    v = &block_gate_[b];
+    want = tokens_.block_at(b).count;
+  }
+  if (v->size() <= pos.at) {
+    const std::size_t n = std::max<std::size_t>(want, std::size_t{pos.at} + 1);
+    if (n > v->capacity()) {
+      require_memory(4 * std::max(n, v->capacity() + v->capacity() / 2), "growing the token-gate index");
+      v->reserve(std::max(n, v->capacity() + v->capacity() / 2));
+    }
+    v->resize(n, detail::id_table::empty);
+  }
+  return (*v)[pos.at];
+}
+
+void circuit::forget_token_gates() {
+  single_gate_.clear();
+  block_gate_.clear();
+  token_gates_ = 0;
+}
+
 gate_id circuit::token(token_index t) {
   PROVNN_ASSERT(t < tokens_.size());
-  if (token_gate_.size() <= t) {
-    // Token gates come roughly in token order, and a token block can make t jump far: grow by
-    // an eighth, not by doubling (4 bytes per token; most block tokens never get a gate).
-    if (t >= token_gate_.capacity()) token_gate_.reserve(std::size_t{t} + 1 + (std::size_t{t} + 1) / 8);
-    token_gate_.resize(std::size_t{t} + 1, detail::id_table::empty);
-  }
-  if (token_gate_[t] != detail::id_table::empty) return static_cast<gate_id>(token_gate_[t]);
-  const gate_id slot{t};
-  const auto g = append(gate_kind::token, std::span(&slot, 1));
-  token_gate_[t] = to_index(g);
+  auto* slot = &token_gate_slot(t);
+  if (*slot != detail::id_table::empty) return static_cast<gate_id>(*slot);
+  const gate_id tg{t};
+  const auto g = append(gate_kind::token, std::span(&tg, 1));
+  slot = &token_gate_slot(t);  // append() does not touch the index, but keep it obviously valid
+  *slot = to_index(g);
   ++token_gates_;
   return g;
 }
 
 std::optional<gate_id> circuit::find_token_gate(token_index t) const {
-  if (t >= token_gate_.size() || token_gate_[t] == detail::id_table::empty) return std::nullopt;
-  return static_cast<gate_id>(token_gate_[t]);
+  if (t >= tokens_.size()) return std::nullopt;
+  const auto pos = tokens_.position(t);
+  const std::vector<std::uint32_t>* v = &single_gate_;
+  if (pos.block >= 0) {
+    if (static_cast<std::size_t>(pos.block) >= block_gate_.size()) return std::nullopt;
+    v = &block_gate_[static_cast<std::size_t>(pos.block)];
+  }
+  if (pos.at >= v->size() || (*v)[pos.at] == detail::id_table::empty) return std::nullopt;
+  return static_cast<gate_id>((*v)[pos.at]);
 }
 
 gate_id circuit::intern(gate_kind kind, std::vector<gate_id>& cs) {
@@ -185,9 +215,13 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   // needs them to be scale gates, and checks it (a search per edge here would cost ~10 ns).
   for (auto s : scaled) PROVNN_ASSERT(to_index(s) < size());
   if (fused_gates_.size() == fused_gates_.capacity())
-    require_memory((4 + 4 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
+    require_memory((4 + 4 + 4 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
                    "growing the fused-gate arrays");
-  if (fused_params_.size() + parameters.size() > fused_params_.capacity())
+  // A run of consecutive tokens (every gate of a dense layer, whose parameter block is
+  // j-major) is stored as its first token: no bytes per edge.
+  bool run = true;
+  for (std::size_t i = 1; i < parameters.size() && run; ++i) run = parameters[i] == parameters[0] + i;
+  if (!run && fused_params_.size() + parameters.size() > fused_params_.capacity())
     require_memory(4 * std::max(fused_params_.size() + parameters.size(), 2 * fused_params_.capacity()),
                    "growing the fused-parameter array");
   // children: φ then the scaled gates (append copies a span; build it in scratch_)
@@ -197,8 +231,14 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   const auto g = append(gate_kind::fused, scratch_);
   fused_gates_.push_back(g);
   fused_contexts_.push_back(context);
-  fused_params_.insert(fused_params_.end(), parameters.begin(), parameters.end());
+  if (run) {
+    fused_param_first_.push_back(parameters[0]);
+  } else {
+    fused_param_first_.push_back(no_token);
+    fused_params_.insert(fused_params_.end(), parameters.begin(), parameters.end());
+  }
   fused_param_offsets_.push_back(static_cast<std::uint32_t>(fused_params_.size()));
+  fused_edges_ += parameters.size();
   return g;
 }
 
@@ -254,21 +294,24 @@ void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
   fused_gates += fused_gates_.size();
   edges += fused_params_.size();
   std::size_t extra = 0;
-  if (fused_gates > fused_gates_.capacity()) extra += (8 + sizeof(fused_context)) * fused_gates;
+  if (fused_gates > fused_gates_.capacity()) extra += (12 + sizeof(fused_context)) * fused_gates;
   if (edges > fused_params_.capacity()) extra += 4 * edges;
   if (!fits_memory(extra)) return;
   fused_gates_.reserve(fused_gates);
   fused_contexts_.reserve(fused_gates);
   fused_param_offsets_.reserve(fused_gates + 1);
+  fused_param_first_.reserve(fused_gates);
   fused_params_.reserve(edges);
 }
 
 std::size_t circuit::bytes() const noexcept {
-  std::size_t b = kinds_.capacity() + 4 * offsets_.capacity() + 4 * children_.capacity() + 4 * token_gate_.capacity() +
+  std::size_t b = kinds_.capacity() + 4 * offsets_.capacity() + 4 * children_.capacity() + 4 * single_gate_.capacity() +
                   4 * edge_gates_.capacity() + sizeof(edge_context) * edge_contexts_.capacity() + by_structure_.bytes() +
                   4 * fused_gates_.capacity() + sizeof(fused_context) * fused_contexts_.capacity() +
-                  4 * fused_param_offsets_.capacity() + 4 * fused_params_.capacity() + 4 * scale_gates_.capacity() +
+                  4 * fused_param_offsets_.capacity() + 4 * fused_param_first_.capacity() + 4 * fused_params_.capacity() + 4 * scale_gates_.capacity() +
                   4 * scale_units_.capacity();
+  b += sizeof(std::vector<std::uint32_t>) * block_gate_.capacity();
+  for (const auto& v : block_gate_) b += 4 * v.capacity();
   for (const auto& r : roots_) b += sizeof(root) + 2 * r.name.capacity() + 48;  // + the name index
   return b;
 }

@@ -38,10 +38,12 @@ constexpr gate_id one_gate{1};
 /// Gate kinds. Values 6..15 are reserved for structured kinds (issue 5); the file format
 /// stores the byte as is and refuses kinds it does not know.
 ///   fused  F = φ ⊗ ⊕_i (ψ_i ⊗ S_i): children() are [φ, S_1, …, S_n] (gates), the ψ_i are
-///          tokens read straight from the valuation (fused_parameters()), and every S_i is a
+///          tokens read straight from the valuation (fused_parameters(): a run of consecutive
+///          tokens is stored as its first), and every S_i is a
 ///          scale gate n_k^m ⊗ R_k (a ⊗ gate marked with its upper unit k, scaled_unit()).
 ///          It stands for ⊕_i E_i ⊗ R_{k_i} with the edge gates E_i = φ ⊗ ψ_i ⊗ n_{k_i}^m of one
-///          lower unit and term (DESIGN §5): 8 bytes per edge instead of three gates.
+///          lower unit and term (DESIGN §5): 4 bytes per edge (8 when its
+///          parameters are not consecutive tokens) instead of three gates.
 enum class gate_kind : std::uint8_t { zero = 0, one = 1, token = 2, plus = 3, times = 4, fused = 5 };
 inline constexpr std::uint8_t gate_kind_count = 6;
 std::string_view to_string(gate_kind k) noexcept;
@@ -70,6 +72,52 @@ struct fused_context {
   std::uint32_t lower = 0;
   std::uint32_t term = 0;
   friend bool operator==(const fused_context&, const fused_context&) = default;
+};
+
+/// The parameter tokens of one fused gate, in edge order: a run first, first + 1, … (stored
+/// as its first token: a dense layer's block gives every gate one) or an explicit list
+/// (shared convolution weights). Indexable and iterable like a span of token_index.
+class fused_parameter_list {
+ public:
+  fused_parameter_list(const token_index* list, token_index first, std::size_t n) noexcept
+      : list_(list), first_(first), n_(n) {}
+  std::size_t size() const noexcept { return n_; }
+  bool empty() const noexcept { return n_ == 0; }
+  token_index operator[](std::size_t i) const noexcept {
+    return list_ ? list_[i] : static_cast<token_index>(first_ + i);
+  }
+  /// Whether the tokens are the run first(), first() + 1, …
+  bool is_run() const noexcept { return list_ == nullptr; }
+  token_index first() const noexcept { return (*this)[0]; }
+  class iterator {
+   public:
+    using value_type = token_index;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    iterator(const fused_parameter_list* l, std::size_t i) : l_(l), i_(i) {}
+    token_index operator*() const { return (*l_)[i_]; }
+    iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    iterator operator++(int) {
+      auto t = *this;
+      ++i_;
+      return t;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.i_ == b.i_; }
+
+   private:
+    const fused_parameter_list* l_ = nullptr;
+    std::size_t i_ = 0;
+  };
+  iterator begin() const { return {this, 0}; }
+  iterator end() const { return {this, n_}; }
+
+ private:
+  const token_index* list_;
+  token_index first_;
+  std::size_t n_;
 };
 
 /// What a named root stands for.
@@ -174,7 +222,8 @@ class circuit {
   /// it asks for at most max_gates gates and reserves nothing when the room would take the
   /// arena above max_bytes (the arrays then grow on demand, each growth checked).
   void reserve(std::size_t gates, std::size_t child_refs);
-  /// Room for `fused_gates` more fused gates holding `edges` more edges: a hint like reserve().
+  /// Room for `fused_gates` more fused gates whose listed (not run) parameters hold `edges`
+  /// more entries: a hint like reserve().
   void reserve_fused(std::size_t fused_gates, std::size_t edges);
 
   // ---- reading ------------------------------------------------------------------------------
@@ -205,10 +254,15 @@ class circuit {
   /// tokens of fused gate number i (fused_gates()[i]), one per scaled child.
   std::span<const gate_id> fused_gates() const noexcept { return fused_gates_; }
   std::span<const fused_context> fused_contexts() const noexcept { return fused_contexts_; }
-  std::span<const token_index> fused_parameters(std::size_t i) const {
-    return {fused_params_.data() + fused_param_offsets_[i], fused_params_.data() + fused_param_offsets_[i + 1]};
+  fused_parameter_list fused_parameters(std::size_t i) const {
+    const std::size_t n = offsets_[to_index(fused_gates_[i]) + 1] - offsets_[to_index(fused_gates_[i])] - 1;
+    if (fused_param_first_[i] != no_token) return {nullptr, fused_param_first_[i], n};
+    return {fused_params_.data() + fused_param_offsets_[i], no_token, n};
   }
-  /// All parameter entries of all fused gates, and where each gate's start (size fused + 1).
+  /// The raw parameter arrays, for evaluation: per fused gate the first token of its run, or
+  /// no_token when its tokens are listed — then at raw_fused_parameters()[offsets[i] …]
+  /// (offsets: size fused + 1; a run gate adds no entry).
+  std::span<const token_index> raw_fused_parameter_firsts() const noexcept { return fused_param_first_; }
   std::span<const token_index> raw_fused_parameters() const noexcept { return fused_params_; }
   std::span<const std::uint32_t> raw_fused_parameter_offsets() const noexcept { return fused_param_offsets_; }
   /// Scale gates in increasing id order and their upper units.
@@ -217,7 +271,7 @@ class circuit {
   /// The upper unit of scale gate g, or nullopt when g is not one. O(log scale gates).
   std::optional<std::uint32_t> scaled_unit(gate_id g) const;
   /// Number of edges the fused gates stand for (their scaled children).
-  std::size_t fused_edge_count() const noexcept { return fused_params_.size(); }
+  std::size_t fused_edge_count() const noexcept { return fused_edges_; }
 
   std::span<const root> roots() const noexcept { return roots_; }
   /// The root with this exact name, or nullptr. O(|name|).
@@ -248,14 +302,22 @@ class circuit {
   std::vector<std::uint8_t> kinds_;
   std::vector<std::uint32_t> offsets_{0};
   std::vector<gate_id> children_;
-  std::vector<std::uint32_t> token_gate_;  // token → gate id (or id_table::empty)
+  // Token → gate id (or id_table::empty), following the token table's storage: one entry
+  // per single token, and per block an array made when its first token gets a gate — so the
+  // parameter blocks of a fused circuit, whose tokens never become gates, cost nothing here.
+  std::vector<std::uint32_t> single_gate_;
+  std::vector<std::vector<std::uint32_t>> block_gate_;
   std::size_t token_gates_ = 0;
+  std::uint32_t& token_gate_slot(token_index t);
+  void forget_token_gates();
   std::vector<gate_id> edge_gates_;
   std::vector<edge_context> edge_contexts_;
   std::vector<gate_id> fused_gates_;
   std::vector<fused_context> fused_contexts_;
   std::vector<std::uint32_t> fused_param_offsets_{0};
-  std::vector<token_index> fused_params_;
+  std::vector<token_index> fused_param_first_;  // per fused gate: its run's first token, or no_token
+  std::vector<token_index> fused_params_;        // the listed gates' tokens
+  std::size_t fused_edges_ = 0;
   std::vector<gate_id> scale_gates_;
   std::vector<std::uint32_t> scale_units_;
   std::vector<root> roots_;

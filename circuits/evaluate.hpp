@@ -200,13 +200,12 @@ struct checked_u64_semiring {
   std::string format(value_type a, const token_namer& = {}) const { return std::to_string(a); }
 };
 
-/// A fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i): ch[b] is φ, ch[b+1, e) the S_i, ps the ψ_i (tokens,
-/// read from the valuation). The real semiring gets a dot product with four accumulators
+/// A fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i): ch[b] is φ, ch[b+1, e) the S_i, psi(i) the value of ψ_i
+/// (a token's, from the valuation: a contiguous run or a listed token). The real semiring gets a dot product with four accumulators
 /// (no compensation: the same rounding class as the dense LRP it reproduces).
-template <semiring S>
-typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const stored_value_t<S>* tv,
-                                const gate_id* ch, std::uint32_t b, std::uint32_t e, const token_index* ps,
-                                std::vector<typename S::value_type>& buf) {
+template <semiring S, class Psi>
+typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
+                                std::uint32_t e, Psi&& psi, std::vector<typename S::value_type>& buf) {
   using V = typename S::value_type;
   const gate_id* sc = ch + b + 1;
   const std::uint32_t n = e - b - 1;
@@ -214,12 +213,12 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     std::uint32_t i = 0;
     for (; i + 4 <= n; i += 4) {
-      a0 += tv[ps[i]] * val[to_index(sc[i])];
-      a1 += tv[ps[i + 1]] * val[to_index(sc[i + 1])];
-      a2 += tv[ps[i + 2]] * val[to_index(sc[i + 2])];
-      a3 += tv[ps[i + 3]] * val[to_index(sc[i + 3])];
+      a0 += psi(i) * val[to_index(sc[i])];
+      a1 += psi(i + 1) * val[to_index(sc[i + 1])];
+      a2 += psi(i + 2) * val[to_index(sc[i + 2])];
+      a3 += psi(i + 3) * val[to_index(sc[i + 3])];
     }
-    for (; i < n; ++i) a0 += tv[ps[i]] * val[to_index(sc[i])];
+    for (; i < n; ++i) a0 += psi(i) * val[to_index(sc[i])];
     return val[to_index(ch[b])] * ((a0 + a1) + (a2 + a3));
   } else if constexpr (std::is_same_v<S, checked_u64_semiring>) {
     // One overflow flag in a register for the whole gate (the semiring's flag is memory).
@@ -227,7 +226,7 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     std::uint64_t acc = 0;
     for (std::uint32_t i = 0; i < n; ++i) {
       std::uint64_t p;
-      of |= __builtin_mul_overflow(tv[ps[i]], val[to_index(sc[i])], &p);
+      of |= __builtin_mul_overflow(psi(i), val[to_index(sc[i])], &p);
       of |= __builtin_add_overflow(acc, p, &acc);
     }
     std::uint64_t r;
@@ -237,7 +236,7 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
   } else if constexpr (has_fused_sum<S>) {
     // Semirings with their own fused kernel (top-k: pruned, monomials only for survivors).
     return s.fused_sum(
-        val[to_index(ch[b])], n, [&](std::size_t i) -> const V& { return tv[ps[i]]; },
+        val[to_index(ch[b])], n, [&](std::size_t i) -> const V& { return psi(i); },
         [&](std::size_t i) -> const V& { return val[to_index(sc[i])]; });
   } else if constexpr (std::is_trivially_copyable_v<V> && sizeof(V) <= 16 && !has_nary_sum<S>) {
     // Small plain values (Boolean, max-plus, Viterbi, tropical, fuzzy, …): four independent
@@ -246,20 +245,20 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     V a0 = s.zero(), a1 = s.zero(), a2 = s.zero(), a3 = s.zero();
     std::uint32_t i = 0;
     for (; i + 4 <= n; i += 4) {
-      a0 = s.plus(a0, s.times(tv[ps[i]], val[to_index(sc[i])]));
-      a1 = s.plus(a1, s.times(tv[ps[i + 1]], val[to_index(sc[i + 1])]));
-      a2 = s.plus(a2, s.times(tv[ps[i + 2]], val[to_index(sc[i + 2])]));
-      a3 = s.plus(a3, s.times(tv[ps[i + 3]], val[to_index(sc[i + 3])]));
+      a0 = s.plus(a0, s.times(psi(i), val[to_index(sc[i])]));
+      a1 = s.plus(a1, s.times(psi(i + 1), val[to_index(sc[i + 1])]));
+      a2 = s.plus(a2, s.times(psi(i + 2), val[to_index(sc[i + 2])]));
+      a3 = s.plus(a3, s.times(psi(i + 3), val[to_index(sc[i + 3])]));
     }
-    for (; i < n; ++i) a0 = s.plus(a0, s.times(tv[ps[i]], val[to_index(sc[i])]));
+    for (; i < n; ++i) a0 = s.plus(a0, s.times(psi(i), val[to_index(sc[i])]));
     return s.times(val[to_index(ch[b])], s.plus(s.plus(a0, a1), s.plus(a2, a3)));
   } else if constexpr (has_nary_sum<S>) {
     buf.clear();
-    for (std::uint32_t i = 0; i < n; ++i) buf.push_back(s.times(tv[ps[i]], val[to_index(sc[i])]));
+    for (std::uint32_t i = 0; i < n; ++i) buf.push_back(s.times(psi(i), val[to_index(sc[i])]));
     return s.times(val[to_index(ch[b])], s.sum(std::span<const V>(buf.data(), buf.size())));
   } else {
-    V acc = s.times(tv[ps[0]], val[to_index(sc[0])]);
-    for (std::uint32_t i = 1; i < n; ++i) acc = s.plus(acc, s.times(tv[ps[i]], val[to_index(sc[i])]));
+    V acc = s.times(psi(0), val[to_index(sc[0])]);
+    for (std::uint32_t i = 1; i < n; ++i) acc = s.plus(acc, s.times(psi(i), val[to_index(sc[i])]));
     return s.times(val[to_index(ch[b])], acc);
   }
 }
@@ -283,6 +282,7 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const stored_val
   std::size_t next_edge = 0;
   std::uint32_t next_edge_gate = (Annotated && !edges.empty()) ? to_index(edges[0]) : 0xFFFFFFFFu;
   const auto fused_gates = c.fused_gates();
+  const token_index* ffirst = c.raw_fused_parameter_firsts().data();
   const token_index* fparams = c.raw_fused_parameters().data();
   const std::uint32_t* foff = c.raw_fused_parameter_offsets().data();
   std::size_t next_fused = 0;  // fused gates come in id order; a masked loop skips some
@@ -309,7 +309,13 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const stored_val
     if constexpr (Fused) {
       if (k == gate_kind::fused) {
         while (to_index(fused_gates[next_fused]) < g) ++next_fused;
-        val[g] = fused_of(s, val, tv, ch, b, e, fparams + foff[next_fused], buf);
+        if (const token_index first = ffirst[next_fused]; first != no_token) {
+          const auto* run = tv + first;  // a dense layer's gate: its ψ are adjacent
+          val[g] = fused_of(s, val, ch, b, e, [run](std::size_t i) -> const auto& { return run[i]; }, buf);
+        } else {
+          const token_index* ps = fparams + foff[next_fused];
+          val[g] = fused_of(s, val, ch, b, e, [tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; }, buf);
+        }
         hook(g, val[g]);
         continue;
       }

@@ -28,8 +28,7 @@ struct circuit_access {
     c.children_ = std::move(children);
     c.edge_gates_ = std::move(edge_gates);
     c.edge_contexts_ = std::move(contexts);
-    c.token_gate_.assign(c.tokens_.size(), id_table::empty);
-    c.token_gates_ = 0;
+    c.forget_token_gates();
     c.by_structure_.clear();
     std::size_t e = 0, sc = 0;
     for (std::uint32_t g = 0; g < c.kinds_.size(); ++g) {
@@ -39,7 +38,7 @@ struct circuit_access {
       const bool is_scale = sc < c.scale_gates_.size() && to_index(c.scale_gates_[sc]) == g;
       if (is_scale) ++sc;
       if (k == gate_kind::token) {
-        c.token_gate_[to_index(c.children_[c.offsets_[g]])] = g;
+        c.token_gate_slot(static_cast<token_index>(to_index(c.children_[c.offsets_[g]]))) = g;
         ++c.token_gates_;
       } else if ((k == gate_kind::plus || k == gate_kind::times) && !is_edge && !is_scale) {
         // Gates built with sharing off may repeat: the first one is found, as when building.
@@ -58,6 +57,25 @@ struct circuit_access {
   static void set_fused(circuit& c, std::vector<gate_id> gates, std::vector<fused_context> contexts,
                         std::vector<std::uint32_t> param_offsets, std::vector<token_index> params,
                         std::vector<gate_id> scale_gates, std::vector<std::uint32_t> scale_units) {
+    // The file lists every edge's parameter; runs of consecutive tokens are stored as their
+    // first, as circuit::fused() does (compacted in place: runs only remove entries).
+    c.fused_param_first_.assign(gates.size(), no_token);
+    std::size_t w = 0;
+    for (std::size_t i = 0; i < gates.size(); ++i) {
+      const std::size_t b = param_offsets[i], e = param_offsets[i + 1];
+      bool run = e > b;
+      for (std::size_t k = b + 1; k < e && run; ++k) run = params[k] == params[b] + (k - b);
+      if (run) {
+        c.fused_param_first_[i] = params[b];
+      } else {
+        for (std::size_t k = b; k < e; ++k) params[w++] = params[k];
+      }
+      param_offsets[i] = static_cast<std::uint32_t>(w - (run ? 0 : e - b));
+    }
+    c.fused_edges_ = params.size();
+    params.resize(w);
+    params.shrink_to_fit();
+    if (!param_offsets.empty()) param_offsets.back() = static_cast<std::uint32_t>(w);
     c.fused_gates_ = std::move(gates);
     c.fused_contexts_ = std::move(contexts);
     c.fused_param_offsets_ = std::move(param_offsets);
@@ -251,7 +269,7 @@ std::string serialize_circuit(const circuit& c) {
       for (auto x : b.shape) s[7].u32(x);
       for (auto x : b.order) s[7].u8(x);
       while (s[7].out.size() % 4 != 0) s[7].u8(0);
-      for (auto x : b.present) s[7].u32(x);
+      b.present.for_each([&](std::uint64_t x) { s[7].u32(static_cast<std::uint32_t>(x)); });
     }
     s[7].u64(c.fused_gates().size());
     for (std::size_t i = 0; i < c.fused_gates().size(); ++i) {

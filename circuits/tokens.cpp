@@ -130,9 +130,9 @@ std::optional<token_index> token_table::token_block::at(std::span<const std::uin
     off += std::uint64_t{index[d]} * stride[d];
   }
   if (present.empty()) return static_cast<token_index>(first + off);
-  const auto it = std::lower_bound(present.begin(), present.end(), off);
-  if (it == present.end() || *it != off) return std::nullopt;
-  return static_cast<token_index>(first + (it - present.begin()));
+  const auto q = present.find(off);
+  if (!q) return std::nullopt;
+  return static_cast<token_index>(first + *q);
 }
 
 token_table::place token_table::locate_slow(token_index t) const {
@@ -142,6 +142,16 @@ token_table::place token_table::locate_slow(token_index t) const {
   --it;
   if (it->block >= 0) return {&blocks_[static_cast<std::size_t>(it->block)], 0};
   return {nullptr, it->base + (t - it->first)};
+}
+
+token_table::storage_position token_table::position(token_index t) const {
+  PROVNN_ASSERT(t < size());
+  if (blocks_.empty()) return {-1, t};
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), t, [](token_index x, const run& r) { return x < r.first; });
+  PROVNN_ASSERT(it != runs_.begin());
+  --it;
+  if (it->block >= 0) return {it->block, t - it->first};
+  return {-1, it->base + (t - it->first)};
 }
 
 token_index token_table::add_block(token_kind kind, token_variant variant, std::uint32_t layer,
@@ -188,7 +198,7 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
   b.term = term;
   b.shape.assign(shape.begin(), shape.end());
   b.order = ord;
-  b.present.assign(present.begin(), present.end());
+  b.present.assign(present, full);
   b.stride.assign(rank, 0);
   std::uint64_t stride = 1;
   for (std::size_t i = rank; i-- > 0;) {
@@ -351,7 +361,7 @@ std::size_t token_table::bytes() const noexcept {
   std::size_t b = kinds_.capacity() + variants_.capacity() + 4 * (layers_.capacity() + terms_.capacity()) +
                   4 * (coord_offsets_.capacity() + coords_.capacity()) + 8 * values_.capacity() + by_key_.bytes() +
                   sizeof(run) * runs_.capacity() + sizeof(token_block) * blocks_.capacity();
-  for (const auto& x : blocks_) b += 9 * x.shape.capacity() + 4 * x.present.capacity();
+  for (const auto& x : blocks_) b += 9 * x.shape.capacity() + x.present.bytes();
   return b;
 }
 

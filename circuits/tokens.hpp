@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "circuits/detail/id_table.hpp"
+#include "circuits/detail/offset_set.hpp"
 #include "semirings/semiring.hpp"
 
 namespace provnn {
@@ -97,8 +98,9 @@ class token_table {
   ///
   /// A *sparse* block holds only the coordinates listed in `present`: their storage offsets
   /// (row-major over the permuted axes), strictly increasing; its tokens take that order, and
-  /// cost 12 bytes each (value + offset). A builder lists the parameters some active edge
-  /// uses, so inactive ones cost nothing and the used ones stay adjacent.
+  /// cost their value plus 4 bytes each, or a bitmap over the shape when that is smaller
+  /// (12 bytes per 64 coordinates: detail::offset_set). A builder lists the parameters some
+  /// active edge uses, so inactive ones cost no value and the used ones stay adjacent.
   token_index add_block(token_kind kind, token_variant variant, std::uint32_t layer,
                         std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order = {},
                         std::uint32_t term = 0, std::span<const std::uint32_t> present = {});
@@ -117,7 +119,7 @@ class token_table {
     std::uint32_t layer, term;
     std::span<const std::uint32_t> shape;
     std::span<const std::uint8_t> order;
-    std::span<const std::uint32_t> present;  ///< empty: every coordinate (a dense block)
+    const detail::offset_set& present;  ///< the held storage offsets; empty: every coordinate (dense)
   };
   std::size_t block_count() const noexcept { return blocks_.size(); }
   block_view block_at(std::size_t i) const {
@@ -127,6 +129,19 @@ class token_table {
   }
   /// Whether token t belongs to a block.
   bool in_block(token_index t) const { return locate(t).block != nullptr; }
+  /// Where token t is stored, for side tables that follow the table's storage (the circuit's
+  /// token → gate index): a single token's slot (block == -1; slots are dense, 0 …
+  /// single_count() − 1, in creation order) or block number `block` and the token's place in
+  /// it (t − block_at(block).first). O(1) without blocks, O(log runs) with.
+  struct storage_position {
+    std::int32_t block = -1;
+    std::uint32_t at = 0;
+  };
+  storage_position position(token_index t) const;
+  /// Number of tokens outside blocks.
+  std::size_t single_count() const noexcept { return kinds_.size(); }
+  /// Number of stored coordinates (of single tokens; block tokens store none).
+  std::size_t coordinate_count() const noexcept { return coords_.size(); }
 
   std::size_t size() const noexcept { return values_.size(); }
   token_kind kind(token_index t) const {
@@ -181,11 +196,11 @@ class token_table {
     std::vector<std::uint32_t> shape;  // by axis
     std::vector<std::uint8_t> order;   // storage order of the axes, outermost first
     std::vector<std::uint32_t> stride; // by axis: the storage stride of that axis
-    std::vector<std::uint32_t> present; // sparse block: storage offsets of its tokens, increasing
+    detail::offset_set present;         // sparse block: storage offsets of its tokens, increasing
     // The token at coordinates `index`, if inside the shape and (sparse) held by the block.
     std::optional<token_index> at(std::span<const std::uint32_t> index) const;
     // The storage offset of token t of the block.
-    std::uint64_t offset_of(token_index t) const { return present.empty() ? t - first : present[t - first]; }
+    std::uint64_t offset_of(token_index t) const { return present.empty() ? t - first : present.at(t - first); }
   };
   // Where token t lives: a single token's slot in the per-token arrays, or its block.
   struct place {

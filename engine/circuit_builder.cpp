@@ -451,7 +451,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   if (fuse) {
     c_.reserve(c_.size() + (groups_.size() + 1) * T * (n_in + n_out) + 4 * n_in + 64,
                c_.raw_children().size() + products + (groups_.size() + 2) * T * (n_in + n_out) + 64);
-    c_.reserve_fused(groups_.size() * T * n_in, products);
+    // A dense layer's gates take runs of their j-major parameter block (no entries); a
+    // convolution's list their shared weights, one entry per edge.
+    c_.reserve_fused(groups_.size() * T * n_in, dense ? 0 : products);
   } else
     c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + 64,
                c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + 64);
@@ -461,8 +463,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // (The fused layout keeps parameters in blocks, outside this estimate.)
     const std::size_t est = (fuse ? 0 : std::min(n_params_all * T, n_edges)) + (n_in + n_out) * T + 16;
     // A hint as for the gates: skipped when it would not fit the budget (est is an upper bound).
-    const std::size_t want = token_table::bytes_for(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
-    if (c_.fits_memory(want)) c_.tokens().reserve(c_.tokens().size() + est, 4 * (c_.tokens().size() + est));
+    // Coordinates are stored for single tokens only, at most four each (block tokens compute
+    // theirs): room for the new ones, not for every token (that reserved 8 bytes per edge).
+    const std::size_t coords = c_.tokens().coordinate_count() + 4 * est;
+    const std::size_t want = token_table::bytes_for(c_.tokens().size() + est, coords);
+    if (c_.fits_memory(want)) c_.tokens().reserve(c_.tokens().size() + est, coords);
   }
   for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
     groups_[gi].pair_j.clear();

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include "circuits/file_format.hpp"
 #include "common/error.hpp"
 
 using namespace provnn;
@@ -39,6 +40,39 @@ TEST_CASE("token gates: one per token, reading back the token") {
   CHECK(f.c.find_token_gate(2) == f.z);
   f.c.tokens().intern(token_kind::input, token_variant::plain, 0, {9});
   CHECK_FALSE(f.c.find_token_gate(3).has_value());
+}
+
+TEST_CASE("token gates of singles and of block tokens; blocks without gates cost the index nothing") {
+  circuit c;
+  auto& tt = c.tokens();
+  const auto a = tt.intern(token_kind::input, token_variant::plain, 0, {0});
+  const std::uint32_t shape[] = {1000, 1000};
+  const auto first = tt.add_block(token_kind::parameter, token_variant::plain, 1, shape);
+  const auto b = tt.intern(token_kind::activation, token_variant::plain, 1, {5});
+  const auto before = c.bytes();
+  const auto ga = c.token(a), gb = c.token(b);
+  // Two single tokens indexed: a few bytes, not 4 per token of the million-token block.
+  CHECK(c.bytes() - before < 4096);
+  CHECK(c.find_token_gate(a) == ga);
+  CHECK(c.find_token_gate(b) == gb);
+  CHECK_FALSE(c.find_token_gate(first + 7).has_value());
+  // A block token can still become a gate (the plain layout's parameters do), found again.
+  const auto gw = c.token(first + 999'999);
+  CHECK(c.token(first + 999'999) == gw);
+  CHECK(c.token_of(gw) == first + 999'999);
+  CHECK(c.find_token_gate(first + 999'999) == gw);
+  CHECK_FALSE(c.find_token_gate(first + 999'998).has_value());
+  CHECK(c.find_token_gate(b) == gb);
+  CHECK(c.token(a) == ga);
+  CHECK(c.child_count() == 0);
+  // Loading rebuilds the index: the same gates are found, and token() makes no duplicate.
+  const auto back = deserialize_circuit(serialize_circuit(c), "<test>");
+  CHECK(back.find_token_gate(first + 999'999) == gw);
+  CHECK(back.find_token_gate(b) == gb);
+  CHECK_FALSE(back.find_token_gate(first).has_value());
+  auto copy = back;
+  CHECK(copy.token(a) == ga);
+  CHECK(copy.size() == c.size());
 }
 
 TEST_CASE("structural hashing shares identical gates, child order does not matter") {

@@ -217,3 +217,55 @@ TEST_CASE("file format: token blocks are written as block records and read back 
   CHECK_THROWS_WITH_AS(deserialize_circuit(bad), doctest::Contains("claims 7 tokens but its shape holds 6"),
                        parse_error);
 }
+
+TEST_CASE("fused parameters: a run of consecutive tokens is stored as its first, a list entry by entry") {
+  two_edges t;
+  circuit& c = t.c;
+  // two_edges interned W2[0,0] and W2[1,0] one after the other: a run, no per-edge entry.
+  REQUIRE(c.fused_parameters(0).is_run());
+  CHECK(c.raw_fused_parameters().empty());
+  // Reversed, the same tokens are a list; a single token is a run of one.
+  const gate_id ga = c.token(t.a);
+  const token_index rev[] = {t.w10, t.w00};
+  const gate_id ss[] = {t.s0, t.s1};
+  const gate_id f2 = c.fused(ga, rev, ss, {2, 0, 1});
+  const token_index one[] = {t.w10};
+  const gate_id s1only[] = {t.s1};
+  const gate_id f3 = c.fused(ga, one, s1only, {2, 0, 2});
+  CHECK_FALSE(c.fused_parameters(1).is_run());
+  CHECK(c.fused_parameters(2).is_run());
+  CHECK(c.raw_fused_parameters().size() == 2);
+  CHECK(c.fused_edge_count() == 5);
+  std::vector<token_index> got(c.fused_parameters(1).begin(), c.fused_parameters(1).end());
+  CHECK(got == std::vector<token_index>{t.w10, t.w00});
+  CHECK(c.fused_parameters(0)[1] == t.w10);
+  c.add_root({"f2", f2, root_kind::other});
+  c.add_root({"f3", f3, root_kind::other});
+  // By hand: f2 = 2 · (−1 · 0.5 · 4 + 3 · 0.25 · 8) = 2 · (−2 + 6) = 8; f3 = 2 · (−1 · 0.25 · 8) = −4.
+  const auto v = evaluate(c, real_semiring{});
+  CHECK(v[to_index(f2)] == doctest::Approx(8.0).epsilon(1e-15));
+  CHECK(v[to_index(f3)] == doctest::Approx(-4.0).epsilon(1e-15));
+  // Both storages agree with the expanded (plain) circuit in every semiring tried.
+  const circuit plain = expand_fused(c);
+  for (const char* name : {"R(a1[0])", "f2", "f3"}) {
+    const auto* r = c.find_root(name);
+    const auto* p = plain.find_root(name);
+    REQUIRE((r && p));
+    CHECK(evaluate(c, real_semiring{})[to_index(r->gate)] == doctest::Approx(evaluate(plain, real_semiring{})[to_index(p->gate)]));
+    CHECK(evaluate(c, counting_semiring{})[to_index(r->gate)] == evaluate(plain, counting_semiring{})[to_index(p->gate)]);
+    CHECK(evaluate(c, nx_semiring{})[to_index(r->gate)] == evaluate(plain, nx_semiring{})[to_index(p->gate)]);
+  }
+  // The file lists every parameter; reading it back restores runs and lists alike.
+  const std::string bytes = serialize_circuit(c);
+  const circuit back = deserialize_circuit(bytes);
+  CHECK(back.fused_parameters(0).is_run());
+  CHECK_FALSE(back.fused_parameters(1).is_run());
+  CHECK(back.fused_parameters(2).is_run());
+  CHECK(back.raw_fused_parameters().size() == 2);
+  CHECK(back.fused_edge_count() == 5);
+  CHECK(std::vector<token_index>(back.fused_parameters(1).begin(), back.fused_parameters(1).end()) == got);
+  CHECK(serialize_circuit(back) == bytes);
+  const auto vb = evaluate(back, real_semiring{});
+  CHECK(vb[to_index(f2)] == v[to_index(f2)]);
+  CHECK(vb[to_index(f3)] == v[to_index(f3)]);
+}
