@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <bit>
 #include <optional>
 #include <cstring>
 #include <fstream>
@@ -54,25 +55,32 @@ struct circuit_access {
       }
     }
   }
+  // firsts: per gate a run's first token, or no_token for a listed gate (version 2 files
+  // list every gate; runs among them are found here); run_edges: the edges of run gates.
   static void set_fused(circuit& c, std::vector<gate_id> gates, std::vector<fused_context> contexts,
-                        std::vector<std::uint32_t> param_offsets, std::vector<token_index> params,
+                        std::vector<token_index> firsts, std::vector<std::uint32_t> param_offsets,
+                        std::vector<token_index> params, std::size_t run_edges,
                         std::vector<gate_id> scale_gates, std::vector<std::uint32_t> scale_units) {
     // The file lists every edge's parameter; runs of consecutive tokens are stored as their
     // first, as circuit::fused() does (compacted in place: runs only remove entries).
-    c.fused_param_first_.assign(gates.size(), no_token);
     std::size_t w = 0;
     for (std::size_t i = 0; i < gates.size(); ++i) {
       const std::size_t b = param_offsets[i], e = param_offsets[i + 1];
+      if (firsts[i] != no_token) {  // a run already (version 3): no entries
+        param_offsets[i] = static_cast<std::uint32_t>(w);
+        continue;
+      }
       bool run = e > b;
       for (std::size_t k = b + 1; k < e && run; ++k) run = params[k] == params[b] + (k - b);
       if (run) {
-        c.fused_param_first_[i] = params[b];
+        firsts[i] = params[b];
       } else {
         for (std::size_t k = b; k < e; ++k) params[w++] = params[k];
       }
       param_offsets[i] = static_cast<std::uint32_t>(w - (run ? 0 : e - b));
     }
-    c.fused_edges_ = params.size();
+    c.fused_edges_ = params.size() + run_edges;
+    c.fused_param_first_ = std::move(firsts);
     params.resize(w);
     params.shrink_to_fit();
     if (!param_offsets.empty()) param_offsets.back() = static_cast<std::uint32_t>(w);
@@ -252,9 +260,9 @@ std::string serialize_circuit(const circuit& c) {
     s[6].str(k);
     s[6].str(v);
   }
-  // fused (version 2 only: plain circuits stay version 1)
-  const std::uint32_t version = v2 ? 2 : 1;
-  if (version == 2) {
+  // fused (versions 2, 3: plain circuits stay version 1; this build writes 3)
+  const std::uint32_t version = v2 ? 3 : 1;
+  if (version >= 2) {
     s[7].u64(tt.block_count());
     for (std::size_t i = 0; i < tt.block_count(); ++i) {
       const auto b = tt.block_at(i);
@@ -263,13 +271,16 @@ std::string serialize_circuit(const circuit& c) {
       s[7].u8(static_cast<std::uint8_t>(b.kind));
       s[7].u8(static_cast<std::uint8_t>(b.variant));
       s[7].u8(static_cast<std::uint8_t>(b.shape.size()));
-      s[7].u8(b.present.empty() ? 0 : 1);  // sparse: the present offsets follow
+      s[7].u8(b.present.empty() ? 0 : b.present.is_bitmap() ? 2 : 1);  // how the held offsets follow
       s[7].u32(b.layer);
       s[7].u32(b.term);
       for (auto x : b.shape) s[7].u32(x);
       for (auto x : b.order) s[7].u8(x);
       while (s[7].out.size() % 4 != 0) s[7].u8(0);
-      b.present.for_each([&](std::uint64_t x) { s[7].u32(static_cast<std::uint32_t>(x)); });
+      if (b.present.is_bitmap())
+        for (auto w : b.present.words()) s[7].u64(w);
+      else
+        b.present.for_each([&](std::uint64_t x) { s[7].u32(static_cast<std::uint32_t>(x)); });
     }
     s[7].u64(c.fused_gates().size());
     for (std::size_t i = 0; i < c.fused_gates().size(); ++i) {
@@ -278,7 +289,13 @@ std::string serialize_circuit(const circuit& c) {
       s[7].u32(f.layer);
       s[7].u32(f.lower);
       s[7].u32(f.term);
-      for (auto t : c.fused_parameters(i)) s[7].u32(t);
+      const auto ps = c.fused_parameters(i);
+      if (ps.is_run()) {
+        s[7].u32(ps.first());
+      } else {
+        s[7].u32(no_token);
+        for (auto t : ps) s[7].u32(t);
+      }
     }
     s[7].u64(c.scale_gates().size());
     for (std::size_t i = 0; i < c.scale_gates().size(); ++i) {
@@ -384,7 +401,8 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       b.kind = rf->u8(), b.variant = rf->u8();
       const auto rank = rf->u8();
       const auto sparse = rf->u8();
-      if (sparse > 1) rf->fail(fmt::format("token block {} has an unknown sparse flag {}", i, sparse));
+      if (sparse > (version >= 3 ? 2 : 1))
+        rf->fail(fmt::format("token block {} has an unknown sparse flag {} (version {})", i, sparse, version));
       b.layer = rf->u32(), b.term = rf->u32();
       std::uint64_t product = 1;
       for (std::uint8_t d = 0; d < rank; ++d) {
@@ -397,9 +415,28 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       if (sparse) {
         if (b.count > product)
           rf->fail(fmt::format("sparse token block {} claims {} tokens but its shape holds {}", i, b.count, product));
-        rf->need(4 * std::uint64_t{b.count});  // before allocating what the count claims
-        b.present.resize(b.count);
-        for (auto& x : b.present) x = rf->u32();  // add_block checks range and order
+        if (sparse == 1) {
+          rf->need(4 * std::uint64_t{b.count});  // before allocating what the count claims
+          b.present.resize(b.count);
+          for (auto& x : b.present) x = rf->u32();  // add_block checks range and order
+        } else {
+          const std::uint64_t words = (product + 63) / 64;
+          rf->need(8 * words);
+          b.present.reserve(b.count);
+          for (std::uint64_t w = 0; w < words; ++w) {
+            const std::uint64_t x = rf->u64();
+            if (w + 1 == words && product % 64 != 0 && (x >> (product % 64)) != 0)
+              rf->fail(fmt::format("token block {}: its bitmap holds offsets past its shape ({})", i, product));
+            for (std::uint64_t y = x; y != 0; y &= y - 1) {
+              if (b.present.size() == b.count)
+                rf->fail(fmt::format("token block {}: its bitmap holds more than its {} tokens", i, b.count));
+              b.present.push_back(static_cast<std::uint32_t>(w * 64 + static_cast<std::uint64_t>(std::countr_zero(y))));
+            }
+          }
+          if (b.present.size() != b.count)
+            rf->fail(fmt::format("token block {}: its bitmap holds {} offsets, the block claims {}", i,
+                                 b.present.size(), b.count));
+        }
       } else if (product != b.count) {
         rf->fail(fmt::format("token block {} claims {} tokens but its shape holds {}", i, b.count, product));
       }
@@ -552,7 +589,8 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
   std::vector<gate_id> fused_gates, scale_gates;
   std::vector<fused_context> fused_contexts;
   std::vector<std::uint32_t> param_offsets{0}, scale_units;
-  std::vector<token_index> params;
+  std::vector<token_index> params, param_firsts;
+  std::size_t run_edges = 0;
   {
     std::size_t fused_in_gates = 0;
     for (auto k : kinds) fused_in_gates += k == static_cast<std::uint8_t>(gate_kind::fused);
@@ -570,6 +608,20 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
         if (!fused_gates.empty() && to_index(fused_gates.back()) >= g)
           r.fail(fmt::format("fused record {} (gate {}) is out of order", i, g));
         const auto np = offsets[g + 1] - offsets[g] - 1;
+        if (version >= 3) {
+          const auto first = r.u32();
+          if (first != no_token) {  // a run: first, first + 1, …
+            if (std::uint64_t{first} + np > tt.size())
+              r.fail(fmt::format("fused gate {} names parameter tokens {}…{}, there are {}", g, first,
+                                 std::uint64_t{first} + np - 1, tt.size()));
+            fused_gates.push_back(gate_id{g});
+            fused_contexts.push_back(f);
+            param_firsts.push_back(first);
+            param_offsets.push_back(static_cast<std::uint32_t>(params.size()));
+            run_edges += np;
+            continue;
+          }
+        }
         for (std::uint32_t p = 0; p < np; ++p) {
           const auto t = r.u32();
           if (t >= tt.size()) r.fail(fmt::format("fused gate {} names parameter token {}, there are {}", g, t, tt.size()));
@@ -577,6 +629,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
         }
         fused_gates.push_back(gate_id{g});
         fused_contexts.push_back(f);
+        param_firsts.push_back(no_token);
         param_offsets.push_back(static_cast<std::uint32_t>(params.size()));
       }
       const auto ns = r.count(8);
@@ -595,8 +648,9 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       r.expect_end();
     }
   }
-  detail::circuit_access::set_fused(c, std::move(fused_gates), std::move(fused_contexts), std::move(param_offsets),
-                                    std::move(params), std::move(scale_gates), std::move(scale_units));
+  detail::circuit_access::set_fused(c, std::move(fused_gates), std::move(fused_contexts), std::move(param_firsts),
+                                    std::move(param_offsets), std::move(params), run_edges, std::move(scale_gates),
+                                    std::move(scale_units));
   detail::circuit_access::set_gates(c, std::move(kinds), std::move(offsets), std::move(children), std::move(edge_gates),
                                     std::move(contexts));
   // roots

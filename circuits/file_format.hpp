@@ -1,12 +1,13 @@
-// The circuit file format (.pvc), versions 1 and 2. All integers little-endian. A circuit
-// with fused gates or token blocks (circuits/fused.hpp, tokens.hpp) is written as version 2,
-// any other as version 1, so plain circuits stay readable by older builds.
+// The circuit file format (.pvc), versions 1 to 3. All integers little-endian. A circuit
+// with fused gates or token blocks (circuits/fused.hpp, tokens.hpp) is written as version 3,
+// any other as version 1, so plain circuits stay readable by older builds. Version 2 files
+// (fused, without the compact encodings of version 3) are still read.
 //
 //   offset  size  field
 //   0       8     magic  89 'P' 'V' 'C' 0D 0A 1A 0A   (PNG-style: catches text-mode mangling)
-//   8       4     format version (1 or 2)
+//   8       4     format version (1, 2 or 3)
 //   12      4     flags (0; a reader refuses bits it does not know)
-//   16      8     number of sections S (7 in version 1, 8 in version 2)
+//   16      8     number of sections S (7 in version 1, 8 in versions 2 and 3)
 //   24      S×8   byte size of each section, in the order below
 //   24+8S   …     the sections, back to back
 //   end-4   4     CRC-32 (IEEE 802.3, as zlib's crc32) of every byte before it
@@ -23,15 +24,19 @@
 //   6 roots      count; per root: gate u32, kind u8, 0 u8×3, layer u32, index u32, target u32,
 //                name length u32, name bytes
 //   7 metadata   count; per entry: key length u32, key bytes, value length u32, value bytes
-//   8 fused      (version 2) token blocks: count u64; per block: first token u32, count u32,
-//                kind u8, variant u8, rank u8, sparse u8 (0/1), layer u32, term u32, shape
-//                u32 × rank, axis order u8 × rank, 0-padding to a multiple of 4, and for a
-//                sparse block its storage offsets u32 × count (increasing);
+//   8 fused      (versions 2, 3) token blocks: count u64; per block: first token u32, count
+//                u32, kind u8, variant u8, rank u8, sparse u8, layer u32, term u32, shape
+//                u32 × rank, axis order u8 × rank, 0-padding to a multiple of 4, then by
+//                `sparse`: 0 dense, nothing more; 1 its storage offsets u32 × count
+//                (increasing); 2 (version 3) a bitmap of its storage offsets, u64 ×
+//                ⌈Π shape / 64⌉ (bit o % 64 of word o / 64; count bits set, none past Π shape);
 //                then fused gates: count u64; per fused gate: gate u32, layer u32, lower u32,
-//                term u32, then its parameter tokens, u32 × (its slot count − 1);
+//                term u32, then its parameter tokens: version 2 u32 × n (n = its slot count
+//                − 1); version 3 first u32, then u32 × n only when first is 0xFFFFFFFF (a
+//                run first, first+1, … is the first alone);
 //                then scale gates: count u64; per scale gate: gate u32, upper unit u32.
-//   In version 2 sections 1–2 list the single tokens only (in token order, around the blocks);
-//   section 3 holds the value of every token.
+//   In versions 2 and 3 sections 1–2 list the single tokens only (in token order, around the
+//   blocks); section 3 holds the value of every token.
 //
 // A reader checks, in this order and before allocating anything sized by the file: the file
 // size against the header and every section size, the magic, the version, the flags, the
@@ -50,7 +55,7 @@
 namespace provnn {
 
 /// The newest version this build writes and reads (it reads every older one).
-inline constexpr std::uint32_t pvc_format_version = 2;
+inline constexpr std::uint32_t pvc_format_version = 3;
 
 /// The file's bytes. O(size of the circuit).
 std::string serialize_circuit(const circuit& c);

@@ -91,6 +91,9 @@ class offset_set {
         f(w * 64 + static_cast<std::uint64_t>(std::countr_zero(x)));
   }
 
+  /// The bitmap's words (empty for a list): bit o % 64 of word o / 64 is offset o.
+  std::span<const std::uint64_t> words() const noexcept { return bits_; }
+
   std::size_t bytes() const noexcept { return 4 * list_.capacity() + 8 * bits_.capacity() + 4 * before_.capacity(); }
 
  private:

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <boost/crc.hpp>
@@ -136,10 +138,10 @@ TEST_CASE("fused circuits refuse what needs edge gates, with a message that says
   CHECK_THROWS_WITH_AS(expand_fused(c2), doctest::Contains("not a scale gate"), error);
 }
 
-TEST_CASE("file format: a fused circuit is written as version 2 and read back identical") {
+TEST_CASE("file format: a fused circuit is written as version 3 and read back identical") {
   two_edges t;
   const std::string bytes = serialize_circuit(t.c);
-  CHECK(static_cast<unsigned char>(bytes[8]) == 2);  // version
+  CHECK(static_cast<unsigned char>(bytes[8]) == 3);  // version
   const circuit back = deserialize_circuit(bytes);
   CHECK(back.fused_gates().size() == 1);
   CHECK(back.fused_contexts()[0] == t.c.fused_contexts()[0]);
@@ -179,7 +181,7 @@ TEST_CASE("file format: token blocks are written as block records and read back 
   const gate_id g = c.times({c.token(x), c.token(w + 3), c.token(n)});
   c.add_root({"g", g});
   const std::string bytes = serialize_circuit(c);
-  CHECK(static_cast<unsigned char>(bytes[8]) == 2);
+  CHECK(static_cast<unsigned char>(bytes[8]) == 3);
   const circuit back = deserialize_circuit(bytes);
   REQUIRE(back.tokens().block_count() == 2);
   CHECK(back.tokens().block_at(0).first == w);
@@ -268,4 +270,119 @@ TEST_CASE("fused parameters: a run of consecutive tokens is stored as its first,
   const auto vb = evaluate(back, real_semiring{});
   CHECK(vb[to_index(f2)] == v[to_index(f2)]);
   CHECK(vb[to_index(f3)] == v[to_index(f3)]);
+}
+
+namespace {
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "missing fixture ", path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+std::uint64_t u64_at(const std::string& s, std::size_t at) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(s[at + i])} << (8 * i);
+  return v;
+}
+std::size_t fused_section(const std::string& s) {  // start of section 8
+  std::size_t at = 24 + 8 * 8;
+  for (int i = 0; i < 7; ++i) at += u64_at(s, 24 + 8 * i);
+  return at;
+}
+void reseal(std::string& s) {
+  boost::crc_32_type crc;
+  crc.process_bytes(s.data(), s.size() - 4);
+  const auto sum = crc.checksum();
+  for (int i = 0; i < 4; ++i) s[s.size() - 4 + i] = static_cast<char>((sum >> (8 * i)) & 0xFF);
+}
+}  // namespace
+
+TEST_CASE("file format: version 2 files (every parameter listed) still read, and rewrite as version 3") {
+  const std::string dir = std::string(PROVNN_SOURCE_DIR) + "/fuzz/corpus/circuit_file/";
+  for (const char* name : {"tiny_mlp_fused.pvc", "tiny_cnn_fused_ab.pvc"}) {
+    CAPTURE(name);
+    const std::string v2 = read_bytes(dir + name);
+    REQUIRE(static_cast<unsigned char>(v2[8]) == 2);
+    const circuit a = deserialize_circuit(v2, name);
+    const std::string v3 = serialize_circuit(a);
+    CHECK(static_cast<unsigned char>(v3[8]) == 3);
+    // A run costs one u32 instead of one per edge; a listed gate one u32 more (its marker).
+    std::size_t run_edges = 0, listed = 0;
+    for (std::size_t i = 0; i < a.fused_gates().size(); ++i) {
+      if (a.fused_parameters(i).is_run()) run_edges += a.fused_parameters(i).size() - 1;
+      else ++listed;
+    }
+    // A bitmap block: ⌈Π shape / 64⌉ words instead of a u32 per token.
+    std::size_t bitmap_bytes = 0, listed_offsets = 0;
+    for (std::size_t i = 0; i < a.tokens().block_count(); ++i) {
+      const auto blk = a.tokens().block_at(i);
+      if (!blk.present.is_bitmap()) continue;
+      bitmap_bytes += 8 * blk.present.words().size();
+      listed_offsets += blk.count;
+    }
+    CHECK(v3.size() + 4 * run_edges + 4 * listed_offsets == v2.size() + 4 * listed + bitmap_bytes);
+    const circuit b = deserialize_circuit(v3, name);
+    REQUIRE(a.fused_gates().size() == b.fused_gates().size());
+    REQUIRE(!a.fused_gates().empty());
+    CHECK(a.fused_edge_count() == b.fused_edge_count());
+    for (std::size_t i = 0; i < a.fused_gates().size(); ++i) {
+      const auto pa = a.fused_parameters(i), pb = b.fused_parameters(i);
+      CHECK(pa.is_run() == pb.is_run());
+      CHECK(std::equal(pa.begin(), pa.end(), pb.begin(), pb.end()));
+    }
+    const auto va = evaluate(a, real_semiring{}), vb = evaluate(b, real_semiring{});
+    for (const auto& r : a.roots()) CHECK(va[to_index(r.gate)] == vb[to_index(b.find_root(r.name)->gate)]);
+    CHECK(serialize_circuit(b) == v3);
+  }
+}
+
+TEST_CASE("file format: a bitmap block and a run record, and their damage refused under a valid checksum") {
+  circuit c;
+  auto& tt = c.tokens();
+  const auto x = tt.intern(token_kind::input, token_variant::plain, 0, {0});
+  tt.set_value(x, 2.0);
+  const std::uint32_t shape[] = {3, 5};
+  const std::uint8_t j_major[] = {1, 0};
+  const std::uint32_t present[] = {0, 1, 2, 4, 6, 9, 11, 14};  // 8 of 15: a bitmap (12 bytes < 32)
+  const auto w = tt.add_block(token_kind::parameter, token_variant::plain, 1, shape, j_major, 0, present);
+  for (token_index t = w; t < w + 8; ++t) tt.set_value(t, 0.5 + t);
+  REQUIRE(tt.block_at(0).present.is_bitmap());
+  const auto n0 = tt.intern(token_kind::normaliser, token_variant::plain, 1, {0}, 0);
+  const auto n1 = tt.intern(token_kind::normaliser, token_variant::plain, 1, {1}, 0);
+  const auto r0 = tt.intern(token_kind::target, token_variant::plain, 0, {0});
+  const auto r1 = tt.intern(token_kind::target, token_variant::plain, 0, {1});
+  for (auto t : {n0, n1, r0, r1}) tt.set_value(t, 0.25 * t);
+  const gate_id s0 = c.scale(c.token(r0), c.token(n0), 0), s1 = c.scale(c.token(r1), c.token(n1), 1);
+  const token_index ps[] = {w + 2, w + 3};
+  const gate_id ss[] = {s0, s1};
+  const gate_id f = c.fused(c.token(x), ps, ss, {1, 0, 0});
+  c.add_root({"R", f});
+  const std::string bytes = serialize_circuit(c);
+  const circuit back = deserialize_circuit(bytes);
+  CHECK(back.tokens().block_at(0).present.is_bitmap());
+  CHECK(back.fused_parameters(0).is_run());
+  CHECK(back.fused_parameters(0).first() == w + 2);
+  CHECK(back.tokens().name(w + 7) == tt.name(w + 7));
+  CHECK(evaluate(back, real_semiring{})[to_index(f)] == evaluate(c, real_semiring{})[to_index(f)]);
+  // Section 8: block count u64, then the block (first, count, kind/variant/rank/sparse, layer,
+  // term, shape ×2, order ×2 + 2 padding = 32 bytes), its one bitmap word, the fused count u64,
+  // then the fused record: gate, layer, lower, term, first.
+  const std::size_t sec8 = fused_section(bytes);
+  const std::size_t word = sec8 + 8 + 32;
+  REQUIRE(static_cast<unsigned char>(bytes[sec8 + 8 + 11]) == 2);  // the sparse flag: bitmap
+  REQUIRE(u64_at(bytes, word) == 0b100101001010111u);
+  auto damaged = [&](std::size_t at, unsigned char value, const char* message) {
+    std::string bad = bytes;
+    bad[at] = static_cast<char>(value);
+    reseal(bad);
+    CHECK_THROWS_WITH_AS(deserialize_circuit(bad, "<test>"), doctest::Contains(message), parse_error);
+  };
+  damaged(word + 1, 0b11000000 | (0b100101001010111u >> 8), "past its shape");  // bit 15: offset 15 of 15
+  damaged(word, 0b01010110, "holds 7 offsets, the block claims 8");             // bit 0 cleared
+  damaged(word, 0b01010111 | 0b1000, "more than its 8 tokens");                 // offset 3 added
+  damaged(word + 8 + 8 + 16 + 3, 0x7F, "names parameter tokens");               // the run's first: huge
+  // Flag 2 in a file that says version 2 is unknown there.
+  std::string old = bytes;
+  old[8] = 2;
+  reseal(old);
+  CHECK_THROWS_WITH_AS(deserialize_circuit(old, "<test>"), doctest::Contains("unknown sparse flag 2"), parse_error);
 }

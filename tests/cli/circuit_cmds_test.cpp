@@ -215,14 +215,14 @@ TEST_CASE("circuit commands refuse bad input with a named error and exit≠0") {
   CHECK_FALSE(std::filesystem::exists(f.dir / "o.npy"));
 }
 
-TEST_CASE("build --layout fused: a version-2 file whose eval (with and without edge annotations), poly and dot "
+TEST_CASE("build --layout fused: a version-3 file whose eval (with and without edge annotations), poly and dot "
           "answer as the plain circuit's") {
   const std::string model = "models/digits_cnn.onnx", input = "inputs/cnn_input_0.npy";
   for (const std::string rule : {"epsilon", "alphabeta"}) {
     CAPTURE(rule);
     const auto plain = built("fused-plain", model, input, "--rule " + rule);
     const auto fused = built("fused-fused", model, input, "--rule " + rule + " --layout fused");
-    CHECK(provnn::test::slurp(fused.pvc)[8] == 2);  // format version 2 holds fused gates
+    CHECK(provnn::test::slurp(fused.pvc)[8] == 3);  // format version 3 holds fused gates
     CHECK(std::filesystem::file_size(fused.pvc) < std::filesystem::file_size(plain.pvc) / 2);
     // Numeric semirings: the same reading to rounding; counting exactly.
     const auto jp = eval_json(plain, "-s real -s counting"), jf = eval_json(fused, "-s real -s counting");
