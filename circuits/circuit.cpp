@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "common/error.hpp"
 
@@ -302,6 +303,28 @@ void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
   fused_param_offsets_.reserve(fused_gates + 1);
   fused_param_first_.reserve(fused_gates);
   fused_params_.reserve(edges);
+}
+
+void circuit::shrink_to_fit() {
+  auto shrink = [this](auto& v) {
+    using T = typename std::decay_t<decltype(v)>::value_type;
+    if (v.capacity() - v.size() > v.size() / 8 && fits_memory(sizeof(T) * v.size())) v.shrink_to_fit();
+  };
+  shrink(kinds_);
+  shrink(offsets_);
+  shrink(children_);
+  shrink(single_gate_);
+  shrink(edge_gates_);
+  shrink(edge_contexts_);
+  shrink(fused_gates_);
+  shrink(fused_contexts_);
+  shrink(fused_param_offsets_);
+  shrink(fused_param_first_);
+  shrink(fused_params_);
+  shrink(scale_gates_);
+  shrink(scale_units_);
+  by_structure_.shrink_to_fit();
+  if (fits_memory(tokens_.bytes())) tokens_.shrink_to_fit();
 }
 
 std::size_t circuit::bytes() const noexcept {

@@ -222,6 +222,10 @@ class circuit {
   /// it asks for at most max_gates gates and reserves nothing when the room would take the
   /// arena above max_bytes (the arrays then grow on demand, each growth checked).
   void reserve(std::size_t gates, std::size_t child_refs);
+  /// Gives back room that reserve() hints or growth left unused, where it exceeds an eighth
+  /// of what an array uses (the token table's too): a builder calls it when done. Skipped
+  /// for an array whose copy would not fit max_bytes. O(bytes held).
+  void shrink_to_fit();
   /// Room for `fused_gates` more fused gates whose listed (not run) parameters hold `edges`
   /// more entries: a hint like reserve().
   void reserve_fused(std::size_t fused_gates, std::size_t edges);

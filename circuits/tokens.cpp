@@ -369,6 +369,24 @@ std::size_t token_table::bytes_for(std::size_t tokens, std::size_t coords) noexc
   return tokens * (1 + 1 + 4 + 4 + 4 + 8) + 4 + 4 * coords + detail::id_table::bytes_for(tokens);
 }
 
+namespace {
+template <class V>
+void shrink_if_slack(V& v) {
+  if (v.capacity() - v.size() > v.size() / 8) v.shrink_to_fit();
+}
+}  // namespace
+
+void token_table::shrink_to_fit() {
+  shrink_if_slack(kinds_);
+  shrink_if_slack(variants_);
+  shrink_if_slack(layers_);
+  shrink_if_slack(terms_);
+  shrink_if_slack(coord_offsets_);
+  shrink_if_slack(coords_);
+  shrink_if_slack(values_);
+  by_key_.shrink_to_fit();
+}
+
 void token_table::reserve(std::size_t tokens, std::size_t coords) {
   // `tokens` counts every token; block tokens need room in values_ only.
   const std::size_t in_blocks = size() - kinds_.size();

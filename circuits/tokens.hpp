@@ -180,6 +180,9 @@ class token_table {
   /// Heap bytes held (for reports and the memory budget).
   std::size_t bytes() const noexcept;
   void reserve(std::size_t tokens, std::size_t coords);
+  /// Gives back room reserve() or growth left unused, where it exceeds an eighth of what is
+  /// used (smaller slack is not worth a copy).
+  void shrink_to_fit();
   /// Heap bytes of a table reserved for `tokens` tokens and `coords` coordinates (an upper
   /// bound of what reserve() allocates, for budgets).
   static std::size_t bytes_for(std::size_t tokens, std::size_t coords) noexcept;

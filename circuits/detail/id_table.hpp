@@ -56,6 +56,17 @@ class id_table {
     }
   }
 
+  /// Gives back slots beyond what size() needs (after a generous reserve()).
+  void shrink_to_fit() {
+    const std::size_t want = count_ == 0 ? 0 : slots_for(count_);
+    if (want >= slots_.size()) return;
+    std::vector<std::uint32_t> old_slots = std::move(slots_), old_hi = std::move(hashes_),
+                               old_lo = std::move(full_hashes_lo_);
+    slots_.clear();
+    hashes_.clear();
+    full_hashes_lo_.clear();
+    if (want) rehash(want, old_slots, old_hi, old_lo);
+  }
   void clear() {
     slots_.clear();
     hashes_.clear();

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <vector>
+
 #include "circuits/file_format.hpp"
 #include "common/error.hpp"
 
@@ -237,4 +239,29 @@ TEST_CASE("limits: the memory limit is checked before an array grows, so held by
   CHECK(c.bytes() + c.tokens().bytes() <= budget);
   CHECK(c.edge_gates().size() == made);
   CHECK(c.size() == 3 + made);
+}
+
+TEST_CASE("shrink_to_fit gives back reserved room; gates, sharing and token look-ups still work") {
+  circuit c;
+  c.reserve(100'000, 400'000);
+  c.tokens().reserve(50'000, 200'000);
+  std::vector<gate_id> xs;
+  for (std::uint32_t i = 0; i < 100; ++i)
+    xs.push_back(c.token(c.tokens().intern(token_kind::input, token_variant::plain, 0, {i})));
+  const auto p = c.plus({xs[3], xs[4]});
+  const auto t = c.times({xs[5], xs[6], xs[7]});
+  const auto before = c.bytes() + c.tokens().bytes();
+  REQUIRE(before > 2'000'000);  // the reservations: ≥ 100 000 gates × 5 bytes + 400 000 refs × 4
+  c.shrink_to_fit();
+  const auto after = c.bytes() + c.tokens().bytes();
+  CHECK(after < 20'000);  // ≈ 100 tokens and gates
+  CHECK(c.plus({xs[4], xs[3]}) == p);  // still found by structure
+  CHECK(c.times({xs[7], xs[5], xs[6]}) == t);
+  CHECK(c.tokens().find(token_kind::input, token_variant::plain, 0, std::vector<std::uint32_t>{42}) ==
+        c.token_of(xs[42]));
+  CHECK(c.token(c.token_of(xs[99])) == xs[99]);
+  const auto size = c.size();
+  const auto q = c.plus({xs[1], xs[2]});  // growing again after the shrink
+  CHECK(c.size() == size + 1);
+  CHECK(c.children(q).size() == 2);
 }
