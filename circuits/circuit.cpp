@@ -94,7 +94,10 @@ std::uint32_t& circuit::token_gate_slot(token_index t) {
   std::size_t want = tokens_.single_count();  // singles come in order: room for all made so far
   if (pos.block >= 0) {
     const auto b = static_cast<std::size_t>(pos.block);
-    if (block_gate_.size() <= b) block_gate_.resize(b + 1);
+    if (block_gate_.size() <= b) {
+      require_memory(sizeof(std::vector<std::uint32_t>) * (b + 1), "growing the token-gate index");
+      block_gate_.resize(b + 1);
+    }
     v = &block_gate_[b];
     want = tokens_.block_at(b).count;
   }
@@ -215,7 +218,8 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   // The value F = φ ⊗ ⊕ ψ_i ⊗ S_i is defined for any earlier gates S_i; only expand_fused()
   // needs them to be scale gates, and checks it (a search per edge here would cost ~10 ns).
   for (auto s : scaled) PROVNN_ASSERT(to_index(s) < size());
-  if (fused_gates_.size() == fused_gates_.capacity())
+  if (fused_gates_.size() == fused_gates_.capacity() || fused_param_first_.size() == fused_param_first_.capacity() ||
+      fused_contexts_.size() == fused_contexts_.capacity())
     require_memory((4 + 4 + 4 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
                    "growing the fused-gate arrays");
   // A run of consecutive tokens (every gate of a dense layer, whose parameter block is
@@ -323,7 +327,7 @@ void circuit::shrink_to_fit() {
   shrink(fused_params_);
   shrink(scale_gates_);
   shrink(scale_units_);
-  by_structure_.shrink_to_fit();
+  if (fits_memory(by_structure_.bytes() / 2)) by_structure_.shrink_to_fit();  // the new table is at most half
   if (fits_memory(tokens_.bytes())) tokens_.shrink_to_fit();
 }
 

@@ -94,8 +94,8 @@ class fused_parameter_list {
     using value_type = token_index;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    iterator(const fused_parameter_list* l, std::size_t i) : l_(l), i_(i) {}
-    token_index operator*() const { return (*l_)[i_]; }
+    iterator(const token_index* list, token_index first, std::size_t i) : list_(list), first_(first), i_(i) {}
+    token_index operator*() const { return list_ ? list_[i_] : static_cast<token_index>(first_ + i_); }
     iterator& operator++() {
       ++i_;
       return *this;
@@ -108,11 +108,14 @@ class fused_parameter_list {
     friend bool operator==(const iterator& a, const iterator& b) { return a.i_ == b.i_; }
 
    private:
-    const fused_parameter_list* l_ = nullptr;
+    // By value, not a pointer to the list: an iterator outlives a temporary list
+    // (c.fused_parameters(i).begin()); it stays valid while the circuit is unchanged.
+    const token_index* list_ = nullptr;
+    token_index first_ = 0;
     std::size_t i_ = 0;
   };
-  iterator begin() const { return {this, 0}; }
-  iterator end() const { return {this, n_}; }
+  iterator begin() const { return {list_, first_, 0}; }
+  iterator end() const { return {list_, first_, n_}; }
 
  private:
   const token_index* list_;

@@ -395,6 +395,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
   if (version >= 2) {
     rf.emplace(sec[7], source, "fused");
     const auto nb = rf->count(20);
+    std::uint64_t in_blocks = 0;
     for (std::uint64_t i = 0; i < nb; ++i) {
       block_record b;
       b.first = rf->u32(), b.count = rf->u32();
@@ -412,9 +413,17 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       }
       for (std::uint8_t d = 0; d < rank; ++d) b.order.push_back(rf->u8());
       rf->skip_padding((4 - rank % 4) % 4);
+      // Every token, of a block or not, has its 8-byte value in section 3: checked here,
+      // before anything is sized by a block's count (a bitmap's words bound it only by 64×).
+      in_blocks += b.count;
+      if (8 * in_blocks > sizes[2])
+        rf->fail(fmt::format("token blocks up to block {} claim {} tokens, the values section holds {}", i,
+                             in_blocks, sizes[2] / 8));
       if (sparse) {
         if (b.count > product)
           rf->fail(fmt::format("sparse token block {} claims {} tokens but its shape holds {}", i, b.count, product));
+        if (b.count == 0)  // add_block would read an empty list as every coordinate (dense)
+          rf->fail(fmt::format("sparse token block {} holds no tokens", i));
         if (sparse == 1) {
           rf->need(4 * std::uint64_t{b.count});  // before allocating what the count claims
           b.present.resize(b.count);

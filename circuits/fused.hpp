@@ -1,5 +1,6 @@
 // Fused circuits (DESIGN §5, issue 5): the edges of a linear layer kept inside fused gates
-// F = φ ⊗ ⊕_i (ψ_i ⊗ S_i) — 8 bytes per edge (a parameter token and a scale gate) instead of
+// F = φ ⊗ ⊕_i (ψ_i ⊗ S_i) — 4 bytes per edge (its scale gate; 4 more when the parameter tokens
+// are not a run, as a convolution's shared weights) instead of
 // an edge gate, a product gate and their child references. expand_fused() turns such a
 // circuit into the plain one it stands for, for everything that needs edge gates: edge
 // annotations, DOT, the Boost.Graph view, tests.

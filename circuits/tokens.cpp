@@ -169,7 +169,11 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
     if (!ok) throw error(fmt::format("token block: order has {} entries, not a permutation of the {} axes", ord.size(), rank));
   }
   std::uint64_t full = 1;
-  for (auto n : shape) full *= n;
+  for (auto n : shape) {
+    full *= n;
+    if (full > 0xFFFFFFFEull)  // also keeps the 64-bit product from wrapping
+      throw limit_error(fmt::format("token block: a shape of more than 2^32-2 coordinates ({} axes)", shape.size()));
+  }
   for (std::size_t i = 0; i < present.size(); ++i)
     if (present[i] >= full || (i > 0 && present[i] <= present[i - 1]))
       throw error(fmt::format("token block: present offset {} at position {} is out of range (the shape holds {}) or "

@@ -63,7 +63,7 @@ void add_budget_options(CLI::App& cmd, circuit_budget& b) {
                              engine::default_max_memory >> 30))
       ->transform(CLI::AsSizeValue(false));
   cmd.add_option("--layout", b.layout,
-                 "circuit layout: plain (an edge gate per edge, default) or fused (8 bytes per edge, edges inside "
+                 "circuit layout: plain (an edge gate per edge, default) or fused (4–8 bytes per edge, edges inside "
                  "fused gates; same values, expanded when DOT or an edge annotation needs edge gates)")
       ->check(CLI::IsMember({"plain", "fused"}));
 }

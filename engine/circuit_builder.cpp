@@ -194,6 +194,13 @@ class builder {
   std::vector<std::string> stage_rules_;
   std::vector<root> bias_roots_;
   std::vector<std::uint32_t> idx_;
+  // The fused layout's active edges of the stage being built, in traversal order: (bucket
+  // j·T + m, upper unit k, parameter p). Recorded by the counting pass so that the bucketing
+  // pass need not traverse the stage's edges again (most visited edges are inactive).
+  struct active_edge {
+    std::uint32_t bucket, k, p;
+  };
+  std::vector<active_edge> active_;
   std::size_t edges_ = 0;
   bool first_reads_x_ = true;
 };
@@ -435,17 +442,32 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   std::vector<std::uint32_t> start(fuse ? n_in * T + 1 : 0, 0);
   std::size_t n_edges = 0;
   std::vector<std::size_t> per_group(groups_.size(), 0);
+  // At most this many recorded edges (12 bytes each) per stage; a larger stage is traversed
+  // a second time instead (bounded transient memory on networks like vgg-small).
+  constexpr std::size_t max_recorded = std::size_t{1} << 22;
+  active_.clear();
+  bool recorded = fuse;
   if (needing) {
-    stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t, double w) {
+    stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
       if (!need[k]) return;
       for (std::size_t m = 0; m < T; ++m) {
         if (!term_active(m, k, j, w)) continue;
         ++n_edges;
-        if (fuse) ++start[j * T + m + 1];
+        if (fuse) {
+          ++start[j * T + m + 1];
+          if (recorded) {
+            if (active_.size() < max_recorded)
+              active_.push_back({static_cast<std::uint32_t>(j * T + m), static_cast<std::uint32_t>(k),
+                                 static_cast<std::uint32_t>(p)});
+            else
+              recorded = false;
+          }
+        }
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
       }
     });
   }
+  if (!recorded) active_ = {};  // give the memory back: the second traversal needs none
   std::size_t products = 0;
   for (auto n : per_group) products += n;
   if (fuse) {
@@ -529,7 +551,14 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
 
     {
       std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
-      if (n_edges)
+      if (recorded) {
+        // A stable counting sort of the recorded edges: the same order as the traversal below.
+        for (const auto& a : active_) {
+          const auto at = fill[a.bucket]++;
+          e_k[at] = a.k;
+          e_p[at] = a.p;
+        }
+      } else if (n_edges)
         stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
           if (!need[k]) return;
           for (std::size_t m = 0; m < T; ++m) {

@@ -53,7 +53,7 @@ inline constexpr std::size_t default_max_memory = std::size_t{8} << 30;
 /// How the edges of dense and convolution layers are stored (DESIGN §5, issue 5).
 ///   plain  one edge gate E_jk^m and one product E ⊗ R_k per edge: what edge annotations,
 ///          DOT and the Boost.Graph view read directly.
-///   fused  one fused gate per lower unit and term, 8 bytes per edge (circuits/fused.hpp);
+///   fused  one fused gate per lower unit and term, 4–8 bytes per edge (circuits/fused.hpp);
 ///          equal values in every semiring and equal polynomials; expand_fused() gives the
 ///          plain circuit when edge gates are needed. Average pools stay plain.
 enum class circuit_layout : std::uint8_t { plain, fused };

@@ -336,7 +336,7 @@ feature (and per bias that absorbs relevance). Evaluated in the real semiring it
     input: a label stored in the circuit's metadata.
     max_gates, max_memory: the circuit's budget (gates; bytes held, growth included; defaults
         2**31 gates and 8 GiB). Hitting either raises provnn.LimitError naming it.
-    layout: 'plain' (an edge gate per edge) or 'fused' (8 bytes per edge inside fused gates:
+    layout: 'plain' (an edge gate per edge) or 'fused' (about 16 bytes per edge inside fused gates:
         the same values; edge annotations and to_dot() expand it on the fly).
 )") + explain_options_doc)
               .c_str());

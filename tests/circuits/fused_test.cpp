@@ -257,7 +257,7 @@ TEST_CASE("fused parameters: a run of consecutive tokens is stored as its first,
     CHECK(evaluate(c, counting_semiring{})[to_index(r->gate)] == evaluate(plain, counting_semiring{})[to_index(p->gate)]);
     CHECK(evaluate(c, nx_semiring{})[to_index(r->gate)] == evaluate(plain, nx_semiring{})[to_index(p->gate)]);
   }
-  // The file lists every parameter; reading it back restores runs and lists alike.
+  // The file keeps runs and lists as they are; reading it back restores both.
   const std::string bytes = serialize_circuit(c);
   const circuit back = deserialize_circuit(bytes);
   CHECK(back.fused_parameters(0).is_run());
@@ -380,6 +380,25 @@ TEST_CASE("file format: a bitmap block and a run record, and their damage refuse
   damaged(word, 0b01010110, "holds 7 offsets, the block claims 8");             // bit 0 cleared
   damaged(word, 0b01010111 | 0b1000, "more than its 8 tokens");                 // offset 3 added
   damaged(word + 8 + 8 + 16 + 3, 0x7F, "names parameter tokens");               // the run's first: huge
+  // The run's bound exactly: first 11 reads tokens 11 and 12 of 13 (accepted), first 12 reads 13.
+  {
+    std::string edge = bytes;
+    edge[word + 8 + 8 + 16] = 11;
+    reseal(edge);
+    CHECK(deserialize_circuit(edge, "<test>").fused_parameters(0).first() == 11);
+  }
+  damaged(word + 8 + 8 + 16, 12, "names parameter tokens 12…13, there are 13");
+  // A sparse block of no tokens (which add_block would take for a dense one of every
+  // coordinate), and a count no values section backs, refused before anything is sized by it.
+  damaged(sec8 + 8 + 4, 0, "holds no tokens");
+  {
+    std::string bad = bytes;
+    bad[sec8 + 8 + 4] = static_cast<char>(0xE8);  // count 1000 (0x3E8)
+    bad[sec8 + 8 + 5] = 0x03;
+    reseal(bad);
+    CHECK_THROWS_WITH_AS(deserialize_circuit(bad, "<test>"), doctest::Contains("claim 1000 tokens, the values section holds 13"),
+                         parse_error);
+  }
   // Flag 2 in a file that says version 2 is unknown there.
   std::string old = bytes;
   old[8] = 2;

@@ -205,7 +205,7 @@ TEST_CASE("fused layout: the N[X] polynomial of every root equals the plain circ
   MESSAGE(fmt::format("{} root polynomials compared, {} monomials", compared, monomials));
 }
 
-TEST_CASE("fused layout: a saved fused circuit loads back with the same values; 8 bytes per edge in its gates") {
+TEST_CASE("fused layout: a saved fused circuit loads back with the same values; ≤ 16 bytes per active edge") {
   const network net = synthetic_network("mlp:784-300-100-10");
   const auto fwd = forward(net, synthetic_input(net));
   circuit_options o;
@@ -215,10 +215,17 @@ TEST_CASE("fused layout: a saved fused circuit loads back with the same values; 
   const circuit c = build_circuit(net, fwd, o, &info);
   const circuit back = deserialize_circuit(serialize_circuit(c));
   CHECK(roots_real(back) == roots_real(c));
-  // One child reference and one parameter entry per edge, plus O(units) gates.
+  // One child reference per edge, plus O(units) gates; a dense layer's parameters are runs,
+  // so no parameter entries at all.
   CHECK(c.fused_edge_count() == info.edges);
   CHECK(c.size() < 4000);
   CHECK(c.raw_children().size() < info.edges + 4000);
+  CHECK(c.raw_fused_parameters().empty());
+  // Issue 5's memory target: ≤ 16 bytes per active edge in memory (token table included),
+  // the file no larger.
+  const std::size_t held = c.bytes() + c.tokens().bytes();
+  CHECK(held <= 16 * info.edges);
+  CHECK(serialize_circuit(c).size() <= held);
   // The numeric reference, again, at this size.
   lrp_options lo;
   lo.layer_rules = o.layer_rules;
