@@ -222,29 +222,69 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
       fused_contexts_.size() == fused_contexts_.capacity())
     require_memory((4 + 4 + 4 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
                    "growing the fused-gate arrays");
-  // A run of consecutive tokens (every gate of a dense layer, whose parameter block is
-  // j-major) is stored as its first token: no bytes per edge.
-  bool run = true;
-  for (std::size_t i = 1; i < parameters.size() && run; ++i) run = parameters[i] == parameters[0] + i;
-  if (!run && fused_params_.size() + parameters.size() > fused_params_.capacity())
-    require_memory(4 * std::max(fused_params_.size() + parameters.size(), 2 * fused_params_.capacity()),
-                   "growing the fused-parameter array");
   // children: φ then the scaled gates (append copies a span; build it in scratch_)
   scratch_.clear();
   scratch_.push_back(phi);
   scratch_.insert(scratch_.end(), scaled.begin(), scaled.end());
-  const auto g = append(gate_kind::fused, scratch_);
+  store_fused_parameters(parameters, true);
+  gate_id g;
+  try {
+    g = append(gate_kind::fused, scratch_);
+  } catch (...) {
+    unstore_fused_parameters();
+    fused_edges_ -= parameters.size();
+    throw;
+  }
   fused_gates_.push_back(g);
   fused_contexts_.push_back(context);
+  return g;
+}
+
+void circuit::store_fused_parameters(std::span<const token_index> ps, bool check_memory) {
+  // A run of consecutive tokens (every gate of a dense layer, whose parameter block is
+  // j-major) is stored as its first token; a range narrower than 2^16 as 16-bit offsets
+  // from its lowest token (a convolution's, whose block is input-channel-major); else the
+  // tokens themselves.
+  bool run = true;
+  token_index lo = ps[0], hi = ps[0];
+  for (std::size_t i = 1; i < ps.size(); ++i) {
+    run = run && ps[i] == ps[0] + i;
+    lo = std::min(lo, ps[i]);
+    hi = std::max(hi, ps[i]);
+  }
+  const bool narrow = !run && hi - lo <= 0xFFFFu;
+  if (check_memory) {
+    if (narrow && fused_deltas_.size() + ps.size() > fused_deltas_.capacity())
+      require_memory(2 * std::max(fused_deltas_.size() + ps.size(), 2 * fused_deltas_.capacity()),
+                     "growing the fused-parameter offsets");
+    if (!run && !narrow && fused_params_.size() + ps.size() > fused_params_.capacity())
+      require_memory(4 * std::max(fused_params_.size() + ps.size(), 2 * fused_params_.capacity()),
+                     "growing the fused-parameter array");
+    if (fused_param_offsets_.size() == fused_param_offsets_.capacity() ||
+        fused_delta_offsets_.size() == fused_delta_offsets_.capacity())
+      require_memory(8 * std::max<std::size_t>(1, 2 * fused_param_offsets_.capacity()),
+                     "growing the fused-parameter offsets");
+  }
   if (run) {
-    fused_param_first_.push_back(parameters[0]);
+    fused_param_first_.push_back(ps[0]);
+  } else if (narrow) {
+    fused_param_first_.push_back(lo);
+    for (auto t : ps) fused_deltas_.push_back(static_cast<std::uint16_t>(t - lo));
   } else {
     fused_param_first_.push_back(no_token);
-    fused_params_.insert(fused_params_.end(), parameters.begin(), parameters.end());
+    fused_params_.insert(fused_params_.end(), ps.begin(), ps.end());
   }
   fused_param_offsets_.push_back(static_cast<std::uint32_t>(fused_params_.size()));
-  fused_edges_ += parameters.size();
-  return g;
+  fused_delta_offsets_.push_back(static_cast<std::uint32_t>(fused_deltas_.size()));
+  fused_edges_ += ps.size();
+}
+
+void circuit::unstore_fused_parameters() {
+  fused_param_first_.pop_back();
+  fused_param_offsets_.pop_back();
+  fused_delta_offsets_.pop_back();
+  fused_params_.resize(fused_param_offsets_.back());
+  fused_deltas_.resize(fused_delta_offsets_.back());
 }
 
 std::optional<std::uint32_t> circuit::scaled_unit(gate_id g) const {
@@ -259,13 +299,19 @@ std::optional<std::size_t> circuit::edge_index(gate_id g) const {
   return static_cast<std::size_t>(it - edge_gates_.begin());
 }
 
+std::uint64_t circuit::root_hash(std::string_view name) noexcept {
+  return detail::mix64(std::hash<std::string_view>{}(name));
+}
+
 void circuit::add_root(root r) {
   PROVNN_ASSERT(to_index(r.gate) < size());
   if (find_root(r.name))
     throw error(fmt::format("circuit: a root named '{}' exists already; root names must be unique", r.name));
+  if (roots_.size() >= 0xFFFFFFFEu) throw limit_error("circuit: more than 2^32-2 roots");
+  const auto h = root_hash(r.name);
   roots_.push_back(std::move(r));
   try {
-    root_by_name_.emplace(roots_.back().name, static_cast<std::uint32_t>(roots_.size() - 1));
+    root_index_.insert(h, static_cast<std::uint32_t>(roots_.size() - 1));
   } catch (...) {
     roots_.pop_back();
     throw;
@@ -273,8 +319,8 @@ void circuit::add_root(root r) {
 }
 
 const root* circuit::find_root(std::string_view name) const {
-  const auto it = root_by_name_.find(name);
-  return it == root_by_name_.end() ? nullptr : &roots_[it->second];
+  const auto id = root_index_.find(root_hash(name), [&](std::uint32_t i) { return roots_[i].name == name; });
+  return id == detail::id_table::empty ? nullptr : &roots_[id];
 }
 
 void circuit::reserve(std::size_t gates, std::size_t child_refs) {
@@ -297,16 +343,17 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
 
 void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
   fused_gates += fused_gates_.size();
-  edges += fused_params_.size();
+  edges += fused_deltas_.size();
   std::size_t extra = 0;
-  if (fused_gates > fused_gates_.capacity()) extra += (12 + sizeof(fused_context)) * fused_gates;
-  if (edges > fused_params_.capacity()) extra += 4 * edges;
+  if (fused_gates > fused_gates_.capacity()) extra += (16 + sizeof(fused_context)) * fused_gates;
+  if (edges > fused_deltas_.capacity()) extra += 2 * edges;
   if (!fits_memory(extra)) return;
   fused_gates_.reserve(fused_gates);
   fused_contexts_.reserve(fused_gates);
   fused_param_offsets_.reserve(fused_gates + 1);
+  fused_delta_offsets_.reserve(fused_gates + 1);
   fused_param_first_.reserve(fused_gates);
-  fused_params_.reserve(edges);
+  fused_deltas_.reserve(edges);
 }
 
 void circuit::shrink_to_fit() {
@@ -325,8 +372,11 @@ void circuit::shrink_to_fit() {
   shrink(fused_param_offsets_);
   shrink(fused_param_first_);
   shrink(fused_params_);
+  shrink(fused_delta_offsets_);
+  shrink(fused_deltas_);
   shrink(scale_gates_);
   shrink(scale_units_);
+  shrink(roots_);
   if (fits_memory(by_structure_.bytes() / 2)) by_structure_.shrink_to_fit();  // the new table is at most half
   if (fits_memory(tokens_.bytes())) tokens_.shrink_to_fit();
 }
@@ -335,11 +385,14 @@ std::size_t circuit::bytes() const noexcept {
   std::size_t b = kinds_.capacity() + 4 * offsets_.capacity() + 4 * children_.capacity() + 4 * single_gate_.capacity() +
                   4 * edge_gates_.capacity() + sizeof(edge_context) * edge_contexts_.capacity() + by_structure_.bytes() +
                   4 * fused_gates_.capacity() + sizeof(fused_context) * fused_contexts_.capacity() +
-                  4 * fused_param_offsets_.capacity() + 4 * fused_param_first_.capacity() + 4 * fused_params_.capacity() + 4 * scale_gates_.capacity() +
+                  4 * fused_param_offsets_.capacity() + 4 * fused_param_first_.capacity() + 4 * fused_params_.capacity() +
+                  4 * fused_delta_offsets_.capacity() + 2 * fused_deltas_.capacity() + 4 * scale_gates_.capacity() +
                   4 * scale_units_.capacity();
   b += sizeof(std::vector<std::uint32_t>) * block_gate_.capacity();
   for (const auto& v : block_gate_) b += 4 * v.capacity();
-  for (const auto& r : roots_) b += sizeof(root) + 2 * r.name.capacity() + 48;  // + the name index
+  b += sizeof(root) * roots_.capacity() + root_index_.bytes();
+  for (const auto& r : roots_)
+    if (r.name.capacity() > 15) b += r.name.capacity() + 1;  // a name past the inline buffer
   return b;
 }
 

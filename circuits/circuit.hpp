@@ -21,7 +21,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "circuits/detail/id_table.hpp"
@@ -39,10 +38,10 @@ constexpr gate_id one_gate{1};
 /// stores the byte as is and refuses kinds it does not know.
 ///   fused  F = φ ⊗ ⊕_i (ψ_i ⊗ S_i): children() are [φ, S_1, …, S_n] (gates), the ψ_i are
 ///          tokens read straight from the valuation (fused_parameters(): a run of consecutive
-///          tokens is stored as its first), and every S_i is a
+///          tokens is stored as its first, a narrow range as 16-bit offsets), and every S_i is a
 ///          scale gate n_k^m ⊗ R_k (a ⊗ gate marked with its upper unit k, scaled_unit()).
 ///          It stands for ⊕_i E_i ⊗ R_{k_i} with the edge gates E_i = φ ⊗ ψ_i ⊗ n_{k_i}^m of one
-///          lower unit and term (DESIGN §5): 4 bytes per edge (8 when its
+///          lower unit and term (DESIGN §5): 4 bytes per edge (6 when its
 ///          parameters are not consecutive tokens) instead of three gates.
 enum class gate_kind : std::uint8_t { zero = 0, one = 1, token = 2, plus = 3, times = 4, fused = 5 };
 inline constexpr std::uint8_t gate_kind_count = 6;
@@ -74,28 +73,38 @@ struct fused_context {
   friend bool operator==(const fused_context&, const fused_context&) = default;
 };
 
-/// The parameter tokens of one fused gate, in edge order: a run first, first + 1, … (stored
-/// as its first token: a dense layer's block gives every gate one) or an explicit list
-/// (shared convolution weights). Indexable and iterable like a span of token_index.
+/// The parameter tokens of one fused gate, in edge order, stored in one of three ways: a run
+/// first, first + 1, … (its first token only: a dense layer's block gives every gate one),
+/// 16-bit offsets from a base token (a convolution's shared weights, whose block is stored
+/// input-channel-major so that one gate's tokens lie within out_channels × kernel), or
+/// 32-bit tokens (anything wider). Indexable and iterable like a span of token_index.
 class fused_parameter_list {
  public:
-  fused_parameter_list(const token_index* list, token_index first, std::size_t n) noexcept
-      : list_(list), first_(first), n_(n) {}
+  fused_parameter_list(const token_index* list, const std::uint16_t* deltas, token_index first,
+                       std::size_t n) noexcept
+      : list_(list), deltas_(deltas), first_(first), n_(n) {}
   std::size_t size() const noexcept { return n_; }
   bool empty() const noexcept { return n_ == 0; }
   token_index operator[](std::size_t i) const noexcept {
-    return list_ ? list_[i] : static_cast<token_index>(first_ + i);
+    return list_ ? list_[i] : static_cast<token_index>(first_ + (deltas_ ? deltas_[i] : i));
   }
   /// Whether the tokens are the run first(), first() + 1, …
-  bool is_run() const noexcept { return list_ == nullptr; }
+  bool is_run() const noexcept { return !list_ && !deltas_; }
+  /// Whether they are kept as 16-bit offsets from a base token.
+  bool is_offsets() const noexcept { return deltas_ != nullptr; }
   token_index first() const noexcept { return (*this)[0]; }
+  /// The token the 16-bit offsets count from (is_offsets()), the run's first (is_run()).
+  token_index base() const noexcept { return first_; }
   class iterator {
    public:
     using value_type = token_index;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    iterator(const token_index* list, token_index first, std::size_t i) : list_(list), first_(first), i_(i) {}
-    token_index operator*() const { return list_ ? list_[i_] : static_cast<token_index>(first_ + i_); }
+    iterator(const token_index* list, const std::uint16_t* deltas, token_index first, std::size_t i)
+        : list_(list), deltas_(deltas), first_(first), i_(i) {}
+    token_index operator*() const {
+      return list_ ? list_[i_] : static_cast<token_index>(first_ + (deltas_ ? deltas_[i_] : i_));
+    }
     iterator& operator++() {
       ++i_;
       return *this;
@@ -111,14 +120,16 @@ class fused_parameter_list {
     // By value, not a pointer to the list: an iterator outlives a temporary list
     // (c.fused_parameters(i).begin()); it stays valid while the circuit is unchanged.
     const token_index* list_ = nullptr;
+    const std::uint16_t* deltas_ = nullptr;
     token_index first_ = 0;
     std::size_t i_ = 0;
   };
-  iterator begin() const { return {list_, first_, 0}; }
-  iterator end() const { return {list_, first_, n_}; }
+  iterator begin() const { return {list_, deltas_, first_, 0}; }
+  iterator end() const { return {list_, deltas_, first_, n_}; }
 
  private:
   const token_index* list_;
+  const std::uint16_t* deltas_;
   token_index first_;
   std::size_t n_;
 };
@@ -229,8 +240,8 @@ class circuit {
   /// of what an array uses (the token table's too): a builder calls it when done. Skipped
   /// for an array whose copy would not fit max_bytes. O(bytes held).
   void shrink_to_fit();
-  /// Room for `fused_gates` more fused gates whose listed (not run) parameters hold `edges`
-  /// more entries: a hint like reserve().
+  /// Room for `fused_gates` more fused gates whose parameters that are not runs hold `edges`
+  /// more entries (16-bit offsets): a hint like reserve().
   void reserve_fused(std::size_t fused_gates, std::size_t edges);
 
   // ---- reading ------------------------------------------------------------------------------
@@ -263,15 +274,20 @@ class circuit {
   std::span<const fused_context> fused_contexts() const noexcept { return fused_contexts_; }
   fused_parameter_list fused_parameters(std::size_t i) const {
     const std::size_t n = offsets_[to_index(fused_gates_[i]) + 1] - offsets_[to_index(fused_gates_[i])] - 1;
-    if (fused_param_first_[i] != no_token) return {nullptr, fused_param_first_[i], n};
-    return {fused_params_.data() + fused_param_offsets_[i], no_token, n};
+    if (fused_param_first_[i] == no_token) return {fused_params_.data() + fused_param_offsets_[i], nullptr, no_token, n};
+    if (fused_delta_offsets_[i + 1] != fused_delta_offsets_[i])
+      return {nullptr, fused_deltas_.data() + fused_delta_offsets_[i], fused_param_first_[i], n};
+    return {nullptr, nullptr, fused_param_first_[i], n};
   }
-  /// The raw parameter arrays, for evaluation: per fused gate the first token of its run, or
-  /// no_token when its tokens are listed — then at raw_fused_parameters()[offsets[i] …]
-  /// (offsets: size fused + 1; a run gate adds no entry).
+  /// The raw parameter arrays, for evaluation: per fused gate its base token — the first of
+  /// its run, or the base of its 16-bit offsets raw_fused_parameter_deltas()[delta_offsets[i]
+  /// …] when that range is not empty — or no_token when its tokens are listed at
+  /// raw_fused_parameters()[offsets[i] …] (both offset arrays: size fused + 1).
   std::span<const token_index> raw_fused_parameter_firsts() const noexcept { return fused_param_first_; }
   std::span<const token_index> raw_fused_parameters() const noexcept { return fused_params_; }
   std::span<const std::uint32_t> raw_fused_parameter_offsets() const noexcept { return fused_param_offsets_; }
+  std::span<const std::uint16_t> raw_fused_parameter_deltas() const noexcept { return fused_deltas_; }
+  std::span<const std::uint32_t> raw_fused_delta_offsets() const noexcept { return fused_delta_offsets_; }
   /// Scale gates in increasing id order and their upper units.
   std::span<const gate_id> scale_gates() const noexcept { return scale_gates_; }
   std::span<const std::uint32_t> scale_units() const noexcept { return scale_units_; }
@@ -301,6 +317,9 @@ class circuit {
   friend struct detail::circuit_access;
   gate_id intern(gate_kind kind, std::vector<gate_id>& children);
   gate_id append(gate_kind kind, std::span<const gate_id> children);
+  // Appends one fused gate's parameter entry (run, offsets or list) and its offsets.
+  void store_fused_parameters(std::span<const token_index> ps, bool check_memory);
+  void unstore_fused_parameters();
   std::uint64_t gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept;
   void check_growth(std::size_t new_children);
   void require_memory(std::size_t extra_bytes, std::string_view what) const;
@@ -322,19 +341,20 @@ class circuit {
   std::vector<gate_id> fused_gates_;
   std::vector<fused_context> fused_contexts_;
   std::vector<std::uint32_t> fused_param_offsets_{0};
-  std::vector<token_index> fused_param_first_;  // per fused gate: its run's first token, or no_token
+  std::vector<token_index> fused_param_first_;  // per fused gate: its run's first / offsets' base, or no_token
   std::vector<token_index> fused_params_;        // the listed gates' tokens
+  std::vector<std::uint32_t> fused_delta_offsets_{0};
+  std::vector<std::uint16_t> fused_deltas_;      // the offset gates' tokens − their base
   std::size_t fused_edges_ = 0;
   std::vector<gate_id> scale_gates_;
   std::vector<std::uint32_t> scale_units_;
   std::vector<root> roots_;
   /// Root name → index in roots_: add_root's uniqueness check and find_root in O(1) (a linear
-  /// scan made adding n roots O(n²): 5 % of a lenet5 build with its 784 feature roots).
-  struct name_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, std::uint32_t, name_hash, std::equal_to<>> root_by_name_;
+  /// scan made adding n roots O(n²): 5 % of a lenet5 build with its 784 feature roots). An
+  /// id_table over roots_ (the names are not copied): ≈ 24 bytes per root where a map of
+  /// strings took ≈ 80.
+  detail::id_table root_index_;
+  static std::uint64_t root_hash(std::string_view name) noexcept;
   std::map<std::string, std::string> metadata_;
   detail::id_table by_structure_;
   std::vector<gate_id> scratch_;

@@ -283,6 +283,8 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const stored_val
   std::uint32_t next_edge_gate = (Annotated && !edges.empty()) ? to_index(edges[0]) : 0xFFFFFFFFu;
   const auto fused_gates = c.fused_gates();
   const token_index* ffirst = c.raw_fused_parameter_firsts().data();
+  const std::uint16_t* fdeltas = c.raw_fused_parameter_deltas().data();
+  const std::uint32_t* fdoff = c.raw_fused_delta_offsets().data();
   const token_index* fparams = c.raw_fused_parameters().data();
   const std::uint32_t* foff = c.raw_fused_parameter_offsets().data();
   std::size_t next_fused = 0;  // fused gates come in id order; a masked loop skips some
@@ -310,8 +312,15 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const stored_val
       if (k == gate_kind::fused) {
         while (to_index(fused_gates[next_fused]) < g) ++next_fused;
         if (const token_index first = ffirst[next_fused]; first != no_token) {
-          const auto* run = tv + first;  // a dense layer's gate: its ψ are adjacent
-          val[g] = fused_of(s, val, ch, b, e, [run](std::size_t i) -> const auto& { return run[i]; }, buf);
+          const auto* base = tv + first;
+          if (const auto db = fdoff[next_fused]; db == fdoff[next_fused + 1]) {
+            // a dense layer's gate: its ψ are adjacent
+            val[g] = fused_of(s, val, ch, b, e, [base](std::size_t i) -> const auto& { return base[i]; }, buf);
+          } else {
+            // a convolution's: its ψ within 2^16 tokens of the base
+            const std::uint16_t* d = fdeltas + db;
+            val[g] = fused_of(s, val, ch, b, e, [base, d](std::size_t i) -> const auto& { return base[d[i]]; }, buf);
+          }
         } else {
           const token_index* ps = fparams + foff[next_fused];
           val[g] = fused_of(s, val, ch, b, e, [tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; }, buf);

@@ -56,38 +56,36 @@ struct circuit_access {
     }
   }
   // firsts: per gate a run's first token, or no_token for a listed gate (version 2 files
-  // list every gate; runs among them are found here); run_edges: the edges of run gates.
+  // list every gate; the circuit's own rule decides how each list is kept: run, 16-bit
+  // offsets or tokens); gate_offsets: the gates' child offsets (a run's length is its gate's).
   static void set_fused(circuit& c, std::vector<gate_id> gates, std::vector<fused_context> contexts,
                         std::vector<token_index> firsts, std::vector<std::uint32_t> param_offsets,
-                        std::vector<token_index> params, std::size_t run_edges,
+                        std::vector<token_index> params, const std::vector<std::uint32_t>& gate_offsets,
                         std::vector<gate_id> scale_gates, std::vector<std::uint32_t> scale_units) {
-    // The file lists every edge's parameter; runs of consecutive tokens are stored as their
-    // first, as circuit::fused() does (compacted in place: runs only remove entries).
-    std::size_t w = 0;
+    c.fused_param_first_.clear();
+    c.fused_params_.clear();
+    c.fused_param_offsets_.assign(1, 0);
+    c.fused_deltas_.clear();
+    c.fused_delta_offsets_.assign(1, 0);
+    c.fused_edges_ = 0;
+    c.fused_param_first_.reserve(gates.size());
+    c.fused_param_offsets_.reserve(gates.size() + 1);
+    c.fused_delta_offsets_.reserve(gates.size() + 1);
+    std::vector<token_index> run;
     for (std::size_t i = 0; i < gates.size(); ++i) {
-      const std::size_t b = param_offsets[i], e = param_offsets[i + 1];
-      if (firsts[i] != no_token) {  // a run already (version 3): no entries
-        param_offsets[i] = static_cast<std::uint32_t>(w);
-        continue;
+      std::span<const token_index> ps(params.data() + param_offsets[i], params.data() + param_offsets[i + 1]);
+      if (firsts[i] != no_token) {  // a run already (version 3): its length is the gate's
+        const auto g = to_index(gates[i]);
+        run.resize(gate_offsets[g + 1] - gate_offsets[g] - 1);
+        for (std::size_t k = 0; k < run.size(); ++k) run[k] = static_cast<token_index>(firsts[i] + k);
+        ps = run;
       }
-      bool run = e > b;
-      for (std::size_t k = b + 1; k < e && run; ++k) run = params[k] == params[b] + (k - b);
-      if (run) {
-        firsts[i] = params[b];
-      } else {
-        for (std::size_t k = b; k < e; ++k) params[w++] = params[k];
-      }
-      param_offsets[i] = static_cast<std::uint32_t>(w - (run ? 0 : e - b));
+      c.store_fused_parameters(ps, false);
     }
-    c.fused_edges_ = params.size() + run_edges;
-    c.fused_param_first_ = std::move(firsts);
-    params.resize(w);
-    params.shrink_to_fit();
-    if (!param_offsets.empty()) param_offsets.back() = static_cast<std::uint32_t>(w);
+    c.fused_params_.shrink_to_fit();
+    c.fused_deltas_.shrink_to_fit();
     c.fused_gates_ = std::move(gates);
     c.fused_contexts_ = std::move(contexts);
-    c.fused_param_offsets_ = std::move(param_offsets);
-    c.fused_params_ = std::move(params);
     c.scale_gates_ = std::move(scale_gates);
     c.scale_units_ = std::move(scale_units);
   }
@@ -98,6 +96,9 @@ struct circuit_access {
 namespace {
 
 constexpr std::array<unsigned char, 8> magic = {0x89, 'P', 'V', 'C', 0x0D, 0x0A, 0x1A, 0x0A};
+// Version 3 fused records: a first token of 0xFFFFFFFE announces a base token and 16-bit
+// offsets (no token has that index: tables hold at most 2^32 − 2).
+constexpr std::uint32_t offsets_marker = 0xFFFFFFFEu;
 constexpr std::size_t section_count = 8;  // version 2; version 1 has the first 7
 constexpr std::size_t sections_of(std::uint32_t version) { return version == 1 ? 7 : 8; }
 constexpr std::size_t header_size_of(std::size_t sections) { return 24 + 8 * sections; }
@@ -116,6 +117,10 @@ std::uint32_t crc32_of(std::string_view bytes) {
 struct writer {
   std::string out;
   void u8(std::uint8_t v) { out.push_back(static_cast<char>(v)); }
+  void u16(std::uint16_t v) {
+    u8(static_cast<std::uint8_t>(v & 0xFF));
+    u8(static_cast<std::uint8_t>(v >> 8));
+  }
   void u32(std::uint32_t v) {
     for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
   }
@@ -147,6 +152,13 @@ class reader {
   std::uint8_t u8() {
     need(1);
     return static_cast<std::uint8_t>(b_[pos_++]);
+  }
+  std::uint16_t u16() {
+    need(2);
+    const auto v = static_cast<std::uint16_t>(static_cast<std::uint8_t>(b_[pos_]) |
+                                              (static_cast<std::uint8_t>(b_[pos_ + 1]) << 8));
+    pos_ += 2;
+    return v;
   }
   std::uint32_t u32() {
     need(4);
@@ -292,6 +304,11 @@ std::string serialize_circuit(const circuit& c) {
       const auto ps = c.fused_parameters(i);
       if (ps.is_run()) {
         s[7].u32(ps.first());
+      } else if (ps.is_offsets()) {
+        s[7].u32(offsets_marker);
+        s[7].u32(ps.base());
+        for (auto t : ps) s[7].u16(static_cast<std::uint16_t>(t - ps.base()));
+        if (ps.size() % 2 != 0) s[7].u16(0);
       } else {
         s[7].u32(no_token);
         for (auto t : ps) s[7].u32(t);
@@ -599,7 +616,6 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
   std::vector<fused_context> fused_contexts;
   std::vector<std::uint32_t> param_offsets{0}, scale_units;
   std::vector<token_index> params, param_firsts;
-  std::size_t run_edges = 0;
   {
     std::size_t fused_in_gates = 0;
     for (auto k : kinds) fused_in_gates += k == static_cast<std::uint8_t>(gate_kind::fused);
@@ -619,6 +635,23 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
         const auto np = offsets[g + 1] - offsets[g] - 1;
         if (version >= 3) {
           const auto first = r.u32();
+          if (first == offsets_marker) {  // a base token, then 16-bit offsets from it
+            const auto base = r.u32();
+            r.need(2 * std::uint64_t{np});
+            for (std::uint32_t p = 0; p < np; ++p) {
+              const std::uint64_t t = std::uint64_t{base} + r.u16();
+              if (t >= tt.size())
+                r.fail(fmt::format("fused gate {} names parameter token {} (base {}), there are {}", g, t, base,
+                                   tt.size()));
+              params.push_back(static_cast<token_index>(t));
+            }
+            r.skip_padding(np % 2 == 0 ? 0 : 2);
+            fused_gates.push_back(gate_id{g});
+            fused_contexts.push_back(f);
+            param_firsts.push_back(no_token);
+            param_offsets.push_back(static_cast<std::uint32_t>(params.size()));
+            continue;
+          }
           if (first != no_token) {  // a run: first, first + 1, …
             if (std::uint64_t{first} + np > tt.size())
               r.fail(fmt::format("fused gate {} names parameter tokens {}…{}, there are {}", g, first,
@@ -627,7 +660,6 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
             fused_contexts.push_back(f);
             param_firsts.push_back(first);
             param_offsets.push_back(static_cast<std::uint32_t>(params.size()));
-            run_edges += np;
             continue;
           }
         }
@@ -658,7 +690,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
     }
   }
   detail::circuit_access::set_fused(c, std::move(fused_gates), std::move(fused_contexts), std::move(param_firsts),
-                                    std::move(param_offsets), std::move(params), run_edges, std::move(scale_gates),
+                                    std::move(param_offsets), std::move(params), offsets, std::move(scale_gates),
                                     std::move(scale_units));
   detail::circuit_access::set_gates(c, std::move(kinds), std::move(offsets), std::move(children), std::move(edge_gates),
                                     std::move(contexts));

@@ -32,8 +32,9 @@
 //                ⌈Π shape / 64⌉ (bit o % 64 of word o / 64; count bits set, none past Π shape);
 //                then fused gates: count u64; per fused gate: gate u32, layer u32, lower u32,
 //                term u32, then its parameter tokens: version 2 u32 × n (n = its slot count
-//                − 1); version 3 first u32, then u32 × n only when first is 0xFFFFFFFF (a
-//                run first, first+1, … is the first alone);
+//                − 1); version 3 first u32, then by first: 0xFFFFFFFF u32 × n (tokens);
+//                0xFFFFFFFE base u32, u16 × n (token − base), 0-padding to a multiple of 4;
+//                else nothing (the run first, first+1, …);
 //                then scale gates: count u64; per scale gate: gate u32, upper unit u32.
 //   In versions 2 and 3 sections 1–2 list the single tokens only (in token order, around the
 //   blocks); section 3 holds the value of every token.

@@ -581,10 +581,17 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // holds the parameters some active edge uses — a sparse block (12 bytes per token) when
     // they are under 3/4 of the tensor, else every parameter (8 bytes each). A dense layer's
     // block is stored j-major (axis order (in, out)), so the edges of one fused gate (fixed j,
-    // k ascending) read adjacent values; a convolution's in its own layout.
+    // k ascending) read adjacent values; a convolution's input-channel-major (see offset_of).
     const std::vector<double>& weights = dense ? dense->weight : conv->weight;
+    // A convolution's block is stored input-channel-major (axis order (in, out, kh, kw)): the
+    // ψ of one fused gate (one input channel, every output channel) then lie within
+    // out_channels × kernel tokens, which the circuit keeps as 16-bit offsets.
+    const std::size_t taps = conv ? conv->kernel_h * conv->kernel_w : 1;
+    const std::size_t icg = conv ? conv->in_channels / conv->group : 1;
     auto offset_of = [&](std::size_t p) -> std::uint32_t {
-      return static_cast<std::uint32_t>(dense ? (p % dense->in) * dense->out + p / dense->in : p);
+      if (dense) return static_cast<std::uint32_t>((p % dense->in) * dense->out + p / dense->in);
+      const std::size_t tap = p % taps, co = p / taps / icg, icl = p / taps % icg;
+      return static_cast<std::uint32_t>((icl * conv->out_channels + co) * taps + tap);
     };
     std::array<std::vector<std::uint32_t>, token_variant_count> psi_tok;  // p → token, per variant
     for (std::size_t m = 0; m < T; ++m) {
@@ -610,8 +617,12 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
             if (!sparse || used[p]) order_p.push_back(static_cast<std::uint32_t>(p));
           }
       } else {
-        for (std::size_t p = 0; p < n_params; ++p)
-          if (!sparse || used[p]) order_p.push_back(static_cast<std::uint32_t>(p));
+        for (std::size_t icl = 0; icl < icg; ++icl)  // storage order (see offset_of)
+          for (std::size_t co = 0; co < conv->out_channels; ++co)
+            for (std::size_t tap = 0; tap < taps; ++tap) {
+              const std::size_t p = (co * icg + icl) * taps + tap;
+              if (!sparse || used[p]) order_p.push_back(static_cast<std::uint32_t>(p));
+            }
       }
       if (sparse)
         for (auto p : order_p) present.push_back(offset_of(p));
@@ -621,10 +632,12 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
                                       order_p.size(), layer_no, opt_.max_memory));
       std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
       const std::uint8_t j_major[] = {1, 0};
+      const std::uint8_t in_channel_major[] = {1, 0, 2, 3};
       const token_index first =
           c_.tokens().add_block(K::parameter, v, layer_no, shp,
-                                dense ? std::span<const std::uint8_t>(j_major) : std::span<const std::uint8_t>(), 0,
-                                present);
+                                dense ? std::span<const std::uint8_t>(j_major)
+                                      : std::span<const std::uint8_t>(in_channel_major),
+                                0, present);
       for (std::size_t q = 0; q < order_p.size(); ++q) {
         const auto p = order_p[q];
         const token_index t = sparse ? static_cast<token_index>(first + q) : static_cast<token_index>(first + offset_of(p));

@@ -220,7 +220,7 @@ TEST_CASE("file format: token blocks are written as block records and read back 
                        parse_error);
 }
 
-TEST_CASE("fused parameters: a run of consecutive tokens is stored as its first, a list entry by entry") {
+TEST_CASE("fused parameters: a run is stored as its first token, a narrow list as 16-bit offsets, a wide one as tokens") {
   two_edges t;
   circuit& c = t.c;
   // two_edges interned W2[0,0] and W2[1,0] one after the other: a run, no per-edge entry.
@@ -234,22 +234,37 @@ TEST_CASE("fused parameters: a run of consecutive tokens is stored as its first,
   const token_index one[] = {t.w10};
   const gate_id s1only[] = {t.s1};
   const gate_id f3 = c.fused(ga, one, s1only, {2, 0, 2});
+  // Tokens 69 999 apart do not fit 16-bit offsets: listed as tokens.
+  const std::uint32_t wide_shape[] = {70000};
+  const auto big = c.tokens().add_block(token_kind::parameter, token_variant::plain, 3, wide_shape);
+  c.tokens().set_value(big, 0.5);
+  c.tokens().set_value(big + 69999, 3.0);
+  const token_index wide[] = {big, big + 69999};
+  const gate_id f4 = c.fused(ga, wide, ss, {3, 0, 0});
   CHECK_FALSE(c.fused_parameters(1).is_run());
+  CHECK(c.fused_parameters(1).is_offsets());
   CHECK(c.fused_parameters(2).is_run());
-  CHECK(c.raw_fused_parameters().size() == 2);
-  CHECK(c.fused_edge_count() == 5);
+  CHECK_FALSE(c.fused_parameters(3).is_run());
+  CHECK_FALSE(c.fused_parameters(3).is_offsets());
+  CHECK(c.raw_fused_parameter_deltas().size() == 2);  // f2's
+  CHECK(c.raw_fused_parameters().size() == 2);        // f4's
+  CHECK(c.fused_parameters(3)[1] == big + 69999);
+  CHECK(c.fused_edge_count() == 7);
   std::vector<token_index> got(c.fused_parameters(1).begin(), c.fused_parameters(1).end());
   CHECK(got == std::vector<token_index>{t.w10, t.w00});
   CHECK(c.fused_parameters(0)[1] == t.w10);
   c.add_root({"f2", f2, root_kind::other});
   c.add_root({"f3", f3, root_kind::other});
-  // By hand: f2 = 2 · (−1 · 0.5 · 4 + 3 · 0.25 · 8) = 2 · (−2 + 6) = 8; f3 = 2 · (−1 · 0.25 · 8) = −4.
+  c.add_root({"f4", f4, root_kind::other});
+  // By hand: f2 = 2 · (−1 · 0.5 · 4 + 3 · 0.25 · 8) = 2 · (−2 + 6) = 8; f3 = 2 · (−1 · 0.25 · 8) = −4;
+  // f4 = 2 · (0.5 · 0.5 · 4 + 3 · 0.25 · 8) = 2 · (1 + 6) = 14.
   const auto v = evaluate(c, real_semiring{});
   CHECK(v[to_index(f2)] == doctest::Approx(8.0).epsilon(1e-15));
   CHECK(v[to_index(f3)] == doctest::Approx(-4.0).epsilon(1e-15));
+  CHECK(v[to_index(f4)] == doctest::Approx(14.0).epsilon(1e-15));
   // Both storages agree with the expanded (plain) circuit in every semiring tried.
   const circuit plain = expand_fused(c);
-  for (const char* name : {"R(a1[0])", "f2", "f3"}) {
+  for (const char* name : {"R(a1[0])", "f2", "f3", "f4"}) {
     const auto* r = c.find_root(name);
     const auto* p = plain.find_root(name);
     REQUIRE((r && p));
@@ -261,15 +276,18 @@ TEST_CASE("fused parameters: a run of consecutive tokens is stored as its first,
   const std::string bytes = serialize_circuit(c);
   const circuit back = deserialize_circuit(bytes);
   CHECK(back.fused_parameters(0).is_run());
-  CHECK_FALSE(back.fused_parameters(1).is_run());
+  CHECK(back.fused_parameters(1).is_offsets());
   CHECK(back.fused_parameters(2).is_run());
+  CHECK_FALSE(back.fused_parameters(3).is_offsets());
   CHECK(back.raw_fused_parameters().size() == 2);
-  CHECK(back.fused_edge_count() == 5);
+  CHECK(back.raw_fused_parameter_deltas().size() == 2);
+  CHECK(back.fused_edge_count() == 7);
   CHECK(std::vector<token_index>(back.fused_parameters(1).begin(), back.fused_parameters(1).end()) == got);
   CHECK(serialize_circuit(back) == bytes);
   const auto vb = evaluate(back, real_semiring{});
   CHECK(vb[to_index(f2)] == v[to_index(f2)]);
   CHECK(vb[to_index(f3)] == v[to_index(f3)]);
+  CHECK(vb[to_index(f4)] == v[to_index(f4)]);
 }
 
 namespace {
@@ -305,11 +323,15 @@ TEST_CASE("file format: version 2 files (every parameter listed) still read, and
     const circuit a = deserialize_circuit(v2, name);
     const std::string v3 = serialize_circuit(a);
     CHECK(static_cast<unsigned char>(v3[8]) == 3);
-    // A run costs one u32 instead of one per edge; a listed gate one u32 more (its marker).
-    std::size_t run_edges = 0, listed = 0;
+    // Per fused gate, version 2 holds 4n bytes of tokens; version 3 a run's first (4), or a
+    // marker, a base and 16-bit offsets padded to 4 (8 + 2n + 2·(n odd)), or a marker and
+    // the tokens (4 + 4n).
+    std::size_t v2_params = 0, v3_params = 0;
     for (std::size_t i = 0; i < a.fused_gates().size(); ++i) {
-      if (a.fused_parameters(i).is_run()) run_edges += a.fused_parameters(i).size() - 1;
-      else ++listed;
+      const auto ps = a.fused_parameters(i);
+      const std::size_t n = ps.size();
+      v2_params += 4 * n;
+      v3_params += ps.is_run() ? 4 : ps.is_offsets() ? 8 + 2 * n + (n % 2 ? 2 : 0) : 4 + 4 * n;
     }
     // A bitmap block: ⌈Π shape / 64⌉ words instead of a u32 per token.
     std::size_t bitmap_bytes = 0, listed_offsets = 0;
@@ -319,7 +341,7 @@ TEST_CASE("file format: version 2 files (every parameter listed) still read, and
       bitmap_bytes += 8 * blk.present.words().size();
       listed_offsets += blk.count;
     }
-    CHECK(v3.size() + 4 * run_edges + 4 * listed_offsets == v2.size() + 4 * listed + bitmap_bytes);
+    CHECK(v3.size() + v2_params + 4 * listed_offsets == v2.size() + v3_params + bitmap_bytes);
     const circuit b = deserialize_circuit(v3, name);
     REQUIRE(a.fused_gates().size() == b.fused_gates().size());
     REQUIRE(!a.fused_gates().empty());
@@ -327,6 +349,7 @@ TEST_CASE("file format: version 2 files (every parameter listed) still read, and
     for (std::size_t i = 0; i < a.fused_gates().size(); ++i) {
       const auto pa = a.fused_parameters(i), pb = b.fused_parameters(i);
       CHECK(pa.is_run() == pb.is_run());
+      CHECK(pa.is_offsets() == pb.is_offsets());
       CHECK(std::equal(pa.begin(), pa.end(), pb.begin(), pb.end()));
     }
     const auto va = evaluate(a, real_semiring{}), vb = evaluate(b, real_semiring{});
@@ -355,7 +378,11 @@ TEST_CASE("file format: a bitmap block and a run record, and their damage refuse
   const token_index ps[] = {w + 2, w + 3};
   const gate_id ss[] = {s0, s1};
   const gate_id f = c.fused(c.token(x), ps, ss, {1, 0, 0});
+  const token_index swapped[] = {w + 3, w + 2};  // not a run: a base and 16-bit offsets
+  const gate_id f2 = c.fused(c.token(x), swapped, ss, {1, 0, 1});
+  REQUIRE(c.fused_parameters(1).is_offsets());
   c.add_root({"R", f});
+  c.add_root({"R2", f2});
   const std::string bytes = serialize_circuit(c);
   const circuit back = deserialize_circuit(bytes);
   CHECK(back.tokens().block_at(0).present.is_bitmap());
@@ -363,6 +390,9 @@ TEST_CASE("file format: a bitmap block and a run record, and their damage refuse
   CHECK(back.fused_parameters(0).first() == w + 2);
   CHECK(back.tokens().name(w + 7) == tt.name(w + 7));
   CHECK(evaluate(back, real_semiring{})[to_index(f)] == evaluate(c, real_semiring{})[to_index(f)]);
+  CHECK(back.fused_parameters(1).is_offsets());
+  CHECK(back.fused_parameters(1)[0] == w + 3);
+  CHECK(evaluate(back, real_semiring{})[to_index(f2)] == evaluate(c, real_semiring{})[to_index(f2)]);
   // Section 8: block count u64, then the block (first, count, kind/variant/rank/sparse, layer,
   // term, shape ×2, order ×2 + 2 padding = 32 bytes), its one bitmap word, the fused count u64,
   // then the fused record: gate, layer, lower, term, first.
@@ -388,6 +418,12 @@ TEST_CASE("file format: a bitmap block and a run record, and their damage refuse
     CHECK(deserialize_circuit(edge, "<test>").fused_parameters(0).first() == 11);
   }
   damaged(word + 8 + 8 + 16, 12, "names parameter tokens 12…13, there are 13");
+  // The second record: gate, layer, lower, term, the marker 0xFFFFFFFE, base 3, offsets 1 and 0.
+  const std::size_t rec2 = word + 8 + 8 + 20;
+  REQUIRE(static_cast<unsigned char>(bytes[rec2 + 16]) == 0xFE);
+  REQUIRE(static_cast<unsigned char>(bytes[rec2 + 20]) == w + 2);
+  REQUIRE(static_cast<unsigned char>(bytes[rec2 + 24]) == 1);
+  damaged(rec2 + 25, 0xFF, "names parameter token");  // offset 0xFF01 from base 3: past the 13 tokens
   // A sparse block of no tokens (which add_block would take for a dense one of every
   // coordinate), and a count no values section backs, refused before anything is sized by it.
   damaged(sec8 + 8 + 4, 0, "holds no tokens");
