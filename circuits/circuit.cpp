@@ -222,6 +222,12 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
       fused_contexts_.size() == fused_contexts_.capacity())
     require_memory((4 + 4 + 4 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
                    "growing the fused-gate arrays");
+  // Room first, so that nothing after append() can fail and leave the arrays out of step.
+  auto room = [](auto& v) {
+    if (v.size() == v.capacity()) v.reserve(std::max<std::size_t>(16, 2 * v.capacity()));
+  };
+  room(fused_gates_);
+  room(fused_contexts_);
   // children: φ then the scaled gates (append copies a span; build it in scratch_)
   scratch_.clear();
   scratch_.push_back(phi);
@@ -269,6 +275,9 @@ void circuit::store_fused_parameters(std::span<const token_index> ps, bool check
     fused_param_first_.push_back(ps[0]);
   } else if (narrow) {
     fused_param_first_.push_back(lo);
+    // Grow once, as the check above assumed (a push_back per entry could double repeatedly).
+    if (fused_deltas_.size() + ps.size() > fused_deltas_.capacity())
+      fused_deltas_.reserve(std::max(fused_deltas_.size() + ps.size(), 2 * fused_deltas_.capacity()));
     for (auto t : ps) fused_deltas_.push_back(static_cast<std::uint16_t>(t - lo));
   } else {
     fused_param_first_.push_back(no_token);

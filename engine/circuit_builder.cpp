@@ -442,11 +442,15 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   std::vector<std::uint32_t> start(fuse ? n_in * T + 1 : 0, 0);
   std::size_t n_edges = 0;
   std::vector<std::size_t> per_group(groups_.size(), 0);
-  // At most this many recorded edges (12 bytes each) per stage; a larger stage is traversed
-  // a second time instead (bounded transient memory on networks like vgg-small).
-  constexpr std::size_t max_recorded = std::size_t{1} << 22;
+  // Record the active edges (12 bytes each) when the stage cannot have more than
+  // max_recorded_edges and their record fits the budget; else traverse the stage twice.
+  const std::size_t max_recorded = opt_.max_recorded_edges;
+  const std::size_t structural =
+      T * (dense ? dense->in * dense->out
+                 : conv ? n_out * (conv->in_channels / conv->group) * conv->kernel_h * conv->kernel_w : 0);
   active_.clear();
-  bool recorded = fuse;
+  bool recorded = fuse && structural <= max_recorded &&
+                  c_.fits_memory(sizeof(active_edge) * std::max(structural, active_.capacity()));
   if (needing) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
       if (!need[k]) return;
@@ -547,6 +551,10 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // was a tenth of the build.
     const std::size_t B = n_in * T;
     for (std::size_t b = 0; b < B; ++b) start[b + 1] += start[b];
+    if (!c_.fits_memory(8 * n_edges))
+      throw limit_error(fmt::format("circuit: bucketing the {} active edges of stage {} needs {} bytes, which would "
+                                    "take the arena above the memory limit max_memory = {} bytes",
+                                    n_edges, layer_no, 8 * n_edges, opt_.max_memory));
     const std::unique_ptr<std::uint32_t[]> e_k(new std::uint32_t[n_edges]), e_p(new std::uint32_t[n_edges]);
 
     {

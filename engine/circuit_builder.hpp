@@ -83,6 +83,11 @@ struct circuit_options {
   /// option that raises it (--max-gates / --max-memory).
   std::size_t max_gates = default_max_gates;
   std::size_t max_memory = default_max_memory;
+  /// The fused layout records a stage's active edges (12 bytes each) while counting them, so
+  /// that bucketing them needs no second traversal of the stage; a stage that may have more
+  /// (its multiply-adds × rule terms) or whose record would not fit max_memory is traversed
+  /// twice instead. The circuit is the same either way (tests compare the bytes).
+  std::size_t max_recorded_edges = std::size_t{1} << 22;
   /// Called before each linear stage is built, from the output down: (stages done, stages
   /// in all). For progress displays; empty by default. May throw to cancel the build.
   std::function<void(std::size_t done, std::size_t total)> progress;

@@ -49,23 +49,12 @@ class id_table {
   /// Room for n ids without growing.
   void reserve(std::size_t n) {
     const std::size_t want = slots_for(n);
-    if (want > slots_.size()) {
-      std::vector<std::uint32_t> old_slots = std::move(slots_), old_hi = std::move(hashes_),
-                                 old_lo = std::move(full_hashes_lo_);
-      rehash(want, old_slots, old_hi, old_lo);
-    }
+    if (want > slots_.size()) rehash(want);
   }
-
   /// Gives back slots beyond what size() needs (after a generous reserve()).
   void shrink_to_fit() {
     const std::size_t want = count_ == 0 ? 0 : slots_for(count_);
-    if (want >= slots_.size()) return;
-    std::vector<std::uint32_t> old_slots = std::move(slots_), old_hi = std::move(hashes_),
-                               old_lo = std::move(full_hashes_lo_);
-    slots_.clear();
-    hashes_.clear();
-    full_hashes_lo_.clear();
-    if (want) rehash(want, old_slots, old_hi, old_lo);
+    if (want < slots_.size()) rehash(want);
   }
   void clear() {
     slots_.clear();
@@ -77,29 +66,28 @@ class id_table {
   std::size_t bytes() const noexcept { return (slots_.capacity() + hashes_.capacity() + full_hashes_lo_.capacity()) * 4; }
 
  private:
-  void place(std::uint64_t hash, std::uint32_t id) {
-    const std::size_t mask = slots_.size() - 1;
+  static void place(std::vector<std::uint32_t>& slots, std::vector<std::uint32_t>& hi, std::vector<std::uint32_t>& lo,
+                    std::uint64_t hash, std::uint32_t id) {
+    const std::size_t mask = slots.size() - 1;
     std::size_t i = hash & mask;
-    while (slots_[i] != empty) i = (i + 1) & mask;
-    slots_[i] = id;
-    hashes_[i] = static_cast<std::uint32_t>(hash >> 32);
-    full_hashes_lo_[i] = static_cast<std::uint32_t>(hash);
+    while (slots[i] != empty) i = (i + 1) & mask;
+    slots[i] = id;
+    hi[i] = static_cast<std::uint32_t>(hash >> 32);
+    lo[i] = static_cast<std::uint32_t>(hash);
   }
-  void grow() {
-    std::vector<std::uint32_t> old_slots = std::move(slots_), old_hi = std::move(hashes_),
-                               old_lo = std::move(full_hashes_lo_);
-    rehash(old_slots.empty() ? 64 : old_slots.size() * 2, old_slots, old_hi, old_lo);
+  void place(std::uint64_t hash, std::uint32_t id) { place(slots_, hashes_, full_hashes_lo_, hash, id); }
+  void grow() { rehash(slots_.empty() ? 64 : slots_.size() * 2); }
+  // Into n slots (0: none). The new arrays are complete before they replace the old ones, so
+  // a failed allocation leaves the table as it was (strong guarantee).
+  void rehash(std::size_t n) {
+    std::vector<std::uint32_t> slots(n, empty), hi(n, 0), lo(n, 0);
+    for (std::size_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i] != empty)
+        place(slots, hi, lo, (static_cast<std::uint64_t>(hashes_[i]) << 32) | full_hashes_lo_[i], slots_[i]);
+    slots_.swap(slots);
+    hashes_.swap(hi);
+    full_hashes_lo_.swap(lo);
   }
-  void rehash(std::size_t n, const std::vector<std::uint32_t>& old_slots, const std::vector<std::uint32_t>& old_hi,
-              const std::vector<std::uint32_t>& old_lo) {
-    slots_.assign(n, empty);
-    hashes_.assign(n, 0);
-    full_hashes_lo_.assign(n, 0);
-    for (std::size_t i = 0; i < old_slots.size(); ++i)
-      if (old_slots[i] != empty)
-        place((static_cast<std::uint64_t>(old_hi[i]) << 32) | old_lo[i], old_slots[i]);
-  }
-
   std::vector<std::uint32_t> slots_;
   std::vector<std::uint32_t> hashes_;          // high half of each slot's hash (cheap reject)
   std::vector<std::uint32_t> full_hashes_lo_;  // low half, so growing needs no re-hash

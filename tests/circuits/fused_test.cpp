@@ -380,6 +380,10 @@ TEST_CASE("file format: a bitmap block and a run record, and their damage refuse
   const gate_id f = c.fused(c.token(x), ps, ss, {1, 0, 0});
   const token_index swapped[] = {w + 3, w + 2};  // not a run: a base and 16-bit offsets
   const gate_id f2 = c.fused(c.token(x), swapped, ss, {1, 0, 1});
+  const token_index three[] = {w + 4, w + 2, w + 3};  // an odd count: two bytes of padding
+  const gate_id sss[] = {s0, s1, s0};
+  const gate_id f3 = c.fused(c.token(x), three, sss, {1, 0, 2});
+  c.add_root({"R3", f3});
   REQUIRE(c.fused_parameters(1).is_offsets());
   c.add_root({"R", f});
   c.add_root({"R2", f2});
@@ -424,6 +428,12 @@ TEST_CASE("file format: a bitmap block and a run record, and their damage refuse
   REQUIRE(static_cast<unsigned char>(bytes[rec2 + 20]) == w + 2);
   REQUIRE(static_cast<unsigned char>(bytes[rec2 + 24]) == 1);
   damaged(rec2 + 25, 0xFF, "names parameter token");  // offset 0xFF01 from base 3: past the 13 tokens
+  // The third record (after the second's 16 + 8 + 2·2 bytes): base 3, offsets 2, 0, 1, padding.
+  const std::size_t rec3 = rec2 + 28;
+  REQUIRE(static_cast<unsigned char>(bytes[rec3 + 16]) == 0xFE);
+  REQUIRE(static_cast<unsigned char>(bytes[rec3 + 24]) == 2);
+  damaged(rec3 + 31, 0x01, "non-zero padding");
+  damaged(rec3 + 23, 0xFF, "names parameter token");  // base 0xFF000003: near 2^32, no wrap
   // A sparse block of no tokens (which add_block would take for a dense one of every
   // coordinate), and a count no values section backs, refused before anything is sized by it.
   damaged(sec8 + 8 + 4, 0, "holds no tokens");

@@ -237,3 +237,95 @@ TEST_CASE("fused layout: a saved fused circuit loads back with the same values; 
       err = std::max(err, std::fabs(v[r] - expect[c.roots()[r].index]) / std::max(1e-300, max_abs(expect)));
   CHECK(err <= 1e-9);
 }
+
+namespace {
+layer conv_layer(conv2d_op c, shape_t in) {
+  layer l;
+  l.name = "conv";
+  l.op_type = "Conv";
+  const std::size_t oh = (in[1] + c.pad_top + c.pad_bottom - c.dilation_h * (c.kernel_h - 1) - 1) / c.stride_h + 1;
+  const std::size_t ow = (in[2] + c.pad_left + c.pad_right - c.dilation_w * (c.kernel_w - 1) - 1) / c.stride_w + 1;
+  l.out_shape = {c.out_channels, oh, ow};
+  l.in_shape = std::move(in);
+  l.op = std::move(c);
+  return l;
+}
+}  // namespace
+
+TEST_CASE("fused layout: grouped and non-square convolutions keep their weights as 16-bit offsets, = the plain "
+          "circuit; recording active edges or traversing twice gives the same bytes") {
+  struct geometry {
+    const char* what;
+    std::size_t cin, cout, h, w, kh, kw, stride, pad, group;
+  };
+  const geometry gs[] = {
+      {"groups 2, 3x2 kernel", 4, 6, 6, 5, 3, 2, 1, 1, 2},
+      {"depthwise 2x3, stride 2", 3, 3, 7, 6, 2, 3, 2, 0, 3},
+      {"dense 5x5", 2, 4, 8, 8, 5, 5, 1, 2, 1},
+  };
+  std::uint64_t seed = 7;
+  auto rnd = [&] {  // U(-1, 1), deterministic
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<double>(seed >> 11) * 0x1p-52 - 1.0;
+  };
+  for (const auto& gm : gs) {
+    CAPTURE(gm.what);
+    conv2d_op c;
+    c.in_channels = gm.cin, c.out_channels = gm.cout, c.kernel_h = gm.kh, c.kernel_w = gm.kw;
+    c.stride_h = c.stride_w = gm.stride;
+    c.pad_top = c.pad_left = c.pad_bottom = c.pad_right = gm.pad;
+    c.group = gm.group;
+    for (std::size_t i = 0; i < gm.cout * (gm.cin / gm.group) * gm.kh * gm.kw; ++i) c.weight.push_back(rnd());
+    for (std::size_t i = 0; i < gm.cout; ++i) c.bias.push_back(0.1 * rnd());
+    network net;
+    net.source = gm.what;
+    net.input_shape = {gm.cin, gm.h, gm.w};
+    net.layers.push_back(conv_layer(c, net.input_shape));
+    std::vector<double> x;
+    for (std::size_t i = 0; i < gm.cin * gm.h * gm.w; ++i) x.push_back(rnd());
+    const auto fwd = forward(net, x);
+    for (const std::string rule : {"epsilon", "alphabeta", "gamma"}) {
+      CAPTURE(rule);
+      circuit_options o;
+      o.layer_rules = rules_of(rule, net);
+      const circuit plain = build_circuit(net, fwd, o);
+      o.layout = circuit_layout::fused;
+      const circuit fused = build_circuit(net, fwd, o);
+      o.max_recorded_edges = 0;
+      const circuit twice = build_circuit(net, fwd, o);
+      CHECK(serialize_circuit(fused) == serialize_circuit(twice));
+      REQUIRE(!fused.fused_gates().empty());
+      std::size_t offsets = 0;
+      for (std::size_t i = 0; i < fused.fused_gates().size(); ++i) {
+        const auto ps = fused.fused_parameters(i);
+        CHECK((ps.is_offsets() || ps.is_run()));
+        offsets += ps.is_offsets();
+      }
+      CHECK(offsets > 0);
+      // Every edge names the same weight W[co, ci, ky, kx] in both layouts (the block's
+      // input-channel-major storage must not change which coordinates a token stands for).
+      CHECK(sorted_contexts(expand_fused(fused)) == sorted_contexts(plain));
+      const auto vp = roots_real(plain), vf = roots_real(fused);
+      for (std::size_t r = 0; r < plain.roots().size(); ++r) {
+        const auto* fr = fused.find_root(plain.roots()[r].name);
+        REQUIRE(fr);
+        CHECK(vf[static_cast<std::size_t>(fr - fused.roots().data())] == doctest::Approx(vp[r]).epsilon(1e-12));
+      }
+    }
+  }
+}
+
+TEST_CASE("fused layout: lenet5 ≤ 16 bytes per active edge, its convolutions as 16-bit offsets, the file no larger") {
+  const network net = synthetic_network("lenet5");
+  const auto fwd = forward(net, synthetic_input(net));
+  circuit_options o;
+  o.layer_rules = rules_of("epsilon", net);
+  o.layout = circuit_layout::fused;
+  circuit_build_info info;
+  const circuit c = build_circuit(net, fwd, o, &info);
+  const std::size_t held = c.bytes() + c.tokens().bytes();
+  CHECK(held <= 16 * info.edges);
+  CHECK(serialize_circuit(c).size() <= held);
+  CHECK(c.raw_fused_parameters().empty());  // no 32-bit lists: every conv gate fits 16-bit offsets
+  CHECK(c.raw_fused_parameter_deltas().size() > info.edges / 2);
+}
