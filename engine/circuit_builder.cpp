@@ -444,12 +444,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   std::vector<std::size_t> per_group(groups_.size(), 0);
   // Record the active edges (12 bytes each) when the stage cannot have more than
   // max_recorded_edges and their record fits the budget; else traverse the stage twice.
-  const std::size_t max_recorded = opt_.max_recorded_edges;
   const std::size_t structural =
       T * (dense ? dense->in * dense->out
                  : conv ? n_out * (conv->in_channels / conv->group) * conv->kernel_h * conv->kernel_w : 0);
   active_.clear();
-  bool recorded = fuse && structural <= max_recorded &&
+  const bool recorded = fuse && structural <= opt_.max_recorded_edges &&
                   c_.fits_memory(sizeof(active_edge) * std::max(structural, active_.capacity()));
   if (needing) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
@@ -459,13 +458,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         ++n_edges;
         if (fuse) {
           ++start[j * T + m + 1];
-          if (recorded) {
-            if (active_.size() < max_recorded)
-              active_.push_back({static_cast<std::uint32_t>(j * T + m), static_cast<std::uint32_t>(k),
-                                 static_cast<std::uint32_t>(p)});
-            else
-              recorded = false;
-          }
+          if (recorded)  // at most `structural` edges: within the bound checked above
+            active_.push_back({static_cast<std::uint32_t>(j * T + m), static_cast<std::uint32_t>(k),
+                               static_cast<std::uint32_t>(p)});
         }
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
       }

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/network.hpp"
+
 namespace provnn::test {
 
 /// tests/data in the source tree.
@@ -219,6 +221,19 @@ inline std::vector<double> pseudo_random(std::size_t n, std::uint32_t seed, doub
     x = static_cast<double>(static_cast<float>(lo + (hi - lo) * u));
   }
   return v;
+}
+
+/// A convolution layer on input shape (C, H, W), its output shape by the ONNX formula.
+inline engine::layer conv_layer(engine::conv2d_op c, engine::shape_t in) {
+  engine::layer l;
+  l.name = "conv";
+  l.op_type = "Conv";
+  const std::size_t oh = (in[1] + c.pad_top + c.pad_bottom - c.dilation_h * (c.kernel_h - 1) - 1) / c.stride_h + 1;
+  const std::size_t ow = (in[2] + c.pad_left + c.pad_right - c.dilation_w * (c.kernel_w - 1) - 1) / c.stride_w + 1;
+  l.out_shape = {c.out_channels, oh, ow};
+  l.in_shape = std::move(in);
+  l.op = std::move(c);
+  return l;
 }
 
 }  // namespace provnn::test

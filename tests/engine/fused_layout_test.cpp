@@ -36,6 +36,7 @@
 #include "semirings/nx.hpp"
 #include "semirings/real.hpp"
 #include "semirings/viterbi.hpp"
+#include "tests/engine/engine_test_util.hpp"
 
 using namespace provnn;
 using namespace provnn::engine;
@@ -68,6 +69,26 @@ std::vector<rule> rules_of(const std::string& spec, const network& net) {
   resolve_bounds(rs, [](const std::string& p) { return read_npy(p).data; });
   return rs;
 }
+
+// The ε circuit of a synthetic network in the fused layout, and issue 5's memory target on it.
+struct fused_epsilon {
+  explicit fused_epsilon(const std::string& spec) : net(synthetic_network(spec)), fwd(forward(net, synthetic_input(net))) {
+    o.layer_rules = rules_of("epsilon", net);
+    o.layout = circuit_layout::fused;
+    c = build_circuit(net, fwd, o, &info);
+  }
+  // ≤ 16 bytes per active edge in memory (token table included), the file no larger.
+  void check_bytes_per_edge() const {
+    const std::size_t held = c.bytes() + c.tokens().bytes();
+    CHECK(held <= 16 * info.edges);
+    CHECK(serialize_circuit(c).size() <= held);
+  }
+  network net;
+  forward_result fwd;
+  circuit_options o;
+  circuit_build_info info;
+  circuit c;
+};
 
 std::vector<double> roots_real(const circuit& c) { return evaluate_roots(c, real_semiring{}, c.tokens().values()); }
 
@@ -206,13 +227,8 @@ TEST_CASE("fused layout: the N[X] polynomial of every root equals the plain circ
 }
 
 TEST_CASE("fused layout: a saved fused circuit loads back with the same values; ≤ 16 bytes per active edge") {
-  const network net = synthetic_network("mlp:784-300-100-10");
-  const auto fwd = forward(net, synthetic_input(net));
-  circuit_options o;
-  o.layer_rules = rules_of("epsilon", net);
-  o.layout = circuit_layout::fused;
-  circuit_build_info info;
-  const circuit c = build_circuit(net, fwd, o, &info);
+  const fused_epsilon f("mlp:784-300-100-10");
+  const auto& [net, fwd, o, info, c] = f;
   const circuit back = deserialize_circuit(serialize_circuit(c));
   CHECK(roots_real(back) == roots_real(c));
   // One child reference per edge, plus O(units) gates; a dense layer's parameters are runs,
@@ -221,11 +237,7 @@ TEST_CASE("fused layout: a saved fused circuit loads back with the same values; 
   CHECK(c.size() < 4000);
   CHECK(c.raw_children().size() < info.edges + 4000);
   CHECK(c.raw_fused_parameters().empty());
-  // Issue 5's memory target: ≤ 16 bytes per active edge in memory (token table included),
-  // the file no larger.
-  const std::size_t held = c.bytes() + c.tokens().bytes();
-  CHECK(held <= 16 * info.edges);
-  CHECK(serialize_circuit(c).size() <= held);
+  f.check_bytes_per_edge();
   // The numeric reference, again, at this size.
   lrp_options lo;
   lo.layer_rules = o.layer_rules;
@@ -238,20 +250,6 @@ TEST_CASE("fused layout: a saved fused circuit loads back with the same values; 
   CHECK(err <= 1e-9);
 }
 
-namespace {
-layer conv_layer(conv2d_op c, shape_t in) {
-  layer l;
-  l.name = "conv";
-  l.op_type = "Conv";
-  const std::size_t oh = (in[1] + c.pad_top + c.pad_bottom - c.dilation_h * (c.kernel_h - 1) - 1) / c.stride_h + 1;
-  const std::size_t ow = (in[2] + c.pad_left + c.pad_right - c.dilation_w * (c.kernel_w - 1) - 1) / c.stride_w + 1;
-  l.out_shape = {c.out_channels, oh, ow};
-  l.in_shape = std::move(in);
-  l.op = std::move(c);
-  return l;
-}
-}  // namespace
-
 TEST_CASE("fused layout: grouped and non-square convolutions keep their weights as 16-bit offsets, = the plain "
           "circuit; recording active edges or traversing twice gives the same bytes") {
   struct geometry {
@@ -263,11 +261,7 @@ TEST_CASE("fused layout: grouped and non-square convolutions keep their weights 
       {"depthwise 2x3, stride 2", 3, 3, 7, 6, 2, 3, 2, 0, 3},
       {"dense 5x5", 2, 4, 8, 8, 5, 5, 1, 2, 1},
   };
-  std::uint64_t seed = 7;
-  auto rnd = [&] {  // U(-1, 1), deterministic
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    return static_cast<double>(seed >> 11) * 0x1p-52 - 1.0;
-  };
+  std::uint32_t seed = 7;
   for (const auto& gm : gs) {
     CAPTURE(gm.what);
     conv2d_op c;
@@ -275,14 +269,13 @@ TEST_CASE("fused layout: grouped and non-square convolutions keep their weights 
     c.stride_h = c.stride_w = gm.stride;
     c.pad_top = c.pad_left = c.pad_bottom = c.pad_right = gm.pad;
     c.group = gm.group;
-    for (std::size_t i = 0; i < gm.cout * (gm.cin / gm.group) * gm.kh * gm.kw; ++i) c.weight.push_back(rnd());
-    for (std::size_t i = 0; i < gm.cout; ++i) c.bias.push_back(0.1 * rnd());
+    c.weight = test::pseudo_random(gm.cout * (gm.cin / gm.group) * gm.kh * gm.kw, seed++);
+    c.bias = test::pseudo_random(gm.cout, seed++, -0.1, 0.1);
     network net;
     net.source = gm.what;
     net.input_shape = {gm.cin, gm.h, gm.w};
-    net.layers.push_back(conv_layer(c, net.input_shape));
-    std::vector<double> x;
-    for (std::size_t i = 0; i < gm.cin * gm.h * gm.w; ++i) x.push_back(rnd());
+    net.layers.push_back(test::conv_layer(c, net.input_shape));
+    const std::vector<double> x = test::pseudo_random(gm.cin * gm.h * gm.w, seed++);
     const auto fwd = forward(net, x);
     for (const std::string rule : {"epsilon", "alphabeta", "gamma"}) {
       CAPTURE(rule);
@@ -316,16 +309,9 @@ TEST_CASE("fused layout: grouped and non-square convolutions keep their weights 
 }
 
 TEST_CASE("fused layout: lenet5 ≤ 16 bytes per active edge, its convolutions as 16-bit offsets, the file no larger") {
-  const network net = synthetic_network("lenet5");
-  const auto fwd = forward(net, synthetic_input(net));
-  circuit_options o;
-  o.layer_rules = rules_of("epsilon", net);
-  o.layout = circuit_layout::fused;
-  circuit_build_info info;
-  const circuit c = build_circuit(net, fwd, o, &info);
-  const std::size_t held = c.bytes() + c.tokens().bytes();
-  CHECK(held <= 16 * info.edges);
-  CHECK(serialize_circuit(c).size() <= held);
+  const fused_epsilon f("lenet5");
+  const auto& [net, fwd, o, info, c] = f;
+  f.check_bytes_per_edge();
   CHECK(c.raw_fused_parameters().empty());  // no 32-bit lists: every conv gate fits 16-bit offsets
   CHECK(c.raw_fused_parameter_deltas().size() > info.edges / 2);
 }

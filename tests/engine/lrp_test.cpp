@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "engine/forward.hpp"
 #include "engine/lrp.hpp"
+#include "tests/engine/engine_test_util.hpp"
 
 using namespace provnn::engine;
 
@@ -450,18 +451,6 @@ TEST_CASE("LRP-0 with biases equals gradient x input on a random ReLU MLP") {
 
 namespace {
 
-layer make_conv(conv2d_op c, shape_t in) {
-  layer l;
-  l.name = "conv";
-  l.op_type = "Conv";
-  const std::size_t oh = (in[1] + c.pad_top + c.pad_bottom - c.dilation_h * (c.kernel_h - 1) - 1) / c.stride_h + 1;
-  const std::size_t ow = (in[2] + c.pad_left + c.pad_right - c.dilation_w * (c.kernel_w - 1) - 1) / c.stride_w + 1;
-  l.out_shape = {c.out_channels, oh, ow};
-  l.in_shape = std::move(in);
-  l.op = std::move(c);
-  return l;
-}
-
 /// The conv as a dense (out × in) matrix, by the ONNX definition, one output at a time.
 std::vector<double> unroll(const conv2d_op& c, const shape_t& in, const shape_t& out) {
   const std::size_t H = in[1], W = in[2], OH = out[1], OW = out[2];
@@ -519,7 +508,7 @@ TEST_CASE("convolution = its unrolled dense matrix, for every rule but flat (pad
     network cn;
     cn.source = "conv";
     cn.input_shape = {gm.cin, gm.h, gm.w};
-    cn.layers.push_back(make_conv(c, cn.input_shape));
+    cn.layers.push_back(provnn::test::conv_layer(c, cn.input_shape));
     const shape_t out_shape = cn.layers[0].out_shape;
     const std::size_t n_in = element_count(cn.input_shape), n_out = element_count(out_shape);
 
@@ -577,7 +566,7 @@ TEST_CASE("flat in a padded convolution: the fan-in counts real inputs only") {
   network n;
   n.source = "conv3";
   n.input_shape = {1, 3, 3};
-  n.layers.push_back(make_conv(c, n.input_shape));
+  n.layers.push_back(provnn::test::conv_layer(c, n.input_shape));
   REQUIRE(n.layers[0].out_shape == shape_t{1, 3, 3});
   forward_result f;
   f.activations = {std::vector<double>(9, 1.0), std::vector<double>(9, 1.0)};
@@ -596,7 +585,7 @@ TEST_CASE("flat in a padded convolution: the fan-in counts real inputs only") {
   c.in_channels = 2;
   c.weight.assign(18, 0.5);
   n.input_shape = {2, 3, 3};
-  n.layers[0] = make_conv(c, n.input_shape);
+  n.layers[0] = provnn::test::conv_layer(c, n.input_shape);
   f.activations[0].assign(18, 1.0);
   const auto r2 = lrp(n, f, o);
   const double corner2 = 1 / (8 + e), edge2 = 1 / (12 + e), centre2 = 1 / (18 + e);
