@@ -12,16 +12,93 @@
 //
 // Values are passed by const& and returned by value; cpp_int keeps small values inline, so
 // counts below 2^64·a few limbs never allocate. The n-ary sum accumulates in place.
+//
+// Evaluation arrays store counts as packed_count (8 bytes; a cpp_int is 32), because the
+// valuation of a fused circuit holds one count per weight and reading 32 bytes each cost
+// more than the real semiring's whole evaluation (issue 5).
 #pragma once
 
 #include <boost/multiprecision/cpp_int.hpp>
+#include <concepts>
+#include <cstdint>
+#include <ostream>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "semirings/semiring.hpp"
 
 namespace provnn {
+
+/// A count in 8 bytes: a value in [0, 2^63) is held as itself; any other cpp_int (2^63 and
+/// beyond, or negative) is held on the heap, its pointer tagged by the top bit. The encoding
+/// is canonical (a value is boxed exactly when it is outside [0, 2^63)), so equal counts have
+/// equal representations unless both are boxed. Converts implicitly to and from cpp_int.
+///
+/// raw() exposes the bits to counting's 64-bit evaluation (evaluate.hpp): a raw value below
+/// 2^63 is the count; any raw value ≥ 2^63 marks a boxed count, which that evaluation's
+/// overflow checks catch (it then evaluates again in big integers).
+class packed_count {
+ public:
+  using big = boost::multiprecision::cpp_int;
+  static constexpr std::uint64_t box_tag = std::uint64_t{1} << 63;
+
+  packed_count() noexcept = default;
+  packed_count(const big& v) { assign(v); }  // NOLINT(google-explicit-constructor): a stored cpp_int
+  template <std::integral I>
+    requires(!std::same_as<I, bool>)
+  packed_count(I v) {  // NOLINT(google-explicit-constructor)
+    if (std::cmp_greater_equal(v, 0) && std::cmp_less(v, box_tag))
+      bits_ = static_cast<std::uint64_t>(v);
+    else
+      assign(big(v));
+  }
+  packed_count(const packed_count& o) : bits_(o.bits_) {
+    if (o.boxed()) bits_ = tag(new big(*o.ptr()));
+  }
+  packed_count(packed_count&& o) noexcept : bits_(std::exchange(o.bits_, 0)) {}
+  packed_count& operator=(packed_count o) noexcept {
+    std::swap(bits_, o.bits_);
+    return *this;
+  }
+  ~packed_count() {
+    if (boxed()) delete ptr();
+  }
+
+  operator big() const { return boxed() ? *ptr() : big(bits_); }  // NOLINT(google-explicit-constructor)
+
+  /// True when the count is held on the heap (outside [0, 2^63)).
+  bool boxed() const noexcept { return (bits_ & box_tag) != 0; }
+  /// The count itself when !boxed(); a value ≥ 2^63 otherwise.
+  std::uint64_t raw() const noexcept { return bits_; }
+
+  friend bool operator==(const packed_count& a, const packed_count& b) {
+    if (!a.boxed() || !b.boxed()) return a.bits_ == b.bits_;  // canonical: inline ≠ boxed
+    return *a.ptr() == *b.ptr();
+  }
+  friend std::ostream& operator<<(std::ostream& os, const packed_count& a) { return os << big(a); }
+
+ private:
+  void assign(const big& v) {
+    if (v >= 0 && v < box_tag)
+      bits_ = static_cast<std::uint64_t>(v);
+    else
+      bits_ = tag(new big(v));
+  }
+  // Heap pointers are at least 2-aligned: shifted right by one their top bit is free, also
+  // where the hardware keeps tags in a pointer's top byte.
+  static std::uint64_t tag(big* p) noexcept { return box_tag | (reinterpret_cast<std::uintptr_t>(p) >> 1); }
+  big* ptr() const noexcept { return reinterpret_cast<big*>(static_cast<std::uintptr_t>((bits_ & ~box_tag) << 1)); }
+
+  std::uint64_t bits_ = 0;
+};
+static_assert(sizeof(packed_count) == 8);
+
+template <>
+struct value_storage<boost::multiprecision::cpp_int> {
+  using type = packed_count;
+};
 
 struct counting_semiring {
   using value_type = boost::multiprecision::cpp_int;

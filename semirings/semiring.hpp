@@ -37,6 +37,19 @@ namespace provnn {
 /// Index of a token in a circuit's token table; polynomial variables are token indices.
 using token_index = std::uint32_t;
 
+/// How values of a carrier are stored in evaluation arrays (one per gate or per token): as
+/// themselves, unless a carrier specialises this. bool is stored as one byte per value
+/// (std::vector<bool> is a bit set: slower, and not a span); counting's big integers as 8-byte
+/// packed counts (counting.hpp). A stored value converts implicitly to and from value_type.
+template <class V>
+struct value_storage {
+  using type = V;
+};
+template <>
+struct value_storage<bool> {
+  using type = std::uint8_t;
+};
+
 /// Turns a token index into its readable name when formatting symbolic values.
 /// An empty function formats tokens as `t<index>`.
 using token_namer = std::function<std::string(token_index)>;

@@ -359,8 +359,53 @@ TEST_CASE("counting: the 64-bit fast path equals big-integer evaluation, and fal
   for (int i = 0; i < 7; ++i) steps.push_back(g = c.times({g, g}));
   const auto v = evaluate(c, counting_semiring{});
   using big = counting_semiring::value_type;
-  CHECK(v[to_index(steps[5])] == big(1) << 32);  // 2^(2^5)
-  CHECK(v[to_index(steps[6])] == big(1) << 64);  // just past 64 bits
-  CHECK(v[to_index(steps[7])] == big(1) << 128);
+  CHECK(v[to_index(steps[5])] == big(big(1) << 32));  // 2^(2^5)
+  CHECK(v[to_index(steps[6])] == big(big(1) << 64));  // just past 64 bits
+  CHECK(v[to_index(steps[7])] == big(big(1) << 128));
   CHECK(v == evaluate(c, bigint_counting{}));
+}
+
+TEST_CASE("counting: the fast path stops at 2^63 and at boxed tokens, and the result stays exact") {
+  using big = counting_semiring::value_type;
+  // x ⊕ x and x ⊗ y with x, y chosen around 2^63, the first count a packed_count boxes.
+  circuit c;
+  const auto x = c.tokens().intern(token_kind::input, token_variant::plain, 0, {0});
+  const auto y = c.tokens().intern(token_kind::input, token_variant::plain, 0, {1});
+  const gate_id gx = c.token(x), gy = c.token(y);
+  const gate_id sum = c.plus({gx, gx}), prod = c.times({gx, gy});
+  // A token gate nothing else reads: its count must come out as it went in, boxed or not.
+  const auto z = c.tokens().intern(token_kind::input, token_variant::plain, 0, {2});
+  const gate_id gz = c.token(z);
+  {
+    values_of<counting_semiring> v(c.tokens().size());
+    v[z] = big(big(1) << 70);
+    CHECK(big(evaluate(c, counting_semiring{}, std::span<const packed_count>(v))[to_index(gz)]) == big(1) << 70);
+  }
+  auto at = [&](const big& vx, const big& vy) {
+    values_of<counting_semiring> v(c.tokens().size());
+    v[x] = vx;
+    v[y] = vy;
+    const auto out = evaluate(c, counting_semiring{}, std::span<const packed_count>(v));
+    CHECK(out == evaluate(c, bigint_counting{}, std::span<const packed_count>(v)));  // the generic loop
+    return std::pair<big, big>(out[to_index(sum)], out[to_index(prod)]);
+  };
+  const big two62 = big(1) << 62, two63 = big(1) << 63;
+  CHECK(at(two62 - 1, 2) == std::pair<big, big>(two63 - 2, two63 - 2));  // fits: the fast path
+  CHECK(at(two62, 2) == std::pair<big, big>(two63, two63));              // the first overflow
+  CHECK(at(two63 - 1, 1) == std::pair<big, big>(2 * two63 - 2, two63 - 1));
+  // A boxed token (2^70 as a token's count), read through a token gate.
+  CHECK(at(big(1) << 70, 0) == std::pair<big, big>(big(1) << 71, 0));
+  CHECK(at(3, big(1) << 70) == std::pair<big, big>(6, big(3) << 70));
+  // Random layered nets with a few tokens valued near or past 2^63.
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 10; ++trial) {
+    auto net = testing::random_layered(rng, {5, 4, 3}, 0.8, 0.3);
+    auto v = lift_valuation(net.c, counting_semiring{});
+    for (int k = 0; k < 3; ++k) {
+      const auto t = rng() % v.size();
+      v[t] = (trial % 2 == 0) ? big(big(1) << (40 + rng() % 40)) : big(rng() % 3);
+    }
+    CHECK(evaluate(net.c, counting_semiring{}, std::span<const packed_count>(v)) ==
+          evaluate(net.c, bigint_counting{}, std::span<const packed_count>(v)));
+  }
 }

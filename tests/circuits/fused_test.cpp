@@ -80,6 +80,53 @@ TEST_CASE("fused gate: value by hand in ℝ, counting, Boolean, and with a delet
   CHECK(evaluate(c, real_semiring{}, std::span<const double>(v))[to_index(t.f)] == doctest::Approx(-4.0));
 }
 
+TEST_CASE("fused gate: counting with a boxed weight count (past 2^63) is exact on the fast path's fall-back") {
+  using big = counting_semiring::value_type;
+  two_edges t;
+  const auto& c = t.c;
+  const circuit plain = expand_fused(c);
+  auto f_at = [&](const circuit& k, const values_of<counting_semiring>& v) {
+    return big(evaluate(k, counting_semiring{}, std::span<const packed_count>(v))[to_index(k.roots()[0].gate)]);
+  };
+  // Every token counts 1, except W2[0,0] = 2^70: F = a · (W00 · s0 + W10 · s1) = 2^70 + 1.
+  auto v = lift_valuation(c, counting_semiring{});
+  v[t.w00] = big(big(1) << 70);
+  CHECK(f_at(c, v) == (big(1) << 70) + 1);
+  // With r[0] = 0 the boxed weight meets a zero scale: F = 1, with or without the fall-back.
+  v[t.r0] = 0;
+  CHECK(f_at(c, v) == 1);
+  // The expanded circuit reads the same counts through token gates, and agrees.
+  auto pv = lift_valuation(plain, counting_semiring{});
+  const auto w00 = *plain.tokens().find(c.tokens().name(t.w00));
+  const auto r0 = *plain.tokens().find(c.tokens().name(t.r0));
+  pv[w00] = big(big(1) << 70);
+  CHECK(f_at(plain, pv) == (big(1) << 70) + 1);
+  pv[r0] = 0;
+  CHECK(f_at(plain, pv) == 1);
+  // 2^62 per weight: the sum 2^63 is past the fast path's bound, still exact.
+  v = lift_valuation(c, counting_semiring{});
+  v[t.w00] = big(big(1) << 62);
+  v[t.w10] = big(big(1) << 62);
+  CHECK(f_at(c, v) == (big(1) << 63));
+  v[t.w10] = big((big(1) << 62) - 1);
+  CHECK(f_at(c, v) == (big(1) << 63) - 1);  // the largest the fast path keeps
+  // A product past 2^64 (2^62 · 4), and products below 2^64 whose sum passes it
+  // ((2^63 − 1) · 2 + (2^63 − 1)): neither may be truncated to 64 bits.
+  v = lift_valuation(c, counting_semiring{});
+  v[t.w00] = big(big(1) << 62);
+  v[t.r0] = 4;
+  CHECK(f_at(c, v) == (big(1) << 64) + 1);
+  v[t.w00] = big((big(1) << 63) - 1);
+  v[t.w10] = big((big(1) << 63) - 1);
+  v[t.r0] = 2;
+  CHECK(f_at(c, v) == 3 * ((big(1) << 63) - 1));
+  // Both weights boxed: their raw bits must not pass for counts.
+  v = lift_valuation(c, counting_semiring{});
+  v[t.w00] = big(big(1) << 70);
+  v[t.w10] = big(big(1) << 71);
+  CHECK(f_at(c, v) == (big(3) << 70));
+}
+
 TEST_CASE("fused gate: its N[X] polynomial is the sum over its edges, as the expanded circuit's") {
   two_edges t;
   const auto p = expand(t.c, t.f, 100);

@@ -131,7 +131,7 @@ TEST_CASE("2-2-1, LRP-0: the worked example of docs/mathematics.md, token by tok
   // Counting: two paths; Viterbi (|values|): max(2·1·⅓·3·1·2·0.5, 2·3·(2/11)·5.5·0.5·2·0.5) = 3.
   const counting_semiring cnt;
   const auto cv = lift_valuation(c, cnt);
-  CHECK(evaluate_gates(c, cnt, std::span<const natural>(cv), g0)[0] == 2);
+  CHECK(evaluate_gates(c, cnt, std::span<const stored_value_t<counting_semiring>>(cv), g0)[0] == 2);
   const viterbi_semiring vit;
   const auto vv = lift_valuation(c, vit);
   CHECK(evaluate_gates(c, vit, std::span<const double>(vv), g0)[0] == doctest::Approx(3.0));
@@ -143,7 +143,7 @@ TEST_CASE("2-2-1, LRP-0: the worked example of docs/mathematics.md, token by tok
   for (double theta : {0.5, 1.0}) {
     const auto th = threshold_annotation(c, theta);
     const auto b = evaluate_gates(c, bs, std::span<const std::uint8_t>(bv), feats, &th);
-    const auto n = evaluate_gates(c, cnt, std::span<const natural>(cv), feats, &th);
+    const auto n = evaluate_gates(c, cnt, std::span<const stored_value_t<counting_semiring>>(cv), feats, &th);
     CHECK(static_cast<bool>(b[0]) == (theta == 0.5));
     CHECK(static_cast<bool>(b[1]) == (theta == 0.5));
     CHECK(n[0] == (theta == 0.5 ? 1 : 0));

@@ -1178,7 +1178,7 @@ void check_paths(const network& net, const forward_result& fwd, const std::vecto
   const auto bool_vals = evaluate_gates(c, bs, std::span<const stored_value_t<boolean_semiring>>(bv), feats, &th);
   const counting_semiring cs;
   const auto cv = lift_valuation(c, cs);
-  const auto count_vals = evaluate_gates(c, cs, std::span<const natural>(cv), feats, &th);
+  const auto count_vals = evaluate_gates(c, cs, std::span<const stored_value_t<counting_semiring>>(cv), feats, &th);
   for (std::size_t i = 0; i < feats.size(); ++i) {
     INFO("feature ", i);
     CHECK(static_cast<bool>(bool_vals[i]) == bf.any[i]);
