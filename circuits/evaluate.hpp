@@ -144,7 +144,12 @@ typename S::value_type plus_of(const S& s, const stored_value_t<S>* val, const g
     return s.sum(std::span<const V>(buf.data(), buf.size()));
   } else {
     V acc = val[to_index(ch[b])];
-    for (std::uint32_t i = b + 1; i < e; ++i) acc = s.plus(acc, val[to_index(ch[i])]);
+    for (std::uint32_t i = b + 1; i < e; ++i) {
+      if constexpr (has_property<S>(absorptive) && std::equality_comparable<V>) {
+        if (acc == s.one()) break;  // 1 ⊕ a = 1
+      }
+      acc = s.plus(acc, val[to_index(ch[i])]);
+    }
     return acc;
   }
 }
@@ -174,7 +179,9 @@ typename S::value_type times_of(const S& s, const stored_value_t<S>* val, const 
 /// Tokens are read from the packed valuation by their raw bits: a token gate checks them
 /// (from_stored), and a fused gate's ψ_i enter only through products ψ_i ⊗ S_i, where a
 /// boxed ψ (raw ≥ 2^63) either meets S_i = 0 — and the product is 0, exactly as in big
-/// integers — or makes the product ≥ 2^63, which is caught.
+/// integers — or makes the sum ≥ 2^63, which is caught. That bound is the one correctness
+/// needs; gate values past it would still be exact below 2^64, and ⊕ and ⊗ keep the same
+/// bound only so that every value the loop holds is an inline count.
 struct checked_u63_semiring {
   using value_type = std::uint64_t;
   static constexpr std::uint32_t properties = commutative;
@@ -265,6 +272,9 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
 #endif
   } else if constexpr (has_fused_sum<S>) {
     // Semirings with their own fused kernel (top-k: pruned, monomials only for survivors).
+    // The accessors return references into the arrays: a stored type that differs from V
+    // would bind them to temporaries.
+    static_assert(std::is_same_v<stored_value_t<S>, V>);
     return s.fused_sum(
         val[to_index(ch[b])], n, [&](std::size_t i) -> const V& { return psi(i); },
         [&](std::size_t i) -> const V& { return val[to_index(sc[i])]; });
@@ -272,6 +282,8 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     // Small plain values (Boolean, max-plus, Viterbi, tropical, fuzzy, …): four independent
     // ⊕ chains, as for ℝ, so a max or an or does not wait for the previous one (⊕ is
     // associative and commutative, so the grouping is free).
+    // An absorptive ⊕ (1 ⊕ a = 1: Boolean, fuzzy, …) stops at the first block whose sum is 1;
+    // in a Boolean LRP circuit that is usually the first, so a gate costs O(1), not O(n).
     V a0 = s.zero(), a1 = s.zero(), a2 = s.zero(), a3 = s.zero();
     std::uint32_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -279,6 +291,10 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
       a1 = s.plus(a1, s.times(psi(i + 1), val[to_index(sc[i + 1])]));
       a2 = s.plus(a2, s.times(psi(i + 2), val[to_index(sc[i + 2])]));
       a3 = s.plus(a3, s.times(psi(i + 3), val[to_index(sc[i + 3])]));
+      if constexpr (has_property<S>(absorptive) && std::equality_comparable<V>) {
+        if (const V one = s.one(); s.plus(s.plus(a0, a1), s.plus(a2, a3)) == one) [[likely]]
+          return s.times(val[to_index(ch[b])], one);
+      }
     }
     for (; i < n; ++i) a0 = s.plus(a0, s.times(psi(i), val[to_index(sc[i])]));
     return s.times(val[to_index(ch[b])], s.plus(s.plus(a0, a1), s.plus(a2, a3)));
@@ -433,9 +449,16 @@ void evaluate_loop(const circuit& c, const S& s, std::span<const stored_value_t<
   // with a renamed copy of counting_semiring and compare the two.
   if constexpr (requires { S::registry_name; }) {
     if constexpr (S::registry_name == std::string_view("counting") &&
-                  std::is_same_v<stored_value_t<S>, packed_count> &&
-                  std::is_same_v<std::remove_cvref_t<Hook>, no_gate_hook>) {
-      if (evaluate_counting_u63<S>(c, valuation, theta_values, mask, end, out)) return;
+                  std::is_same_v<stored_value_t<S>, packed_count>) {
+      if (evaluate_counting_u63<S>(c, valuation, theta_values, mask, end, out)) {
+        // The hook sees the gates in the same order, each after its value is final (a
+        // releasing hook only drops values no later gate reads).
+        if constexpr (!std::is_same_v<std::remove_cvref_t<Hook>, no_gate_hook>) {
+          for (std::uint32_t g = 0; g < end; ++g)
+            if (!mask || mask[g]) hook(g, out[g]);
+        }
+        return;
+      }
     }
   }
   dispatch_loop(c, s, valuation, theta_values, mask, end, out, hook);
@@ -500,7 +523,7 @@ values_of<S> evaluate_gates_hooked(const circuit& c, const S& s, std::span<const
         if (mask[g])
           for (auto ch : c.children(gate_id{g})) last_use[to_index(ch)] = g;
       for (auto g : gates) last_use[to_index(g)] = 0;
-      auto releasing = [&](std::uint32_t g, const typename S::value_type& v) {
+      auto releasing = [&](std::uint32_t g, const auto& v) {  // a stored value: no conversion
         hook(g, v);
         for (auto ch : c.children(gate_id{g}))
           if (last_use[to_index(ch)] == g) all[to_index(ch)] = stored_value_t<S>{};

@@ -46,6 +46,7 @@ class packed_count {
 
   packed_count() noexcept = default;
   packed_count(const big& v) { assign(v); }  // NOLINT(google-explicit-constructor): a stored cpp_int
+  packed_count(big&& v) { assign(std::move(v)); }  // NOLINT(google-explicit-constructor)
   template <std::integral I>
     requires(!std::same_as<I, bool>)
   packed_count(I v) {  // NOLINT(google-explicit-constructor)
@@ -80,11 +81,12 @@ class packed_count {
   friend std::ostream& operator<<(std::ostream& os, const packed_count& a) { return os << big(a); }
 
  private:
-  void assign(const big& v) {
+  template <class B>
+  void assign(B&& v) {
     if (v >= 0 && v < box_tag)
       bits_ = static_cast<std::uint64_t>(v);
     else
-      bits_ = tag(new big(v));
+      bits_ = tag(new big(std::forward<B>(v)));
   }
   // Heap pointers are at least 2-aligned: shifted right by one their top bit is free, also
   // where the hardware keeps tags in a pointer's top byte.

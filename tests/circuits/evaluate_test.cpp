@@ -323,7 +323,7 @@ TEST_CASE("edge annotation specs") {
                        provnn::parse_error);
 }
 
-// Counting's 64-bit fast path (evaluate.hpp, checked_u64_semiring) against the plain big-
+// Counting's 64-bit fast path (evaluate.hpp, checked_u63_semiring) against the plain big-
 // integer evaluation: the same semiring under another registry name takes the generic path.
 namespace {
 struct bigint_counting : counting_semiring {
@@ -332,6 +332,7 @@ struct bigint_counting : counting_semiring {
 }  // namespace
 
 TEST_CASE("counting: the 64-bit fast path equals big-integer evaluation, and falls back past 2^64") {
+  using big = counting_semiring::value_type;
   std::mt19937 rng(20261130);
   for (int trial = 0; trial < 20; ++trial) {
     auto net = testing::random_layered(rng, {6, 5, 4, 3}, 0.8, 0.4);
@@ -347,6 +348,14 @@ TEST_CASE("counting: the 64-bit fast path equals big-integer evaluation, and fal
     const auto fg = evaluate_gates(c, counting_semiring{}, lift_valuation(c, counting_semiring{}), some);
     const auto sg = evaluate_gates(c, bigint_counting{}, lift_valuation(c, bigint_counting{}), some);
     CHECK(fg == sg);
+    // With a hook (the CLI's and Python's way): the same gates, in the same order, same values.
+    std::vector<std::pair<std::uint32_t, big>> fh, sh;
+    detail::evaluate_gates_hooked(c, counting_semiring{}, lift_valuation(c, counting_semiring{}), some, nullptr,
+                                  [&](std::uint32_t g, const auto& v) { fh.emplace_back(g, big(v)); });
+    detail::evaluate_gates_hooked(c, bigint_counting{}, lift_valuation(c, bigint_counting{}), some, nullptr,
+                                  [&](std::uint32_t g, const auto& v) { sh.emplace_back(g, big(v)); });
+    CHECK(fh == sh);
+    CHECK(fh.size() > some.size());
   }
   // 2^128 paths: x ⊕ x = 2, then seven squarings. The 64-bit pass overflows at 2^64 and the
   // result must still be exact.
@@ -358,7 +367,6 @@ TEST_CASE("counting: the 64-bit fast path equals big-integer evaluation, and fal
   std::vector<gate_id> steps{g};
   for (int i = 0; i < 7; ++i) steps.push_back(g = c.times({g, g}));
   const auto v = evaluate(c, counting_semiring{});
-  using big = counting_semiring::value_type;
   CHECK(v[to_index(steps[5])] == big(big(1) << 32));  // 2^(2^5)
   CHECK(v[to_index(steps[6])] == big(big(1) << 64));  // just past 64 bits
   CHECK(v[to_index(steps[7])] == big(big(1) << 128));

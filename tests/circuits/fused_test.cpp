@@ -4,9 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include <boost/crc.hpp>
 
@@ -18,6 +21,7 @@
 #include "common/error.hpp"
 #include "semirings/boolean.hpp"
 #include "semirings/counting.hpp"
+#include "semirings/fuzzy.hpp"
 #include "semirings/nx.hpp"
 #include "semirings/real.hpp"
 
@@ -120,11 +124,55 @@ TEST_CASE("fused gate: counting with a boxed weight count (past 2^63) is exact o
   v[t.w10] = big((big(1) << 63) - 1);
   v[t.r0] = 2;
   CHECK(f_at(c, v) == 3 * ((big(1) << 63) - 1));
+  // φ = 4 times a sum of 2^62 + 1: the product 2^64 + 4 must not be truncated either.
+  v = lift_valuation(c, counting_semiring{});
+  v[t.w00] = big(big(1) << 62);
+  v[t.a] = 4;
+  CHECK(f_at(c, v) == (big(1) << 64) + 4);
   // Both weights boxed: their raw bits must not pass for counts.
   v = lift_valuation(c, counting_semiring{});
   v[t.w00] = big(big(1) << 70);
   v[t.w10] = big(big(1) << 71);
   CHECK(f_at(c, v) == (big(3) << 70));
+}
+
+TEST_CASE("fused gate: an absorptive ⊕ may stop early, the value stays φ ⊗ Σ (Boolean and fuzzy by hand)") {
+  // F = a ⊗ ⊕_{i<9} (W[i] ⊗ (r ⊗ n)): two blocks of four edges and one left over.
+  circuit c;
+  auto& tt = c.tokens();
+  const auto r = tt.intern(token_kind::target, token_variant::plain, 0, {0});
+  const auto n = tt.intern(token_kind::normaliser, token_variant::plain, 2, {0}, 0);
+  const auto a = tt.intern(token_kind::activation, token_variant::plain, 1, {0});
+  std::vector<token_index> w;
+  for (std::uint32_t i = 0; i < 9; ++i) w.push_back(tt.intern(token_kind::parameter, token_variant::plain, 2, {0, i}));
+  const gate_id s = c.scale(c.token(r), c.token(n), 0);
+  const std::vector<gate_id> ss(9, s);
+  const gate_id f = c.fused(c.token(a), w, ss, {2, 0, 0});
+  c.add_root({"F", f, root_kind::other});
+  auto at = [&](double va, double vr, std::vector<double> vw) {
+    tt.set_value(a, va);
+    tt.set_value(r, vr);
+    tt.set_value(n, 1.0);
+    for (std::size_t i = 0; i < 9; ++i) tt.set_value(w[i], vw[i]);
+    // By hand: fuzzy lifts min(|v|, 1), ⊕ = max, ⊗ = min; Boolean is "non-zero".
+    double fz = 0.0;
+    for (double x : vw) fz = std::max(fz, std::min(std::min(std::fabs(x), 1.0), std::min(std::fabs(vr), 1.0)));
+    fz = std::min(fz, std::min(std::fabs(va), 1.0));
+    CHECK(evaluate(c, fuzzy_semiring{})[to_index(f)] == fz);
+    return static_cast<bool>(evaluate(c, boolean_semiring{})[to_index(f)]);
+  };
+  const std::vector<double> all(9, 0.5);
+  CHECK(at(1.0, 2.0, all));
+  CHECK_FALSE(at(0.0, 2.0, all));  // φ = 0 after the first block already sums to 1
+  CHECK_FALSE(at(1.0, 0.0, all));
+  std::vector<double> last(9, 0.0);
+  last[8] = -3.0;  // only the edge left over after the blocks
+  CHECK(at(1.0, 2.0, last));
+  CHECK_FALSE(at(0.0, 2.0, last));
+  CHECK_FALSE(at(1.0, 2.0, std::vector<double>(9, 0.0)));
+  std::vector<double> fifth(9, 0.25);
+  fifth[5] = 4.0;  // fuzzy reaches 1 in the second block only
+  CHECK(at(0.75, 1.0, fifth));
 }
 
 TEST_CASE("fused gate: its N[X] polynomial is the sum over its edges, as the expanded circuit's") {
