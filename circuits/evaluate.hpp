@@ -144,11 +144,11 @@ typename S::value_type plus_of(const S& s, const stored_value_t<S>* val, const g
     return s.sum(std::span<const V>(buf.data(), buf.size()));
   } else {
     V acc = val[to_index(ch[b])];
-    for (std::uint32_t i = b + 1; i < e; ++i) {
-      if constexpr (has_property<S>(absorptive) && std::equality_comparable<V>) {
-        if (acc == s.one()) break;  // 1 ⊕ a = 1
-      }
-      acc = s.plus(acc, val[to_index(ch[i])]);
+    if constexpr (has_property<S>(absorptive) && std::equality_comparable<V>) {
+      const V one = s.one();  // made once: PosBool's allocates
+      for (std::uint32_t i = b + 1; i < e && !(acc == one); ++i) acc = s.plus(acc, val[to_index(ch[i])]);  // 1 ⊕ a = 1
+    } else {
+      for (std::uint32_t i = b + 1; i < e; ++i) acc = s.plus(acc, val[to_index(ch[i])]);
     }
     return acc;
   }
@@ -292,7 +292,7 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
       a2 = s.plus(a2, s.times(psi(i + 2), val[to_index(sc[i + 2])]));
       a3 = s.plus(a3, s.times(psi(i + 3), val[to_index(sc[i + 3])]));
       if constexpr (has_property<S>(absorptive) && std::equality_comparable<V>) {
-        if (const V one = s.one(); s.plus(s.plus(a0, a1), s.plus(a2, a3)) == one) [[likely]]
+        if (const V one = s.one(); s.plus(s.plus(a0, a1), s.plus(a2, a3)) == one)
           return s.times(val[to_index(ch[b])], one);
       }
     }

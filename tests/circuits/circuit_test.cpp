@@ -44,7 +44,7 @@ TEST_CASE("token gates: one per token, reading back the token") {
   CHECK_FALSE(f.c.find_token_gate(3).has_value());
 }
 
-TEST_CASE("token gates of singles and of block tokens; blocks without gates cost the index nothing") {
+TEST_CASE("token gates of singles and of block tokens, and blocks without gates cost the index nothing") {
   circuit c;
   auto& tt = c.tokens();
   const auto a = tt.intern(token_kind::input, token_variant::plain, 0, {0});
@@ -141,7 +141,7 @@ TEST_CASE("edge gates are never shared nor simplified, and keep their context") 
   CHECK_FALSE(c.edge_index(f.x).has_value());
 }
 
-TEST_CASE("sharing can be switched off; simplifications stay") {
+TEST_CASE("sharing can be switched off, and simplifications stay") {
   fixture f;
   f.c.set_sharing(false);
   const auto a = f.c.plus({f.x, f.y});
@@ -241,7 +241,7 @@ TEST_CASE("limits: the memory limit is checked before an array grows, so held by
   CHECK(c.size() == 3 + made);
 }
 
-TEST_CASE("shrink_to_fit gives back reserved room; gates, sharing and token look-ups still work") {
+TEST_CASE("shrink_to_fit gives back reserved room, and gates, sharing and token look-ups still work") {
   circuit c;
   c.reserve(100'000, 400'000);
   c.tokens().reserve(50'000, 200'000);

@@ -241,7 +241,7 @@ TEST_CASE("real ⊕ gates use the semiring's compensated sum, bit for bit") {
   CHECK(std::fabs(fold - 4.001) > 0.5);  // a plain left fold loses the 1
 }
 
-TEST_CASE("edge gates without factors are one; an edge gate with an annotation ignores its factors") {
+TEST_CASE("edge gates without factors are one, and an edge gate with an annotation ignores its factors") {
   circuit c;
   const auto t = c.tokens().intern(token_kind::input, token_variant::plain, 0, {0});
   c.tokens().set_value(t, 0.0);
@@ -356,6 +356,15 @@ TEST_CASE("counting: the 64-bit fast path equals big-integer evaluation, and fal
                                   [&](std::uint32_t g, const auto& v) { sh.emplace_back(g, big(v)); });
     CHECK(fh == sh);
     CHECK(fh.size() > some.size());
+    // … and with an edge annotation (the CLI's --edge-annotation).
+    fh.clear();
+    sh.clear();
+    detail::evaluate_gates_hooked(c, counting_semiring{}, lift_valuation(c, counting_semiring{}), some, &theta,
+                                  [&](std::uint32_t g, const auto& v) { fh.emplace_back(g, big(v)); });
+    detail::evaluate_gates_hooked(c, bigint_counting{}, lift_valuation(c, bigint_counting{}), some, &theta,
+                                  [&](std::uint32_t g, const auto& v) { sh.emplace_back(g, big(v)); });
+    CHECK(fh == sh);
+    CHECK_FALSE(fh.empty());
   }
   // 2^128 paths: x ⊕ x = 2, then seven squarings. The 64-bit pass overflows at 2^64 and the
   // result must still be exact.
@@ -371,6 +380,16 @@ TEST_CASE("counting: the 64-bit fast path equals big-integer evaluation, and fal
   CHECK(v[to_index(steps[6])] == big(big(1) << 64));  // just past 64 bits
   CHECK(v[to_index(steps[7])] == big(big(1) << 128));
   CHECK(v == evaluate(c, bigint_counting{}));
+  // With a hook, past 2^64 (the fast pass fails, the big-integer pass runs): each gate of the
+  // cone is seen exactly once, in order, with its exact value.
+  std::vector<std::pair<std::uint32_t, big>> seen;
+  const gate_id last[] = {steps[7]};
+  const auto hv = detail::evaluate_gates_hooked(c, counting_semiring{}, lift_valuation(c, counting_semiring{}), last,
+                                                nullptr, [&](std::uint32_t gate, const auto& value) { seen.emplace_back(gate, big(value)); });
+  CHECK(big(hv[0]) == big(big(1) << 128));
+  REQUIRE(seen.size() == 9);  // the token gate, x ⊕ x and seven squarings
+  for (std::size_t i = 0; i + 1 < seen.size(); ++i) CHECK(seen[i].first < seen[i + 1].first);
+  CHECK(seen.back() == std::pair<std::uint32_t, big>(to_index(steps[7]), big(big(1) << 128)));
 }
 
 TEST_CASE("counting: the fast path stops at 2^63 and at boxed tokens, and the result stays exact") {

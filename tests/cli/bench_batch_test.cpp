@@ -109,7 +109,7 @@ TEST_CASE("batch equals explain --index i --out for every sample, bit for bit, w
   }
 }
 
-TEST_CASE("batch --semiring real --json: per-sample summaries agree with the numeric rows; --keep-circuits") {
+TEST_CASE("batch --semiring real --json: per-sample summaries agree with the numeric rows, and --keep-circuits") {
   const auto dir = provnn::test::scratch_dir("batch_semiring");
   const auto input = data("inputs/mlp_batch_u8.npy");
   const auto out = dir / "r.npy";

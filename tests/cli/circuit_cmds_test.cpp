@@ -101,7 +101,7 @@ TEST_CASE("counting equals the sum of the N[X] coefficients, and the best top-k 
   CHECK(checked == 3);
 }
 
-TEST_CASE("valuations: relevance is linear in r[y]; deleting a feature token zeroes its relevance only") {
+TEST_CASE("valuations: relevance is linear in r[y], and deleting a feature token zeroes its relevance only") {
   const auto f = built("valuation", "models/digits_mlp.onnx", "inputs/mlp_input_0.npy");
   const auto base = features(eval_json(f, ""));
   auto write = [&](const std::string& name, const std::string& text) {
@@ -152,7 +152,7 @@ TEST_CASE("dot: the top-paths picture and a feature's cone are valid Graphviz") 
   }
 }
 
-TEST_CASE("info reports the counts that build printed; explain --semiring matches eval") {
+TEST_CASE("info reports the counts that build printed, and explain --semiring matches eval") {
   const auto dir = provnn::test::scratch_dir("info");
   const auto pvc = dir / "c.pvc";
   auto b = run_provnn("build models/digits_mlp.onnx -i inputs/mlp_input_0.npy --targets 0,3 -o " + q(pvc), PROVNN_TEST_DATA_DIR);

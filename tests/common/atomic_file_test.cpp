@@ -117,7 +117,7 @@ TEST_CASE("without the handlers the same signal leaves the temporary file behind
   CHECK(entries(dir) == 2);  // out.txt and .out.txt.tmp-…
 }
 
-TEST_CASE("remove_pending_temporaries unlinks the temporary of a write in progress; the write then fails cleanly") {
+TEST_CASE("remove_pending_temporaries unlinks the temporary of a write in progress, and the write then fails cleanly") {
   auto dir = scratch("atomic-pending");
   auto f = dir / "out.txt";
   provnn::write_file_atomically(f, "old");

@@ -192,7 +192,7 @@ TEST_CASE("2-2-1: z+ drops zero factors (x- of a positive input, w+ of a negativ
   CHECK(value_of(c, "R(b1[1])") == doctest::Approx(ref.bias_relevance[0][1]).epsilon(1e-12));
 }
 
-TEST_CASE("2-2-1: an inactive unit has no gate; flat still reaches it through its constant token") {
+TEST_CASE("2-2-1: an inactive unit has no gate, and flat still reaches it through its constant token") {
   // b1 = (−10, 0.5) switches unit 0 off: z1 = (−6, 5.5).
   network net = net221();
   std::get<dense_op>(net.layers[0].op).bias = {-10, 0.5};
@@ -215,7 +215,7 @@ TEST_CASE("2-2-1: an inactive unit has no gate; flat still reaches it through it
   CHECK(flat.find_root("R(b1[0])") == nullptr);  // flat gives biases nothing
 }
 
-TEST_CASE("several targets share tokens and edge gates; roots are named per target") {
+TEST_CASE("several targets share tokens and edge gates, and roots are named per target") {
   // 2 → 3 → 2, two outputs with nonzero scores.
   network n;
   n.source = "two";

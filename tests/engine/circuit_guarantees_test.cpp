@@ -618,7 +618,7 @@ TEST_CASE("guarantee: every NumPy fixture case (inputs, overrides, targets, init
 
 // ---- 2. conservation ------------------------------------------------------------------------
 
-TEST_CASE("guarantee: conservation for LRP-0 (digits MLP; every model with ε = 0 pools and no dropped unit)") {
+TEST_CASE("guarantee: conservation for LRP-0 (digits MLP, and every model with ε = 0 pools and no dropped unit)") {
   std::size_t checked = 0;
   for (const auto& m : models) {
     const loaded& L = load(m);

@@ -183,7 +183,7 @@ TEST_CASE("fixtures: every manifest case matches the NumPy reference at every la
   MESSAGE("largest input-relevance error per rule (cases without overrides listed under their default rule):" << table);
 }
 
-TEST_CASE("fixtures: LRP-0 with biases = gradient x input (PyTorch autograd); without biases it conserves") {
+TEST_CASE("fixtures: LRP-0 with biases = gradient x input (PyTorch autograd), and without biases it conserves") {
   const json manifest = load_manifest();
   double worst = 0;
   std::size_t checked = 0;

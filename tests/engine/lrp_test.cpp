@@ -136,7 +136,7 @@ lrp_result run24(const rule& r, bias_mode b) {
 
 }  // namespace
 
-TEST_CASE("2-2-1, LRP-0 (zero): hand values; with biases kept it is gradient x input") {
+TEST_CASE("2-2-1, LRP-0 (zero): hand values, and with biases kept it is gradient x input") {
   // Biases kept. Top: c = R_y / z_y = 0.5 / 0.5 = 1, R_h = h·w·c = (3, −2.75), bias 0.25.
   // Layer 0: c0 = 3/3 = 1, c1 = −2.75/5.5 = −0.5.
   //   R_x0 = 2·(1·c0 + 3·c1) = −1,  R_x1 = −1·(−2·c0 + 1·c1) = 2.5,  bias = (−c0, 0.5·c1) = (−1, −0.25).
@@ -180,7 +180,7 @@ TEST_CASE("2-2-1, zplus: only positive contributions, bias b+ only") {
   }
 }
 
-TEST_CASE("2-2-1, alphabeta 2,1: positive and negative shares; a unit with z- = 0 has no negative share") {
+TEST_CASE("2-2-1, alphabeta 2,1: positive and negative shares, and a unit with z- = 0 has no negative share") {
   {
     // Kept. Top: z⁺ = 3 + 0.25 = 3.25, z⁻ = 5.5·(−0.5) = −2.75.
     //   cp = α·R/stab(z⁺) = 1/(3.25+ε), cn = −β·R/stab(z⁻) = 0.5/(2.75+ε).
@@ -279,7 +279,7 @@ TEST_CASE("2-2-1, flat and wsquare") {
   }
 }
 
-TEST_CASE("stabiliser sign: s(z) = +1 for z >= 0 (z = 0 included), -1 below; zero denominators pass nothing") {
+TEST_CASE("stabiliser sign: s(z) = +1 for z >= 0 (z = 0 included), -1 below, and zero denominators pass nothing") {
   // ε = 0.5 on net24 (z = (3, −6.5, 0, −1), R = 1 each): c = (1/3.5, 1/(−7), 1/(+0.5), 1/(−1.5)).
   const double c0 = 1 / 3.5, c1 = -1 / 7.0, c2 = 2.0, c3 = -1 / 1.5;
   auto r = run24(rules::epsilon(0.5), bias_mode::kept);
@@ -384,7 +384,7 @@ double sum(const std::vector<double>& v) { return std::accumulate(v.begin(), v.e
 
 }  // namespace
 
-TEST_CASE("conservation: LRP-0 exactly (with and without bias); zplus and epsilon up to the stabiliser") {
+TEST_CASE("conservation: LRP-0 exactly (with and without bias), and zplus and epsilon up to the stabiliser") {
   lcg g{42};
   for (int trial = 0; trial < 5; ++trial) {
     CAPTURE(trial);
@@ -713,7 +713,7 @@ TEST_CASE("relu and reshape pass relevance unchanged, also to units that are off
   CHECK(r.bias_relevance.empty());
 }
 
-TEST_CASE("targets: predicted class, a class index, an initial vector; errors name what is wrong") {
+TEST_CASE("targets: predicted class, a class index, an initial vector, and errors name what is wrong") {
   const network net = net221();
   forward_result f = fwd221();
   lrp_options o;

@@ -75,7 +75,7 @@ TEST_CASE("onnx: Gemm without C, and with a (1, out) bias") {
   CHECK(forward(net, std::vector<double>{1, 2}).output() == std::vector<double>{4});
 }
 
-TEST_CASE("onnx: MatMul followed by Add is one dense layer; typed and double storage") {
+TEST_CASE("onnx: MatMul followed by Add is one dense layer, and typed and double storage") {
   for (auto how : {storage::raw_float, storage::typed_float, storage::raw_double, storage::typed_double}) {
     onnx_builder b({0, 3});
     b.init("W", {3, 2}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, how);  // (in, out)
@@ -94,7 +94,7 @@ TEST_CASE("onnx: MatMul followed by Add is one dense layer; typed and double sto
   }
 }
 
-TEST_CASE("onnx: Add after Conv is a per-channel bias; Identity of a weight is an alias") {
+TEST_CASE("onnx: Add after Conv is a per-channel bias, and Identity of a weight is an alias") {
   onnx_builder b({1, 1, 2, 2});
   b.init("w", {2, 1, 1, 1}, {1, -1});
   b.init("shared", {1, 2, 1, 1}, {10, 20});

@@ -266,7 +266,7 @@ TEST_CASE("composites: dense-first networks (z^B only when the first layer is a 
   CHECK(resolve(parse_composite("epsilon-plus-flat"), net) == std::vector<rule>{rules::flat(), rules::epsilon()});
 }
 
-TEST_CASE("--rule options: default, first, index, node name; later overrides win") {
+TEST_CASE("--rule options: default, first, index, node name, and later overrides win") {
   const network net = conv_first_net();
   composite c;
   add_rule_option(c, "gamma");  // default

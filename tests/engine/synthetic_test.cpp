@@ -72,7 +72,7 @@ TEST_CASE("synthetic: MLP shapes, He-uniform bounds, and the documented generato
   CHECK(forward(net, x).output().size() == 10);
 }
 
-TEST_CASE("synthetic: same seed, same network; another seed, other weights") {
+TEST_CASE("synthetic: same seed, same network, and another seed, other weights") {
   const auto a = synthetic_network("mlp:16-8-4", 7), b = synthetic_network("mlp:16-8-4", 7),
              c = synthetic_network("mlp:16-8-4", 8);
   CHECK(std::get<dense_op>(a.layers[0].op).weight == std::get<dense_op>(b.layers[0].op).weight);
