@@ -156,7 +156,8 @@ token_table::storage_position token_table::position(token_index t) const {
 
 token_index token_table::add_block(token_kind kind, token_variant variant, std::uint32_t layer,
                                    std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
-                                   std::uint32_t term, std::span<const std::uint32_t> present) {
+                                   std::uint32_t term, std::span<const std::uint32_t> present,
+                                   std::span<const double> values) {
   check_nameable(kind, variant, layer, term);
   const std::size_t rank = shape.size();
   std::vector<std::uint8_t> ord(order.begin(), order.end());
@@ -181,6 +182,8 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
                               present[i], i, full));
   const std::uint64_t count = present.empty() ? full : present.size();
   if (size() + count >= 0xFFFFFFFEull) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
+  if (!values.empty() && values.size() != count)
+    throw error(fmt::format("token block: {} values for its {} tokens", values.size(), count));
   const auto k = static_cast<std::uint8_t>(kind), v = static_cast<std::uint8_t>(variant);
   // No token of the block may exist already (names stay unique): no single and no block with
   // the same kind, variant, layer, term and rank. O(singles) once per block.
@@ -215,7 +218,10 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
   // Exact room plus a little for the singles that follow (units, normalisers): resize()
   // alone could double the capacity, and a block may be most of the table.
   values_.reserve(values_.size() + count + std::max<std::size_t>(1024, (values_.size() + count) / 16));
-  values_.resize(values_.size() + count, 0.0);
+  if (values.empty())
+    values_.resize(values_.size() + count, 0.0);
+  else
+    values_.insert(values_.end(), values.begin(), values.end());
   return blocks_.back().first;
 }
 

@@ -92,7 +92,8 @@ class token_table {
   /// Π shape indices, in row-major order over the axes permuted by `order` (order[0] the
   /// outermost axis; empty: the natural order) — so a builder can make the tokens it reads
   /// together adjacent. A block token costs its value only (8 bytes): no coordinates are
-  /// stored and nothing is hashed; find() computes it from the coordinates. Values start at 0.
+  /// stored and nothing is hashed; find() computes it from the coordinates. Values start at 0
+  /// (or at `values`).
   /// Throws provnn::error when the combination is not nameable, `order` is not a permutation
   /// of the axes, or a token of the block exists already.
   ///
@@ -101,9 +102,14 @@ class token_table {
   /// cost their value plus 4 bytes each, or a bitmap over the shape when that is smaller
   /// (12 bytes per 64 coordinates: detail::offset_set). A builder lists the parameters some
   /// active edge uses, so inactive ones cost no value and the used ones stay adjacent.
+  ///
+  /// `values`, when not empty, are the tokens' values in token order (one per token of the
+  /// block, else provnn::error): set in the same step, where set_value() per token would first
+  /// write zeros.
   token_index add_block(token_kind kind, token_variant variant, std::uint32_t layer,
                         std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order = {},
-                        std::uint32_t term = 0, std::span<const std::uint32_t> present = {});
+                        std::uint32_t term = 0, std::span<const std::uint32_t> present = {},
+                        std::span<const double> values = {});
   /// The index of the block token with coordinates `index` in the block starting at `first`
   /// (O(rank), O(log count) for a sparse block; no hashing), or nullopt when the index is
   /// outside the shape or a sparse block does not hold it. Precondition: `first` was

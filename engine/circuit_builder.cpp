@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -70,7 +71,7 @@ rule_terms terms_of(const rule& r) {
   return {};
 }
 
-double modify(V v, double x, double gamma) noexcept {
+inline double modify(V v, double x, double gamma) noexcept {
   switch (v) {
     case V::plain: return x;
     case V::pos: return pos(x);
@@ -124,6 +125,63 @@ bool is_stage(const layer& l) {
   if (l.is_linear()) return true;
   const auto* p = std::get_if<pool_op>(&l.op);
   return p && p->mode == pool_op::kind::average;
+}
+
+/// The active edges of a dense stage in the fused layout, bucketed by (lower unit j, term m)
+/// with k ascending in a bucket: what build_stage's counting pass and counting sort give for
+/// any stage, here without either. The weights (rows k of `in` values) are read in tiles of
+/// 32 adjacent j, so a tile's buckets fill from cached rows and no edge is recorded and then
+/// scattered (those two passes were 40 % of an MLP's build). `active[m]` lists the upper
+/// units k that term m reaches, ascending; `phi_nz[m·in + j]` whether φ_m(a_j) ≠ 0;
+/// `psi_nz(m, w)` whether the edge's parameter factor is nonzero. Fills start (size in·T + 1,
+/// bucket offsets), k and s (each edge's upper unit and its weight's offset j·out + k in the
+/// j-major parameter block) and w (its weight), each with room for every structural edge,
+/// and per_k (active edges per upper unit); returns the number of active edges.
+template <class PsiNonzero>
+std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vector<std::vector<std::uint32_t>>& active,
+                               const std::vector<std::uint8_t>& phi_nz, PsiNonzero&& psi_nz,
+                               std::vector<std::uint32_t>& start, std::uint32_t* e_k, std::uint32_t* e_s,
+                               double* e_w, std::vector<std::uint32_t>& per_k) {
+  constexpr std::size_t J = 32;
+  const std::size_t in = op.in, out = op.out;
+  std::size_t kmax = 0;
+  for (const auto& ks : active) kmax = std::max(kmax, ks.size());
+  std::vector<std::uint32_t> tile(J * T * kmax), fill(J * T), live;
+  start.assign(in * T + 1, 0);
+  per_k.assign(out, 0);
+  std::size_t at = 0;
+  const double* w = op.weight.data();
+  for (std::size_t j0 = 0; j0 < in; j0 += J) {
+    const std::size_t jn = std::min(J, in - j0);
+    std::fill(fill.begin(), fill.end(), 0u);
+    for (std::size_t m = 0; m < T; ++m) {
+      live.clear();
+      for (std::size_t jl = 0; jl < jn; ++jl)
+        if (phi_nz[m * in + j0 + jl]) live.push_back(static_cast<std::uint32_t>(jl));
+      if (live.empty()) continue;
+      for (const std::uint32_t k : active[m]) {
+        const double* row = w + k * in + j0;
+        for (const std::uint32_t jl : live)
+          if (psi_nz(m, row[jl])) {
+            const std::size_t b = jl * T + m;
+            tile[b * kmax + fill[b]++] = k;
+          }
+      }
+    }
+    for (std::size_t b = 0; b < jn * T; ++b) {
+      start[j0 * T + b] = static_cast<std::uint32_t>(at);
+      const std::size_t base = (j0 + b / T) * out;
+      for (std::uint32_t x = 0; x < fill[b]; ++x, ++at) {
+        const std::uint32_t k = tile[b * kmax + x];
+        e_k[at] = k;
+        e_s[at] = static_cast<std::uint32_t>(base + k);
+        e_w[at] = w[k * in + j0 + b / T];
+        ++per_k[k];
+      }
+    }
+  }
+  start[in * T] = static_cast<std::uint32_t>(at);
+  return at;
 }
 
 void unravel(std::size_t flat, const shape_t& shape, std::vector<std::uint32_t>& out) {
@@ -450,7 +508,32 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   active_.clear();
   const bool recorded = fuse && structural <= opt_.max_recorded_edges &&
                   c_.fits_memory(sizeof(active_edge) * std::max(structural, active_.capacity()));
-  if (needing) {
+  // A dense stage within that bound is bucketed straight from its weight rows
+  // (bucket_dense_edges), with room for every structural edge (16 bytes each, uninitialised:
+  // pages no edge reaches are never touched). Its e_p then holds block offsets j·out + k,
+  // and e_w each edge's weight.
+  const bool dense_direct = fuse && dense && structural <= opt_.max_recorded_edges && c_.fits_memory(16 * structural);
+  std::unique_ptr<std::uint32_t[]> e_k, e_p;
+  std::unique_ptr<double[]> e_w;
+  if (dense_direct && needing) {
+    std::vector<std::vector<std::uint32_t>> reach(T);
+    std::vector<std::uint8_t> phi_nz(T * n_in);
+    for (std::size_t m = 0; m < T; ++m) {
+      for (std::size_t k = 0; k < n_out; ++k)
+        if (need[k] && coef[m][k] != 0) reach[m].push_back(static_cast<std::uint32_t>(k));
+      for (std::size_t j = 0; j < n_in; ++j) phi_nz[m * n_in + j] = phi_value(rt.terms[m].phi, j) != 0;
+    }
+    e_k.reset(new std::uint32_t[structural]);
+    e_p.reset(new std::uint32_t[structural]);
+    e_w.reset(new double[structural]);
+    std::vector<std::uint32_t> per_k;
+    n_edges = bucket_dense_edges(
+        *dense, T, reach, phi_nz,
+        [&](std::size_t m, double w) { return !rt.terms[m].has_psi || psi_value(rt.terms[m].psi, w) != 0; }, start,
+        e_k.get(), e_p.get(), e_w.get(), per_k);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+      for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
+  } else if (needing) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
       if (!need[k]) return;
       for (std::size_t m = 0; m < T; ++m) {
@@ -466,7 +549,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       }
     });
   }
-  if (!recorded) active_ = {};  // give the memory back: the second traversal needs none
+  if (!recorded || dense_direct) active_ = {};  // give the memory back: no record is read
   std::size_t products = 0;
   for (auto n : per_group) products += n;
   if (fuse) {
@@ -544,22 +627,22 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // Bucket the active edges by (j, m) (counted above), keeping traversal order (k ascending
     // for dense). Uninitialised buffers: every slot is written below, and zeroing fresh pages
     // was a tenth of the build.
-    const std::size_t B = n_in * T;
-    for (std::size_t b = 0; b < B; ++b) start[b + 1] += start[b];
-    if (!c_.fits_memory(8 * n_edges))
-      throw limit_error(fmt::format("circuit: bucketing the {} active edges of stage {} needs {} bytes, which would "
-                                    "take the arena above the memory limit max_memory = {} bytes",
-                                    n_edges, layer_no, 8 * n_edges, opt_.max_memory));
-    const std::unique_ptr<std::uint32_t[]> e_k(new std::uint32_t[n_edges]), e_p(new std::uint32_t[n_edges]);
-
-    {
+    if (!e_k) {  // (bucket_dense_edges did all of this for a dense stage)
+      const std::size_t B = n_in * T;
+      for (std::size_t b = 0; b < B; ++b) start[b + 1] += start[b];
+      if (!c_.fits_memory(8 * n_edges))
+        throw limit_error(fmt::format("circuit: bucketing the {} active edges of stage {} needs {} bytes, which would "
+                                      "take the arena above the memory limit max_memory = {} bytes",
+                                      n_edges, layer_no, 8 * n_edges, opt_.max_memory));
+      e_k.reset(new std::uint32_t[n_edges]);
+      e_p.reset(new std::uint32_t[n_edges]);
       std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
       if (recorded) {
         // A stable counting sort of the recorded edges: the same order as the traversal below.
-        for (const auto& a : active_) {
-          const auto at = fill[a.bucket]++;
-          e_k[at] = a.k;
-          e_p[at] = a.p;
+        for (const auto& rec : active_) {
+          const auto at = fill[rec.bucket]++;
+          e_k[at] = rec.k;
+          e_p[at] = rec.p;
         }
       } else if (n_edges)
         stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
@@ -596,43 +679,116 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       const std::size_t tap = p % taps, co = p / taps / icg, icl = p / taps % icg;
       return static_cast<std::uint32_t>((icl * conv->out_channels + co) * taps + tap);
     };
-    std::array<std::vector<std::uint32_t>, token_variant_count> psi_tok;  // p → token, per variant
+    // Per variant: the token of each edge's e_p (a parameter, or after bucket_dense_edges a
+    // storage offset), as a map, or as psi_base + e_p when the block is dense and e_p are
+    // storage offsets.
+    std::array<std::unique_ptr<std::uint32_t[]>, token_variant_count> psi_tok;
+    std::array<token_index, token_variant_count> psi_base{};
+    bool by_edge = false;  // a one-term rule's sparse block after bucket_dense_edges: token x is psi_base + x
+    std::array<bool, token_variant_count> psi_done{};
     for (std::size_t m = 0; m < T; ++m) {
       const V v = rt.terms[m].psi;
-      auto& tok = psi_tok[static_cast<std::size_t>(v)];
-      if (!tok.empty()) continue;
-      tok.assign(n_params, unset);
-      std::vector<std::uint8_t> used(n_params, 0);
+      const auto vi = static_cast<std::size_t>(v);
+      if (psi_done[vi]) continue;
+      psi_done[vi] = true;
+      // A sparse block's parameters in storage order: their parameter indices (order_p),
+      // storage offsets (order_s) and, when each came from one edge, that edge (order_x).
+      std::vector<std::uint32_t> order_p, order_s, order_x;
       std::size_t n_used = 0;
-      for (std::size_t m2 = m; m2 < T; ++m2) {
-        if (rt.terms[m2].psi != v) continue;
-        for (std::size_t j = 0; j < n_in; ++j)
-          for (std::uint32_t x = start[j * T + m2]; x < start[j * T + m2 + 1]; ++x)
-            if (!used[e_p[x]]) used[e_p[x]] = 1, ++n_used;
+      bool sparse = true, from_edges = false;
+      if (dense_direct && T == 1) {
+        // One term: every edge uses its own parameter, and the buckets are the block's
+        // storage order (j ascending, then k): e_p are its present offsets, e_w its weights.
+        n_used = n_edges;
+        sparse = 4 * n_used < 3 * n_params;
+        by_edge = sparse;
+        from_edges = true;
+      } else if (dense_direct) {
+        // Straight from the buckets, whose e_p are storage offsets, ascending in each bucket:
+        // per j the union of the buckets of the terms with variant v (one bucket for most rules).
+        from_edges = true;
+        std::vector<std::uint32_t> merged;
+        for (std::size_t j = 0; j < n_in; ++j) {
+          const std::size_t before = order_s.size();
+          for (std::size_t m2 = m; m2 < T; ++m2) {
+            if (rt.terms[m2].psi != v) continue;
+            const std::uint32_t b = start[j * T + m2], e = start[j * T + m2 + 1];
+            if (order_s.size() == before) {
+              order_s.insert(order_s.end(), e_p.get() + b, e_p.get() + e);
+              if (from_edges)
+                for (std::uint32_t x = b; x < e; ++x) order_x.push_back(x);
+            } else if (b != e) {
+              from_edges = false;
+              merged.clear();
+              std::set_union(order_s.begin() + static_cast<std::ptrdiff_t>(before), order_s.end(), e_p.get() + b,
+                             e_p.get() + e, std::back_inserter(merged));
+              order_s.resize(before);
+              order_s.insert(order_s.end(), merged.begin(), merged.end());
+            }
+          }
+          if (!from_edges)
+            for (std::size_t x = order_p.size(); x < order_s.size(); ++x) {
+              const std::size_t so = order_s[x];  // j·out + k ↦ k·in + j
+              order_p.push_back(static_cast<std::uint32_t>((so / dense->out) + (so % dense->out) * dense->in));
+            }
+        }
+        n_used = order_s.size();
+        sparse = 4 * n_used < 3 * n_params;
+      } else {
+        std::vector<std::uint8_t> used(n_params, 0);
+        for (std::size_t m2 = m; m2 < T; ++m2) {
+          if (rt.terms[m2].psi != v) continue;
+          for (std::size_t j = 0; j < n_in; ++j)
+            for (std::uint32_t x = start[j * T + m2]; x < start[j * T + m2 + 1]; ++x)
+              if (!used[e_p[x]]) used[e_p[x]] = 1, ++n_used;
+        }
+        sparse = 4 * n_used < 3 * n_params;
+        if (sparse && dense) {
+          for (std::size_t j = 0, so = 0; j < dense->in; ++j)
+            for (std::size_t k = 0; k < dense->out; ++k, ++so) {
+              const std::size_t p = k * dense->in + j;
+              if (!used[p]) continue;
+              order_p.push_back(static_cast<std::uint32_t>(p));
+              order_s.push_back(static_cast<std::uint32_t>(so));
+            }
+        } else if (sparse) {
+          for (std::size_t icl = 0; icl < icg; ++icl)  // storage order (see offset_of)
+            for (std::size_t co = 0; co < conv->out_channels; ++co)
+              for (std::size_t tap = 0; tap < taps; ++tap) {
+                const std::size_t p = (co * icg + icl) * taps + tap;
+                if (!used[p]) continue;
+                order_p.push_back(static_cast<std::uint32_t>(p));
+                order_s.push_back(offset_of(p));
+              }
+        }
       }
       if (n_used == 0) continue;
-      std::vector<std::uint32_t> present, order_p;  // storage offsets, and their parameters
-      const bool sparse = 4 * n_used < 3 * n_params;
-      if (dense) {
-        for (std::size_t j = 0; j < dense->in; ++j)
-          for (std::size_t k = 0; k < dense->out; ++k) {
-            const std::size_t p = k * dense->in + j;
-            if (!sparse || used[p]) order_p.push_back(static_cast<std::uint32_t>(p));
-          }
-      } else {
-        for (std::size_t icl = 0; icl < icg; ++icl)  // storage order (see offset_of)
-          for (std::size_t co = 0; co < conv->out_channels; ++co)
-            for (std::size_t tap = 0; tap < taps; ++tap) {
-              const std::size_t p = (co * icg + icl) * taps + tap;
-              if (!sparse || used[p]) order_p.push_back(static_cast<std::uint32_t>(p));
-            }
-      }
-      if (sparse)
-        for (auto p : order_p) present.push_back(offset_of(p));
-      if (!c_.fits_memory(8 * order_p.size() + 4 * present.size()))
+      const std::size_t count = !sparse ? n_params : by_edge ? n_edges : order_s.size();
+      if (!c_.fits_memory(8 * count + (sparse ? 4 * count : 0) + 4 * n_params))
         throw limit_error(fmt::format("circuit: the {} parameter tokens of stage {} would take the arena above the "
                                       "memory limit max_memory = {} bytes",
-                                      order_p.size(), layer_no, opt_.max_memory));
+                                      count, layer_no, opt_.max_memory));
+      // The values in token order (storage order).
+      const std::unique_ptr<double[]> vals(new double[count]);
+      if (by_edge) {
+        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, e_w[q]);
+      } else if (sparse && from_edges) {
+        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, e_w[order_x[q]]);
+      } else if (sparse) {
+        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, weights[order_p[q]]);
+      } else if (dense) {
+        // The j-major transpose of the k-major weights, in tiles of 32 j: the rows a tile
+        // reads and the columns it writes stay cached.
+        const std::size_t in = dense->in, out = dense->out;
+        for (std::size_t j0 = 0; j0 < in; j0 += 32)
+          for (std::size_t k = 0; k < out; ++k)
+            for (std::size_t j = j0; j < std::min(in, j0 + 32); ++j) vals[j * out + k] = psi_value(v, weights[k * in + j]);
+      } else {
+        std::size_t q = 0;
+        for (std::size_t icl = 0; icl < icg; ++icl)  // storage order (see offset_of)
+          for (std::size_t co = 0; co < conv->out_channels; ++co)
+            for (std::size_t tap = 0; tap < taps; ++tap) vals[q++] = psi_value(v, weights[(co * icg + icl) * taps + tap]);
+      }
       std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
       const std::uint8_t j_major[] = {1, 0};
       const std::uint8_t in_channel_major[] = {1, 0, 2, 3};
@@ -640,15 +796,35 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           c_.tokens().add_block(K::parameter, v, layer_no, shp,
                                 dense ? std::span<const std::uint8_t>(j_major)
                                       : std::span<const std::uint8_t>(in_channel_major),
-                                0, present);
-      for (std::size_t q = 0; q < order_p.size(); ++q) {
-        const auto p = order_p[q];
-        const token_index t = sparse ? static_cast<token_index>(first + q) : static_cast<token_index>(first + offset_of(p));
-        tok[p] = t;
-        c_.tokens().set_value(t, psi_value(v, weights[p]));
+                                0,
+                                !sparse   ? std::span<const std::uint32_t>()
+                                : by_edge ? std::span<const std::uint32_t>(e_p.get(), n_edges)
+                                          : std::span<const std::uint32_t>(order_s),
+                                std::span<const double>(vals.get(), count));
+      if (by_edge || (!sparse && dense_direct)) {
+        psi_base[vi] = first;  // every storage offset holds its token
+        continue;
+      }
+      // Uninitialised: only the entries of active edges are read.
+      auto& tok = psi_tok[vi];
+      tok.reset(new std::uint32_t[n_params]);
+      if (sparse) {
+        for (std::size_t q = 0; q < count; ++q)
+          tok[dense_direct ? order_s[q] : order_p[q]] = static_cast<token_index>(first + q);
+      } else if (dense) {
+        for (std::size_t k = 0, p = 0; k < dense->out; ++k)
+          for (std::size_t j = 0; j < dense->in; ++j, ++p)
+            tok[p] = static_cast<token_index>(first + j * dense->out + k);
+      } else {
+        for (std::size_t p = 0; p < n_params; ++p) tok[p] = static_cast<token_index>(first + offset_of(p));
       }
     }
-    auto psi_token = [&](V v, std::size_t p) -> token_index { return psi_tok[static_cast<std::size_t>(v)][p]; };
+    // The token of edge x.
+    auto edge_token = [&](V v, std::uint32_t x) -> token_index {
+      const auto vi = static_cast<std::size_t>(v);
+      if (by_edge) return static_cast<token_index>(psi_base[vi] + x);
+      return psi_tok[vi] ? psi_tok[vi][e_p[x]] : static_cast<token_index>(psi_base[vi] + e_p[x]);
+    };
     std::vector<token_index> params;
     std::vector<gate_id> scaled;
     std::vector<std::vector<gate_id>> per_j(groups_.size());
@@ -665,7 +841,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           scaled.clear();
           for (std::uint32_t x = b; x < e; ++x) {
             if (groups_[gi].r[e_k[x]] == zero_gate) continue;
-            params.push_back(psi_token(ts.psi, e_p[x]));
+            params.push_back(edge_token(ts.psi, x));
             scaled.push_back(scale_gate(gi, m, e_k[x]));
           }
           if (scaled.empty()) continue;

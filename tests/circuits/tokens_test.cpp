@@ -222,6 +222,36 @@ TEST_CASE("sparse token blocks hold only the listed coordinates, in storage orde
   CHECK_THROWS_AS(tt.add_block(K::parameter, V::neg, 1, shape, j_major, 0, outside), error);
 }
 
+TEST_CASE("a token block takes its values with it, in token order, or refuses a wrong count") {
+  token_table tt;
+  using K = token_kind;
+  using V = token_variant;
+  const std::uint32_t shape[] = {3, 4};
+  const std::uint8_t j_major[] = {1, 0};
+  tt.intern(K::input, V::plain, 0, std::vector<std::uint32_t>{0});  // a single token before the blocks
+  const std::uint32_t present[] = {2, 3, 10};
+  const double sparse_values[] = {0.5, -2.0, 7.25};
+  const auto s = tt.add_block(K::parameter, V::plain, 1, shape, j_major, 0, present, sparse_values);
+  CHECK(tt.value(tt.find("W1[2,0]").value()) == 0.5);
+  CHECK(tt.value(tt.find("W1[0,1]").value()) == -2.0);
+  CHECK(tt.value(tt.find("W1[1,3]").value()) == 7.25);
+  CHECK(s == 1);
+  std::vector<double> dense_values(12);
+  for (std::size_t i = 0; i < 12; ++i) dense_values[i] = 1.0 + static_cast<double>(i);
+  const auto d = tt.add_block(K::parameter, V::pos, 1, shape, j_major, 0, {}, dense_values);
+  // Token order is storage order: W1+[k, j] sits at j·3 + k.
+  CHECK(tt.value(tt.find("W1+[2,3]").value()) == 1.0 + (3 * 3 + 2));
+  CHECK(tt.value(tt.find("W1+[0,0]").value()) == 1.0);
+  CHECK(tt.value(d + 11) == 12.0);
+  CHECK(tt.size() == 1 + 3 + 12);
+  // A wrong count is refused before anything is added.
+  const double two[] = {1.0, 2.0};
+  CHECK_THROWS_WITH_AS(tt.add_block(K::parameter, V::neg, 1, shape, j_major, 0, present, two),
+                       "token block: 2 values for its 3 tokens", error);
+  CHECK(tt.size() == 16);
+  CHECK(tt.block_count() == 2);
+}
+
 TEST_CASE("token blocks refuse duplicates and bad orders") {
   token_table tt;
   using K = token_kind;

@@ -136,6 +136,14 @@ TEST_CASE("fused layout: = lrp() and = the plain circuit, every rule × model ×
         o.layout = circuit_layout::fused;
         const circuit fused = build_circuit(net, fwd, o, &fused_info);
         CHECK(has_fused_gates(fused));
+        {
+          // Dense stages are bucketed from their weight rows (bucket_dense_edges), other
+          // stages from a record of their edges; a stage over max_recorded_edges is traversed
+          // twice instead. Every way gives the same bytes.
+          circuit_options twice = o;
+          twice.max_recorded_edges = 0;
+          CHECK(serialize_circuit(build_circuit(net, fwd, twice)) == serialize_circuit(fused));
+        }
         CHECK(fused_info.edges == plain_info.edges);
         CHECK(fused.metadata().at("layout") == "fused");
         REQUIRE(fused.roots().size() == plain.roots().size());
@@ -199,6 +207,11 @@ TEST_CASE("fused layout: the N[X] polynomial of every root equals the plain circ
       const circuit plain = build_circuit(net, fwd, o);
       o.layout = circuit_layout::fused;
       const circuit fused = build_circuit(net, fwd, o);
+      {
+        circuit_options twice = o;  // (as in the test above, with two targets)
+        twice.max_recorded_edges = 0;
+        CHECK(serialize_circuit(build_circuit(net, fwd, twice)) == serialize_circuit(fused));
+      }
       std::vector<gate_id> pr, fr;
       for (const auto& r : plain.roots()) pr.push_back(r.gate);
       for (const auto& r : fused.roots()) fr.push_back(r.gate);
