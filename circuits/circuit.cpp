@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstring>
 #include <type_traits>
 
@@ -71,19 +72,26 @@ void circuit::check_growth(std::size_t new_children) {
   require_memory(extra, "growing the gate arrays");
 }
 
-gate_id circuit::append(gate_kind kind, std::span<const gate_id> children) {
+gate_id circuit::append(gate_kind kind, std::span<const gate_id> children, std::span<const gate_id> more) {
   if (size() >= limits_.max_gates) {
     if (limits_.max_gates == 0xFFFFFFFEu)
       throw limit_error("circuit: more than 2^32-2 gates (32-bit gate ids); build a smaller cone or split the input");
     throw limit_error(fmt::format("circuit: the gate limit max_gates = {} is reached", limits_.max_gates));
   }
+  const std::less<const gate_id*> before;
+  if (!more.empty() && !before(more.data(), children_.data()) && before(more.data(), children_.data() + children_.size())) {
+    const std::vector<gate_id> copy(more.begin(), more.end());  // `more` lies in children_, which may move
+    return append(kind, children, copy);
+  }
+  const std::size_t n = children.size() + more.size();
+  if (children_.size() + n > 0xFFFFFFFFull) throw limit_error("circuit: more than 2^32-1 child references; split the input");
   if (kinds_.size() == kinds_.capacity() || offsets_.size() == offsets_.capacity() ||
-      children_.size() + children.size() > children_.capacity())
-    check_growth(children.size());
+      children_.size() + n > children_.capacity())
+    check_growth(n);
   const auto g = static_cast<gate_id>(size());
   kinds_.push_back(static_cast<std::uint8_t>(kind));
   for (auto ch : children) children_.push_back(ch);  // a few ids: cheaper than insert's memmove call
-  if (children_.size() > 0xFFFFFFFFull) throw limit_error("circuit: more than 2^32-1 child references; split the input");
+  children_.insert(children_.end(), more.begin(), more.end());  // (a fused gate's edges: many)
   offsets_.push_back(static_cast<std::uint32_t>(children_.size()));
   return g;
 }
@@ -212,9 +220,10 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
     throw error(fmt::format("circuit::fused: {} parameters for {} scaled children (equal and nonzero expected)",
                             parameters.size(), scaled.size()));
   PROVNN_ASSERT(to_index(phi) < size());
-  for (auto t : parameters)
-    if (t >= tokens_.size())
-      throw error(fmt::format("circuit::fused: parameter token {} does not exist ({} tokens)", t, tokens_.size()));
+  token_index highest = 0;  // (one comparison per edge, no branch: this runs for every edge built)
+  for (auto t : parameters) highest = std::max(highest, t);
+  if (highest >= tokens_.size())
+    throw error(fmt::format("circuit::fused: parameter token {} does not exist ({} tokens)", highest, tokens_.size()));
   // The value F = φ ⊗ ⊕ ψ_i ⊗ S_i is defined for any earlier gates S_i; only expand_fused()
   // needs them to be scale gates, and checks it (a search per edge here would cost ~10 ns).
   for (auto s : scaled) PROVNN_ASSERT(to_index(s) < size());
@@ -228,14 +237,11 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   };
   room(fused_gates_);
   room(fused_contexts_);
-  // children: φ then the scaled gates (append copies a span; build it in scratch_)
-  scratch_.clear();
-  scratch_.push_back(phi);
-  scratch_.insert(scratch_.end(), scaled.begin(), scaled.end());
+  // children: φ then the scaled gates
   store_fused_parameters(parameters, true);
   gate_id g;
   try {
-    g = append(gate_kind::fused, scratch_);
+    g = append(gate_kind::fused, std::span(&phi, 1), scaled);
   } catch (...) {
     unstore_fused_parameters();
     fused_edges_ -= parameters.size();
@@ -254,7 +260,7 @@ void circuit::store_fused_parameters(std::span<const token_index> ps, bool check
   bool run = true;
   token_index lo = ps[0], hi = ps[0];
   for (std::size_t i = 1; i < ps.size(); ++i) {
-    run = run && ps[i] == ps[0] + i;
+    run &= ps[i] == ps[0] + i;  // (no early exit: the loop vectorises)
     lo = std::min(lo, ps[i]);
     hi = std::max(hi, ps[i]);
   }

@@ -316,7 +316,8 @@ class circuit {
  private:
   friend struct detail::circuit_access;
   gate_id intern(gate_kind kind, std::vector<gate_id>& children);
-  gate_id append(gate_kind kind, std::span<const gate_id> children);
+  // Appends a gate whose children are `children` then `more`.
+  gate_id append(gate_kind kind, std::span<const gate_id> children, std::span<const gate_id> more = {});
   // Appends one fused gate's parameter entry (run, offsets or list) and its offsets.
   void store_fused_parameters(std::span<const token_index> ps, bool check_memory);
   void unstore_fused_parameters();

@@ -12,6 +12,7 @@
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "common/error.hpp"
@@ -127,19 +128,37 @@ bool is_stage(const layer& l) {
   return p && p->mode == pool_op::kind::average;
 }
 
+/// Calls f(std::integral_constant<token_variant, v>{}) for the variant v: a loop inside f
+/// then tests modify(v, …) with v known at compile time.
+template <class F>
+decltype(auto) with_variant(V v, F&& f) {
+  switch (v) {
+    case V::plain: return f(std::integral_constant<V, V::plain>{});
+    case V::pos: return f(std::integral_constant<V, V::pos>{});
+    case V::neg: return f(std::integral_constant<V, V::neg>{});
+    case V::gamma_pos: return f(std::integral_constant<V, V::gamma_pos>{});
+    case V::gamma_neg: return f(std::integral_constant<V, V::gamma_neg>{});
+    case V::square: return f(std::integral_constant<V, V::square>{});
+    case V::one: return f(std::integral_constant<V, V::one>{});
+    case V::low: return f(std::integral_constant<V, V::low>{});
+    case V::high: return f(std::integral_constant<V, V::high>{});
+  }
+  return f(std::integral_constant<V, V::one>{});
+}
+
 /// The active edges of a dense stage in the fused layout, bucketed by (lower unit j, term m)
 /// with k ascending in a bucket: what build_stage's counting pass and counting sort give for
 /// any stage, here without either. The weights (rows k of `in` values) are read in tiles of
 /// 32 adjacent j, so a tile's buckets fill from cached rows and no edge is recorded and then
 /// scattered (those two passes were 40 % of an MLP's build). `active[m]` lists the upper
-/// units k that term m reaches, ascending; `phi_nz[m·in + j]` whether φ_m(a_j) ≠ 0;
-/// `psi_nz(m, w)` whether the edge's parameter factor is nonzero. Fills start (size in·T + 1,
-/// bucket offsets), k and s (each edge's upper unit and its weight's offset j·out + k in the
-/// j-major parameter block) and w (its weight), each with room for every structural edge,
-/// and per_k (active edges per upper unit); returns the number of active edges.
-template <class PsiNonzero>
+/// units k that term m reaches, ascending; `phi_nz[m·in + j]` whether φ_m(a_j) ≠ 0; an edge
+/// is active when also modify(psi[m], w, gamma) ≠ 0 (V::one for a term without ψ). Fills
+/// start (size in·T + 1, bucket offsets), k and s (each edge's upper unit and its weight's
+/// offset j·out + k in the j-major parameter block) and w (its weight), each with room for
+/// every structural edge, and per_k (active edges per upper unit); returns the number of
+/// active edges.
 std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vector<std::vector<std::uint32_t>>& active,
-                               const std::vector<std::uint8_t>& phi_nz, PsiNonzero&& psi_nz,
+                               const std::vector<std::uint8_t>& phi_nz, const std::vector<V>& psi, double gamma,
                                std::vector<std::uint32_t>& start, std::uint32_t* e_k, std::uint32_t* e_s,
                                double* e_w, std::vector<std::uint32_t>& per_k) {
   constexpr std::size_t J = 32;
@@ -159,14 +178,16 @@ std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vec
       for (std::size_t jl = 0; jl < jn; ++jl)
         if (phi_nz[m * in + j0 + jl]) live.push_back(static_cast<std::uint32_t>(jl));
       if (live.empty()) continue;
-      for (const std::uint32_t k : active[m]) {
-        const double* row = w + k * in + j0;
-        for (const std::uint32_t jl : live)
-          if (psi_nz(m, row[jl])) {
-            const std::size_t b = jl * T + m;
-            tile[b * kmax + fill[b]++] = k;
-          }
-      }
+      with_variant(psi[m], [&](auto v) {
+        for (const std::uint32_t k : active[m]) {
+          const double* row = w + k * in + j0;
+          for (const std::uint32_t jl : live)
+            if (modify(v, row[jl], gamma) != 0) {
+              const std::size_t b = jl * T + m;
+              tile[b * kmax + fill[b]++] = k;
+            }
+        }
+      });
     }
     for (std::size_t b = 0; b < jn * T; ++b) {
       start[j0 * T + b] = static_cast<std::uint32_t>(at);
@@ -527,10 +548,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     e_p.reset(new std::uint32_t[structural]);
     e_w.reset(new double[structural]);
     std::vector<std::uint32_t> per_k;
-    n_edges = bucket_dense_edges(
-        *dense, T, reach, phi_nz,
-        [&](std::size_t m, double w) { return !rt.terms[m].has_psi || psi_value(rt.terms[m].psi, w) != 0; }, start,
-        e_k.get(), e_p.get(), e_w.get(), per_k);
+    std::vector<V> psi(T);
+    for (std::size_t m = 0; m < T; ++m) psi[m] = rt.terms[m].has_psi ? rt.terms[m].psi : V::one;
+    n_edges = bucket_dense_edges(*dense, T, reach, phi_nz, psi, r.gamma, start, e_k.get(), e_p.get(), e_w.get(), per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
   } else if (needing) {
@@ -771,7 +791,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       // The values in token order (storage order).
       const std::unique_ptr<double[]> vals(new double[count]);
       if (by_edge) {
-        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, e_w[q]);
+        with_variant(v, [&](auto vc) {
+          for (std::size_t q = 0; q < count; ++q) vals[q] = modify(vc, e_w[q], r.gamma);
+        });
       } else if (sparse && from_edges) {
         for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, e_w[order_x[q]]);
       } else if (sparse) {
@@ -837,19 +859,22 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         const gate_id ph = phi_gate(ts.phi, j);
         edges_ += e - b;
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
-          params.clear();
-          scaled.clear();
+          if (params.size() < e - b) params.resize(e - b), scaled.resize(e - b);
+          const std::vector<gate_id>& rg = groups_[gi].r;
+          std::size_t n = 0;
           for (std::uint32_t x = b; x < e; ++x) {
-            if (groups_[gi].r[e_k[x]] == zero_gate) continue;
-            params.push_back(edge_token(ts.psi, x));
-            scaled.push_back(scale_gate(gi, m, e_k[x]));
+            const std::uint32_t k = e_k[x];
+            if (rg[k] == zero_gate) continue;
+            params[n] = edge_token(ts.psi, x);
+            scaled[n++] = scale_gate(gi, m, k);
           }
-          if (scaled.empty()) continue;
+          if (n == 0) continue;
           fused_context ctx;
           ctx.layer = layer_no;
           ctx.lower = static_cast<std::uint32_t>(j);
           ctx.term = static_cast<std::uint32_t>(m);
-          per_j[gi].push_back(c_.fused(ph, params, scaled, ctx));
+          per_j[gi].push_back(c_.fused(ph, std::span<const token_index>(params.data(), n),
+                                       std::span<const gate_id>(scaled.data(), n), ctx));
         }
       }
       for (std::size_t gi = 0; gi < groups_.size(); ++gi)

@@ -136,6 +136,27 @@ TEST_CASE("fused gate: counting with a boxed weight count (past 2^63) is exact o
   CHECK(f_at(c, v) == (big(3) << 70));
 }
 
+TEST_CASE("fused gate: scaled children read from the circuit's own child array (which may grow) stay intact") {
+  circuit c;
+  auto& tt = c.tokens();
+  const auto a = tt.intern(token_kind::activation, token_variant::plain, 1, {0});
+  std::vector<token_index> w;
+  std::vector<gate_id> ss;
+  for (std::uint32_t i = 0; i < 40; ++i) {
+    w.push_back(tt.intern(token_kind::parameter, token_variant::plain, 2, {i, 0}));
+    const auto r = tt.intern(token_kind::target, token_variant::plain, 0, {i});
+    const auto n = tt.intern(token_kind::normaliser, token_variant::plain, 2, {i}, 0);
+    ss.push_back(c.scale(c.token(r), c.token(n), i));
+  }
+  const gate_id f = c.fused(c.token(a), w, ss, {2, 0, 0});
+  c.shrink_to_fit();  // no room left: the next append must grow the array it reads from
+  const auto own = c.children(f).subspan(1);
+  const gate_id g = c.fused(c.token(a), w, own, {2, 0, 1});
+  const auto gs = c.children(g), fs = c.children(f);
+  CHECK(std::vector<gate_id>(gs.begin(), gs.end()) == std::vector<gate_id>(fs.begin(), fs.end()));
+  CHECK(std::vector<gate_id>(gs.begin() + 1, gs.end()) == ss);
+}
+
 TEST_CASE("fused gate: an absorptive ⊕ may stop early, the value stays φ ⊗ Σ (Boolean and fuzzy by hand)") {
   // F = a ⊗ ⊕_{i<9} (W[i] ⊗ (r ⊗ n)): two blocks of four edges and one left over.
   circuit c;
