@@ -515,6 +515,54 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     return coef[m][k] != 0 && phi_value(ts.phi, j) != 0 && (!ts.has_psi || psi_value(ts.psi, w) != 0);
   };
 
+  // A convolution's active edges, f(k, j, p, m) for each, visited from the units some
+  // explanation needs (before a max pool, most are not): output channel ascending, then its
+  // units k descending, then the taps of k. Within a bucket (j, m) that is the order of
+  // stage_edges — ascending (output channel, kernel row, kernel column), since for a fixed
+  // input j a later tap meets an earlier output unit — which is all the fused layout's stable
+  // bucketing keeps, so the circuit is the same byte for byte (tests compare).
+  auto conv_active_edges = [&](auto&& f) {
+    const std::size_t H = l.in_shape[1], W = l.in_shape[2], OH = l.out_shape[1], OW = l.out_shape[2];
+    const std::size_t icg = conv->in_channels / conv->group, ocg = conv->out_channels / conv->group;
+    const std::size_t kh = conv->kernel_h, kw = conv->kernel_w;
+    std::vector<std::uint8_t> j_ok(T * n_in);
+    for (std::size_t m = 0; m < T; ++m)
+      for (std::size_t j = 0; j < n_in; ++j) j_ok[m * n_in + j] = phi_value(rt.terms[m].phi, j) != 0;
+    std::vector<std::uint8_t> m_ok(T);
+    for (std::size_t oc = 0; oc < conv->out_channels; ++oc) {
+      const std::size_t grp = oc / ocg;
+      for (std::size_t u = OH * OW; u-- > 0;) {
+        const std::size_t k = oc * OH * OW + u;
+        if (!need[k]) continue;
+        bool any = false;
+        for (std::size_t m = 0; m < T; ++m) any |= m_ok[m] = coef[m][k] != 0;
+        if (!any) continue;
+        const auto oy = static_cast<std::ptrdiff_t>(u / OW), ox = static_cast<std::ptrdiff_t>(u % OW);
+        for (std::size_t icl = 0; icl < icg; ++icl) {
+          const std::size_t ci = grp * icg + icl;
+          for (std::size_t ky = 0; ky < kh; ++ky) {
+            const std::ptrdiff_t iy = oy * static_cast<std::ptrdiff_t>(conv->stride_h) +
+                                      static_cast<std::ptrdiff_t>(ky * conv->dilation_h) -
+                                      static_cast<std::ptrdiff_t>(conv->pad_top);
+            if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(H)) continue;
+            for (std::size_t kx = 0; kx < kw; ++kx) {
+              const std::ptrdiff_t ix = ox * static_cast<std::ptrdiff_t>(conv->stride_w) +
+                                        static_cast<std::ptrdiff_t>(kx * conv->dilation_w) -
+                                        static_cast<std::ptrdiff_t>(conv->pad_left);
+              if (ix < 0 || ix >= static_cast<std::ptrdiff_t>(W)) continue;
+              const std::size_t j = (ci * H + static_cast<std::size_t>(iy)) * W + static_cast<std::size_t>(ix);
+              const std::size_t p = ((oc * icg + icl) * kh + ky) * kw + kx;
+              const double w = conv->weight[p];
+              for (std::size_t m = 0; m < T; ++m)
+                if (m_ok[m] && j_ok[m * n_in + j] && (!rt.terms[m].has_psi || psi_value(rt.terms[m].psi, w) != 0))
+                  f(k, j, p, m);
+            }
+          }
+        }
+      }
+    }
+  };
+
   // Count the edges first, so every array is reserved once. The fused layout also counts
   // them per bucket (lower unit j, term m) here, for its counting sort below.
   const bool fuse = opt_.layout == circuit_layout::fused && !pool;
@@ -553,6 +601,15 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     n_edges = bucket_dense_edges(*dense, T, reach, phi_nz, psi, r.gamma, start, e_k.get(), e_p.get(), e_w.get(), per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
+  } else if (needing && fuse && conv) {
+    conv_active_edges([&](std::size_t k, std::size_t j, std::size_t p, std::size_t m) {
+      ++n_edges;
+      ++start[j * T + m + 1];
+      if (recorded)  // at most `structural` edges: within the bound checked above
+        active_.push_back({static_cast<std::uint32_t>(j * T + m), static_cast<std::uint32_t>(k),
+                           static_cast<std::uint32_t>(p)});
+      for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
+    });
   } else if (needing) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
       if (!need[k]) return;
@@ -664,7 +721,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           e_k[at] = rec.k;
           e_p[at] = rec.p;
         }
-      } else if (n_edges)
+      } else if (n_edges)  // (in stage_edges' order, also for a convolution: tests compare)
         stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
           if (!need[k]) return;
           for (std::size_t m = 0; m < T; ++m) {

@@ -271,12 +271,13 @@ TEST_CASE("fused layout: grouped and non-square convolutions keep their weights 
           "circuit, and recording active edges or traversing twice gives the same bytes") {
   struct geometry {
     const char* what;
-    std::size_t cin, cout, h, w, kh, kw, stride, pad, group;
+    std::size_t cin, cout, h, w, kh, kw, stride, pad, group, dilation = 1;
   };
   const geometry gs[] = {
       {"groups 2, 3x2 kernel", 4, 6, 6, 5, 3, 2, 1, 1, 2},
       {"depthwise 2x3, stride 2", 3, 3, 7, 6, 2, 3, 2, 0, 3},
       {"dense 5x5", 2, 4, 8, 8, 5, 5, 1, 2, 1},
+      {"3x3 dilated 2, stride 2, padded", 2, 3, 9, 8, 3, 3, 2, 1, 1, 2},
   };
   std::uint32_t seed = 7;
   for (const auto& gm : gs) {
@@ -286,6 +287,7 @@ TEST_CASE("fused layout: grouped and non-square convolutions keep their weights 
     c.stride_h = c.stride_w = gm.stride;
     c.pad_top = c.pad_left = c.pad_bottom = c.pad_right = gm.pad;
     c.group = gm.group;
+    c.dilation_h = c.dilation_w = gm.dilation;
     c.weight = test::pseudo_random(gm.cout * (gm.cin / gm.group) * gm.kh * gm.kw, seed++);
     c.bias = test::pseudo_random(gm.cout, seed++, -0.1, 0.1);
     network net;
