@@ -220,10 +220,9 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
     throw error(fmt::format("circuit::fused: {} parameters for {} scaled children (equal and nonzero expected)",
                             parameters.size(), scaled.size()));
   PROVNN_ASSERT(to_index(phi) < size());
-  token_index highest = 0;  // (one comparison per edge, no branch: this runs for every edge built)
-  for (auto t : parameters) highest = std::max(highest, t);
-  if (highest >= tokens_.size())
-    throw error(fmt::format("circuit::fused: parameter token {} does not exist ({} tokens)", highest, tokens_.size()));
+  const parameter_scan scan = scan_parameters(parameters);  // (one pass over the edges for both uses)
+  if (scan.hi >= tokens_.size())
+    throw error(fmt::format("circuit::fused: parameter token {} does not exist ({} tokens)", scan.hi, tokens_.size()));
   // The value F = φ ⊗ ⊕ ψ_i ⊗ S_i is defined for any earlier gates S_i; only expand_fused()
   // needs them to be scale gates, and checks it (a search per edge here would cost ~10 ns).
   for (auto s : scaled) PROVNN_ASSERT(to_index(s) < size());
@@ -238,7 +237,7 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   room(fused_gates_);
   room(fused_contexts_);
   // children: φ then the scaled gates
-  store_fused_parameters(parameters, true);
+  store_fused_parameters(parameters, true, &scan);
   gate_id g;
   try {
     g = append(gate_kind::fused, std::span(&phi, 1), scaled);
@@ -252,18 +251,24 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   return g;
 }
 
-void circuit::store_fused_parameters(std::span<const token_index> ps, bool check_memory) {
+circuit::parameter_scan circuit::scan_parameters(std::span<const token_index> ps) noexcept {
+  parameter_scan s{true, ps[0], ps[0]};
+  for (std::size_t i = 1; i < ps.size(); ++i) {
+    s.run &= ps[i] == ps[0] + i;  // (no early exit: the loop vectorises)
+    s.lo = std::min(s.lo, ps[i]);
+    s.hi = std::max(s.hi, ps[i]);
+  }
+  return s;
+}
+
+void circuit::store_fused_parameters(std::span<const token_index> ps, bool check_memory, const parameter_scan* scanned) {
   // A run of consecutive tokens (every gate of a dense layer, whose parameter block is
   // j-major) is stored as its first token; a range narrower than 2^16 as 16-bit offsets
   // from its lowest token (a convolution's, whose block is input-channel-major); else the
   // tokens themselves.
-  bool run = true;
-  token_index lo = ps[0], hi = ps[0];
-  for (std::size_t i = 1; i < ps.size(); ++i) {
-    run &= ps[i] == ps[0] + i;  // (no early exit: the loop vectorises)
-    lo = std::min(lo, ps[i]);
-    hi = std::max(hi, ps[i]);
-  }
+  const parameter_scan sc = scanned ? *scanned : scan_parameters(ps);
+  const bool run = sc.run;
+  const token_index lo = sc.lo, hi = sc.hi;
   const bool narrow = !run && hi - lo <= 0xFFFFu;
   if (check_memory) {
     if (narrow && fused_deltas_.size() + ps.size() > fused_deltas_.capacity())

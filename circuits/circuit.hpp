@@ -319,7 +319,14 @@ class circuit {
   // Appends a gate whose children are `children` then `more`.
   gate_id append(gate_kind kind, std::span<const gate_id> children, std::span<const gate_id> more = {});
   // Appends one fused gate's parameter entry (run, offsets or list) and its offsets.
-  void store_fused_parameters(std::span<const token_index> ps, bool check_memory);
+  // Whether ps (not empty) is a run first, first + 1, …, and its lowest and highest token.
+  struct parameter_scan {
+    bool run;
+    token_index lo, hi;
+  };
+  static parameter_scan scan_parameters(std::span<const token_index> ps) noexcept;
+  void store_fused_parameters(std::span<const token_index> ps, bool check_memory,
+                              const parameter_scan* scanned = nullptr);
   void unstore_fused_parameters();
   std::uint64_t gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept;
   void check_growth(std::size_t new_children);
