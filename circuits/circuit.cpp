@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <functional>
 #include <cstring>
+#include <functional>
 #include <type_traits>
 
 #include "common/error.hpp"
@@ -88,6 +88,9 @@ gate_id circuit::append(gate_kind kind, std::span<const gate_id> children, std::
   if (kinds_.size() == kinds_.capacity() || offsets_.size() == offsets_.capacity() ||
       children_.size() + n > children_.capacity())
     check_growth(n);
+  // One growth, the one check_growth() counted (a push_back then an insert could grow twice).
+  if (children_.size() + n > children_.capacity())
+    children_.reserve(std::max(children_.size() + n, 2 * children_.capacity()));
   const auto g = static_cast<gate_id>(size());
   kinds_.push_back(static_cast<std::uint8_t>(kind));
   for (auto ch : children) children_.push_back(ch);  // a few ids: cheaper than insert's memmove call

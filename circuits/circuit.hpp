@@ -316,15 +316,16 @@ class circuit {
  private:
   friend struct detail::circuit_access;
   gate_id intern(gate_kind kind, std::vector<gate_id>& children);
-  // Appends a gate whose children are `children` then `more`.
+  // Appends a gate whose children are `children` then `more`. `more` may lie in children_
+  // (it is copied first); `children` (at most a few ids) must not.
   gate_id append(gate_kind kind, std::span<const gate_id> children, std::span<const gate_id> more = {});
-  // Appends one fused gate's parameter entry (run, offsets or list) and its offsets.
   // Whether ps (not empty) is a run first, first + 1, …, and its lowest and highest token.
   struct parameter_scan {
     bool run;
     token_index lo, hi;
   };
   static parameter_scan scan_parameters(std::span<const token_index> ps) noexcept;
+  // Appends one fused gate's parameter entry (run, offsets or list) and its offsets.
   void store_fused_parameters(std::span<const token_index> ps, bool check_memory,
                               const parameter_scan* scanned = nullptr);
   void unstore_fused_parameters();

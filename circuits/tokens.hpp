@@ -105,7 +105,7 @@ class token_table {
   ///
   /// `values`, when not empty, are the tokens' values in token order (one per token of the
   /// block, else provnn::error): set in the same step, where set_value() per token would first
-  /// write zeros.
+  /// write zeros. They must not lie in this table's values() (which may move).
   token_index add_block(token_kind kind, token_variant variant, std::uint32_t layer,
                         std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order = {},
                         std::uint32_t term = 0, std::span<const std::uint32_t> present = {},

@@ -564,7 +564,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   };
 
   // Count the edges first, so every array is reserved once. The fused layout also counts
-  // them per bucket (lower unit j, term m) here, for its counting sort below.
+  // them per bucket (lower unit j, term m) here, for its counting sort below (a dense stage
+  // within max_recorded_edges is bucketed at once instead: bucket_dense_edges).
   const bool fuse = opt_.layout == circuit_layout::fused && !pool;
   std::vector<std::uint32_t> start(fuse ? n_in * T + 1 : 0, 0);
   std::size_t n_edges = 0;
@@ -782,7 +783,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         from_edges = true;
       } else if (dense_direct) {
         // Straight from the buckets, whose e_p are storage offsets, ascending in each bucket:
-        // per j the union of the buckets of the terms with variant v (one bucket for most rules).
+        // per j the union of the buckets of the terms with variant v. (With today's rules a j
+        // has at most one such bucket that is not empty: the terms sharing a ψ variant, αβ's
+        // and γ's, have φ = a⁺ and a⁻, never both nonzero. The union keeps any rule table right.)
         from_edges = true;
         std::vector<std::uint32_t> merged;
         for (std::size_t j = 0; j < n_in; ++j) {
@@ -841,7 +844,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       }
       if (n_used == 0) continue;
       const std::size_t count = !sparse ? n_params : by_edge ? n_edges : order_s.size();
-      if (!c_.fits_memory(8 * count + (sparse ? 4 * count : 0) + 4 * n_params))
+      // (Values and present offsets, as before; the builder's transient maps are not counted.)
+      if (!c_.fits_memory(8 * count + (sparse ? 4 * count : 0)))
         throw limit_error(fmt::format("circuit: the {} parameter tokens of stage {} would take the arena above the "
                                       "memory limit max_memory = {} bytes",
                                       count, layer_no, opt_.max_memory));

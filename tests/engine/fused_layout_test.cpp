@@ -243,6 +243,27 @@ TEST_CASE("fused layout: the N[X] polynomial of every root equals the plain circ
   MESSAGE(fmt::format("{} root polynomials compared, {} monomials", compared, monomials));
 }
 
+TEST_CASE("fused layout: dense layers of 70, 40 and 33 inputs (full tiles of 32 and a partial one) give the bytes "
+          "of the stage-order traversal, every rule, two targets") {
+  const network net = synthetic_network("mlp:70-40-33-7");
+  const auto fwd = forward(net, synthetic_input(net));
+  for (const auto& spec : {"zero", "epsilon", "gamma", "zplus", "alphabeta", "flat", "wsquare"}) {
+    INFO(std::string(spec));
+    circuit_options o;
+    o.layer_rules = rules_of(spec, net);
+    o.targets = {0, 3};
+    o.layout = circuit_layout::fused;
+    circuit_build_info info;
+    const circuit fused = build_circuit(net, fwd, o, &info);
+    CHECK(info.edges > 500);  // (z⁺: 775, the fewest)
+    circuit_options twice = o;
+    twice.max_recorded_edges = 0;
+    CHECK(serialize_circuit(build_circuit(net, fwd, twice)) == serialize_circuit(fused));
+    o.layout = circuit_layout::plain;
+    CHECK(roots_in(fused, counting_semiring{}) == roots_in(build_circuit(net, fwd, o), counting_semiring{}));
+  }
+}
+
 TEST_CASE("fused layout: a saved fused circuit loads back with the same values, and ≤ 16 bytes per active edge") {
   const fused_epsilon f("mlp:784-300-100-10");
   const auto& [net, fwd, o, info, c] = f;
