@@ -84,9 +84,11 @@ struct circuit_options {
   std::size_t max_gates = default_max_gates;
   std::size_t max_memory = default_max_memory;
   /// The fused layout records a stage's active edges (12 bytes each) while counting them, so
-  /// that bucketing them needs no second traversal of the stage; a stage that may have more
-  /// (its multiply-adds × rule terms) or whose record would not fit max_memory is traversed
-  /// twice instead. The circuit is the same either way (tests compare the bytes).
+  /// that bucketing them needs no second traversal of the stage (a dense stage is bucketed
+  /// straight from its weight rows, 16 bytes per multiply-add of room, mostly untouched); a
+  /// stage that may have more (its multiply-adds × rule terms) or whose record would not fit
+  /// max_memory is traversed twice instead, in stage order. The circuit is the same either
+  /// way (tests compare the bytes).
   std::size_t max_recorded_edges = std::size_t{1} << 22;
   /// Called before each linear stage is built, from the output down: (stages done, stages
   /// in all). For progress displays; empty by default. May throw to cancel the build.
