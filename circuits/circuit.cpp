@@ -240,7 +240,7 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   room(fused_gates_);
   room(fused_contexts_);
   // children: φ then the scaled gates
-  store_fused_parameters(parameters, true, &scan);
+  store_fused_parameters(parameters, scan, true);
   gate_id g;
   try {
     g = append(gate_kind::fused, std::span(&phi, 1), scaled);
@@ -264,12 +264,11 @@ circuit::parameter_scan circuit::scan_parameters(std::span<const token_index> ps
   return s;
 }
 
-void circuit::store_fused_parameters(std::span<const token_index> ps, bool check_memory, const parameter_scan* scanned) {
+void circuit::store_fused_parameters(std::span<const token_index> ps, const parameter_scan& sc, bool check_memory) {
   // A run of consecutive tokens (every gate of a dense layer, whose parameter block is
   // j-major) is stored as its first token; a range narrower than 2^16 as 16-bit offsets
   // from its lowest token (a convolution's, whose block is input-channel-major); else the
   // tokens themselves.
-  const parameter_scan sc = scanned ? *scanned : scan_parameters(ps);
   const bool run = sc.run;
   const token_index lo = sc.lo, hi = sc.hi;
   const bool narrow = !run && hi - lo <= 0xFFFFu;

@@ -325,9 +325,9 @@ class circuit {
     token_index lo, hi;
   };
   static parameter_scan scan_parameters(std::span<const token_index> ps) noexcept;
-  // Appends one fused gate's parameter entry (run, offsets or list) and its offsets.
-  void store_fused_parameters(std::span<const token_index> ps, bool check_memory,
-                              const parameter_scan* scanned = nullptr);
+  // Appends one fused gate's parameter entry (run, offsets or list; sc = scan_parameters(ps))
+  // and its offsets.
+  void store_fused_parameters(std::span<const token_index> ps, const parameter_scan& sc, bool check_memory);
   void unstore_fused_parameters();
   std::uint64_t gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept;
   void check_growth(std::size_t new_children);

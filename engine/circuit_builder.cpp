@@ -515,6 +515,14 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     return coef[m][k] != 0 && phi_value(ts.phi, j) != 0 && (!ts.has_psi || psi_value(ts.psi, w) != 0);
   };
 
+  // Whether φ_m(a_j) ≠ 0, at phi_nz[m·n_in + j]: for the fused layout's visits below.
+  std::vector<std::uint8_t> phi_nz;
+  if (opt_.layout == circuit_layout::fused && !pool && needing) {
+    phi_nz.resize(T * n_in);
+    for (std::size_t m = 0; m < T; ++m)
+      for (std::size_t j = 0; j < n_in; ++j) phi_nz[m * n_in + j] = phi_value(rt.terms[m].phi, j) != 0;
+  }
+
   // A convolution's active edges, f(k, j, p, m) for each, visited from the units some
   // explanation needs (before a max pool, most are not): output channel ascending, then its
   // units k descending, then the taps of k. Within a bucket (j, m) that is the order of
@@ -525,9 +533,6 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     const std::size_t H = l.in_shape[1], W = l.in_shape[2], OH = l.out_shape[1], OW = l.out_shape[2];
     const std::size_t icg = conv->in_channels / conv->group, ocg = conv->out_channels / conv->group;
     const std::size_t kh = conv->kernel_h, kw = conv->kernel_w;
-    std::vector<std::uint8_t> j_ok(T * n_in);
-    for (std::size_t m = 0; m < T; ++m)
-      for (std::size_t j = 0; j < n_in; ++j) j_ok[m * n_in + j] = phi_value(rt.terms[m].phi, j) != 0;
     std::vector<std::uint8_t> m_ok(T);
     for (std::size_t oc = 0; oc < conv->out_channels; ++oc) {
       const std::size_t grp = oc / ocg;
@@ -554,7 +559,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
               const std::size_t p = ((oc * icg + icl) * kh + ky) * kw + kx;
               const double w = conv->weight[p];
               for (std::size_t m = 0; m < T; ++m)
-                if (m_ok[m] && j_ok[m * n_in + j] && (!rt.terms[m].has_psi || psi_value(rt.terms[m].psi, w) != 0))
+                if (m_ok[m] && phi_nz[m * n_in + j] && (!rt.terms[m].has_psi || psi_value(rt.terms[m].psi, w) != 0))
                   f(k, j, p, m);
             }
           }
@@ -587,12 +592,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   std::unique_ptr<double[]> e_w;
   if (dense_direct && needing) {
     std::vector<std::vector<std::uint32_t>> reach(T);
-    std::vector<std::uint8_t> phi_nz(T * n_in);
-    for (std::size_t m = 0; m < T; ++m) {
+    for (std::size_t m = 0; m < T; ++m)
       for (std::size_t k = 0; k < n_out; ++k)
         if (need[k] && coef[m][k] != 0) reach[m].push_back(static_cast<std::uint32_t>(k));
-      for (std::size_t j = 0; j < n_in; ++j) phi_nz[m * n_in + j] = phi_value(rt.terms[m].phi, j) != 0;
-    }
     e_k.reset(new std::uint32_t[structural]);
     e_p.reset(new std::uint32_t[structural]);
     e_w.reset(new double[structural]);
@@ -602,30 +604,25 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     n_edges = bucket_dense_edges(*dense, T, reach, phi_nz, psi, r.gamma, start, e_k.get(), e_p.get(), e_w.get(), per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
-  } else if (needing && fuse && conv) {
-    conv_active_edges([&](std::size_t k, std::size_t j, std::size_t p, std::size_t m) {
-      ++n_edges;
-      ++start[j * T + m + 1];
-      if (recorded)  // at most `structural` edges: within the bound checked above
-        active_.push_back({static_cast<std::uint32_t>(j * T + m), static_cast<std::uint32_t>(k),
-                           static_cast<std::uint32_t>(p)});
-      for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
-    });
   } else if (needing) {
-    stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
-      if (!need[k]) return;
-      for (std::size_t m = 0; m < T; ++m) {
-        if (!term_active(m, k, j, w)) continue;
-        ++n_edges;
-        if (fuse) {
-          ++start[j * T + m + 1];
-          if (recorded)  // at most `structural` edges: within the bound checked above
-            active_.push_back({static_cast<std::uint32_t>(j * T + m), static_cast<std::uint32_t>(k),
-                               static_cast<std::uint32_t>(p)});
-        }
-        for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
+    auto count_edge = [&](std::size_t k, std::size_t j, std::size_t p, std::size_t m) {
+      ++n_edges;
+      if (fuse) {
+        ++start[j * T + m + 1];
+        if (recorded)  // at most `structural` edges: within the bound checked above
+          active_.push_back({static_cast<std::uint32_t>(j * T + m), static_cast<std::uint32_t>(k),
+                             static_cast<std::uint32_t>(p)});
       }
-    });
+      for (std::size_t gi = 0; gi < groups_.size(); ++gi) per_group[gi] += groups_[gi].r[k] != zero_gate;
+    };
+    if (fuse && conv)
+      conv_active_edges(count_edge);
+    else
+      stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
+        if (!need[k]) return;
+        for (std::size_t m = 0; m < T; ++m)
+          if (term_active(m, k, j, w)) count_edge(k, j, p, m);
+      });
   }
   if (!recorded || dense_direct) active_ = {};  // give the memory back: no record is read
   std::size_t products = 0;
