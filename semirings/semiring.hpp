@@ -26,6 +26,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <span>
@@ -112,6 +113,26 @@ concept has_fused_sum =
                             const typename S::value_type& (*at)(std::size_t)) {
       { s.fused_sum(v, n, at, at) } -> std::same_as<typename S::value_type>;
     };
+
+/// Semirings with a kernel for ⊕_{i<n} (ψ[i] ⊗ σ[i]) over two contiguous arrays: a dense
+/// layer's fused gate once its scaled children's values are gathered (evaluate.hpp). It must
+/// equal the fold of plus and times up to the grouping of ⊕ (which may be reassociated).
+template <class S>
+concept has_run_sum = semiring<S> && requires(const S& s, const typename S::value_type* p, std::uint32_t n) {
+  { s.run_sum(p, p, n) } -> std::same_as<typename S::value_type>;
+};
+
+namespace detail {
+/// Two doubles in one SSE2 register (GCC and Clang vector extensions; elsewhere the compiler
+/// lowers them to scalar code). Run kernels keep several of these as independent partial
+/// results: a fold over one chain waits for each ⊕ to finish, several chains do not.
+using f64x2 = double __attribute__((vector_size(16)));
+inline f64x2 load_f64x2(const double* p) noexcept {
+  f64x2 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+}  // namespace detail
 
 /// Semirings that can take a real coefficient directly (edge annotation Θ with numeric output).
 template <class S>

@@ -22,8 +22,10 @@
 #include "semirings/boolean.hpp"
 #include "semirings/counting.hpp"
 #include "semirings/fuzzy.hpp"
+#include "semirings/max_plus.hpp"
 #include "semirings/nx.hpp"
 #include "semirings/real.hpp"
+#include "semirings/viterbi.hpp"
 
 using namespace provnn;
 
@@ -155,6 +157,87 @@ TEST_CASE("fused gate: scaled children read from the circuit's own child array (
   const auto gs = c.children(g), fs = c.children(f);
   CHECK(std::vector<gate_id>(gs.begin(), gs.end()) == std::vector<gate_id>(fs.begin(), fs.end()));
   CHECK(std::vector<gate_id>(gs.begin() + 1, gs.end()) == ss);
+}
+
+TEST_CASE("fused gates in ℝ that share their scaled children (a dense layer): exact sums for 1 to 40 edges, all loops") {
+  // A dense layer's fused gates list the same scale gates; evaluation gathers their values
+  // once and takes a packed dot product with the ψ run. Every value here is a small dyadic
+  // number, so each sum is exact in any order and must equal the sum computed here, term by
+  // term. Per width n: three gates over the same n scale gates (the second and third reuse
+  // the gathered values), then one over the same first n − 1 and another last one (same
+  // width, same first child, different list: must not reuse them). The third gate's weights
+  // are all 0.
+  circuit c;
+  auto& tt = c.tokens();
+  std::vector<gate_id> scale_gates;
+  std::vector<double> sigma;  // r_k · n_k
+  for (std::uint32_t k = 0; k < 41; ++k) {
+    const auto r = tt.intern(token_kind::target, token_variant::plain, 0, {k});
+    const auto n = tt.intern(token_kind::normaliser, token_variant::plain, 2, {k}, 0);
+    tt.set_value(r, static_cast<double>(k % 7) - 3.0);
+    tt.set_value(n, k % 2 ? 0.5 : 0.25);
+    scale_gates.push_back(c.scale(c.token(r), c.token(n), k));
+    sigma.push_back((static_cast<double>(k % 7) - 3.0) * (k % 2 ? 0.5 : 0.25));
+  }
+  std::vector<gate_id> fs;
+  std::vector<double> expected;
+  std::uint32_t unit = 0;
+  for (std::uint32_t n = 1; n <= 40; ++n) {
+    for (int variant = 0; variant < 4; ++variant) {
+      std::vector<gate_id> ss(scale_gates.begin(), scale_gates.begin() + n);
+      if (variant == 3) ss.back() = scale_gates[40];
+      const auto a = tt.intern(token_kind::activation, token_variant::plain, 1, {unit});
+      tt.set_value(a, variant == 1 ? -2.0 : 1.0 + variant);
+      std::vector<token_index> w;  // a run: interned one after the other
+      double sum = 0.0;
+      for (std::uint32_t i = 0; i < n; ++i) {
+        w.push_back(tt.intern(token_kind::parameter, token_variant::plain, 2, {unit, i}));
+        const double wv = variant == 2 ? 0.0 : static_cast<double>((unit * 5 + i * 3) % 11) - 5.0;
+        tt.set_value(w.back(), wv);
+        sum += wv * (variant == 3 && i + 1 == n ? sigma[40] : sigma[i]);
+      }
+      fs.push_back(c.fused(c.token(a), w, ss, {2, unit, 0}));
+      expected.push_back((variant == 1 ? -2.0 : 1.0 + variant) * sum);
+      ++unit;
+    }
+  }
+  const auto all = evaluate(c, real_semiring{});
+  for (std::size_t i = 0; i < fs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(all[to_index(fs[i])] == expected[i]);
+  }
+  // A masked loop over every other gate: the gates skipped in between must not leave
+  // gathered values behind for a later gate with other children.
+  std::vector<gate_id> some;
+  for (std::size_t i = 1; i < fs.size(); i += 2) some.push_back(fs[i]);
+  const auto part = evaluate_gates(c, real_semiring{}, c.tokens().values(), some);
+  for (std::size_t i = 0; i < some.size(); ++i) {
+    CAPTURE(i);
+    CHECK(part[i] == expected[2 * i + 1]);
+  }
+  // Max-plus and Viterbi (run kernels in lanes of two): each gate equals the left fold of
+  // plus and times over its edges, exactly (max is exactly associative). Zero weights and
+  // zero targets make −∞ (max-plus) and 0 (Viterbi) terms; gates whose terms are all −∞
+  // (all weights 0, at every width) must stay −∞.
+  const auto fold_check = [&](const auto& sr) {
+    const auto v = evaluate(c, sr);
+    const auto valuation = lift_valuation(c, sr);
+    std::size_t minus_infinity_gates = 0;
+    for (std::size_t i = 0; i < fs.size(); ++i) {
+      const auto ch = c.children(fs[i]);
+      auto acc = sr.zero();
+      std::size_t e = 1;  // fused gate i is fs[i]: they are the only ones
+      for (const token_index t : c.fused_parameters(i)) acc = sr.plus(acc, sr.times(valuation[t], v[to_index(ch[e++])]));
+      const auto want = sr.times(v[to_index(ch[0])], acc);
+      CAPTURE(sr.name());
+      CAPTURE(i);
+      CHECK(v[to_index(fs[i])] == want);
+      if (want == sr.zero()) ++minus_infinity_gates;
+    }
+    return minus_infinity_gates;
+  };
+  CHECK(fold_check(max_plus_semiring{}) >= 40);
+  CHECK(fold_check(viterbi_semiring{}) >= 40);
 }
 
 TEST_CASE("fused gate: an absorptive ⊕ may stop early, the value stays φ ⊗ Σ (Boolean and fuzzy by hand)") {
