@@ -92,6 +92,18 @@ struct dense_geom {
       }
     }
   }
+
+  // pos[k] += Σ_{w_jk ≥ 0} x_j·w_jk, neg[k] += Σ_{w_jk < 0} x_j·w_jk.
+  void reduce_split(double* pos, double* neg, const double* x) const {
+    reduce<2>({pos, neg}, [x](std::size_t j, double w) {
+      const double t = x[j] * w;
+      return w >= 0 ? vals<2>{t, 0.0} : vals<2>{0.0, t};
+    });
+  }
+  // acc[j] += Σ_k w_jk · (w_jk ≥ 0 ? cp[k] : cn[k]).
+  void scatter_split(double* acc, const double* cp, const double* cn) const {
+    scatter<1, 2>({acc}, {cp, cn}, [](double w, const vals<2>& ck) { return vals<1>{w * (w >= 0 ? ck[0] : ck[1])}; });
+  }
 };
 
 struct conv_geom {
@@ -143,6 +155,25 @@ struct conv_geom {
         const vals<NA> v = f(wv, cv);
         for (std::size_t m = 0; m < NA; ++m) aj[m][t * sw] += v[m];
       }
+    });
+  }
+
+  // As dense_geom's; a run shares its weight, so its sign picks the array once per run and
+  // each edge costs one multiply-add.
+  void reduce_split(double* pos, double* neg, const double* x) const {
+    const std::size_t sw = op.stride_w;
+    runs([&](std::size_t k0, std::size_t j0, std::size_t n, double wv) {
+      double* dk = (wv >= 0 ? pos : neg) + k0;
+      const double* xj = x + j0;
+      for (std::size_t t = 0; t < n; ++t) dk[t] += xj[t * sw] * wv;
+    });
+  }
+  void scatter_split(double* acc, const double* cp, const double* cn) const {
+    const std::size_t sw = op.stride_w;
+    runs([&](std::size_t k0, std::size_t j0, std::size_t n, double wv) {
+      const double* ck = (wv >= 0 ? cp : cn) + k0;
+      double* aj = acc + j0;
+      for (std::size_t t = 0; t < n; ++t) aj[t * sw] += wv * ck[t];
     });
   }
 };
@@ -261,6 +292,31 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
       const double gm = r.gamma;
       auto up = [gm](double w) { return w + gm * pos(w); };
       auto un = [gm](double w) { return w + gm * neg(w); };
+      if (std::none_of(a, a + n_in, [](double x) { return x < 0; })) {
+        // a ≥ 0 (after a ReLU, or an image): a⁻ = 0 and the sign of a_j·w_jk is w_jk's. With
+        // P_k = Σ_{w ≥ 0} a w and N_k = Σ_{w < 0} a w, the denominators are
+        // (1+γ)P + N + b + γb⁺ and P + (1+γ)N + b + γb⁻; and since only one of c⁺_k, c⁻_k is
+        // nonzero, w·up(w)… folds into one coefficient per unit and weight sign:
+        //   up(w)·c⁺ + un(w)·c⁻ = w·((1+γ)c⁺ + c⁻) for w ≥ 0, w·(c⁺ + (1+γ)c⁻) for w < 0.
+        // One multiply-add per edge in each sweep, as for ε (the general form below takes four).
+        std::vector<double>& sp = fill(sc.out[0], n_out);
+        std::vector<double>& sn = fill(sc.out[1], n_out);
+        g.reduce_split(sp.data(), sn.data(), a);
+        std::vector<double>& ep = fill(sc.out[2], n_out);
+        std::vector<double>& en = fill(sc.out[3], n_out);
+        for (std::size_t k = 0; k < n_out; ++k) {
+          double cp = 0.0, cn = 0.0;
+          if (io.z[k] > 0) cp = coef(R[k], (1 + gm) * sp[k] + sn[k] + up(bias(k)), eps);
+          else if (io.z[k] < 0) cn = coef(R[k], sp[k] + (1 + gm) * sn[k] + un(bias(k)), eps);
+          ep[k] = (1 + gm) * cp + cn;
+          en[k] = cp + (1 + gm) * cn;
+          rb[k] = up(bias(k)) * cp + un(bias(k)) * cn;
+        }
+        std::vector<double>& acc = fill(sc.in[0], n_in);
+        g.scatter_split(acc.data(), ep.data(), en.data());
+        for (std::size_t j = 0; j < n_in; ++j) out[j] = a[j] * acc[j];
+        return;
+      }
       std::vector<double>& dp = fill(sc.out[0], n_out);
       std::vector<double>& dn = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
