@@ -61,12 +61,21 @@ void check_layer(const network& net, std::size_t i, const shape_t& in_shape) {
       l.op);
 }
 
+// Four partial sums, as in the LRP's dense reduction: one accumulator waits for each
+// addition to finish (about 4× slower on 784-300-100-10).
 void dense(const dense_op& d, const double* a, double* z) {
   for (std::size_t k = 0; k < d.out; ++k) {
     const double* w = d.weight.data() + k * d.in;
-    double s = 0.0;
-    for (std::size_t j = 0; j < d.in; ++j) s += w[j] * a[j];
-    z[k] = s + d.bias[k];
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    std::size_t j = 0;
+    for (; j + 4 <= d.in; j += 4) {
+      s0 += w[j] * a[j];
+      s1 += w[j + 1] * a[j + 1];
+      s2 += w[j + 2] * a[j + 2];
+      s3 += w[j + 3] * a[j + 3];
+    }
+    for (; j < d.in; ++j) s0 += w[j] * a[j];
+    z[k] = ((s0 + s1) + (s2 + s3)) + d.bias[k];
   }
 }
 
