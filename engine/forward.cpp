@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "common/error.hpp"
+#include "engine/conv_gemm.hpp"
 
 namespace provnn::engine {
 namespace {
@@ -79,44 +80,9 @@ void dense(const dense_op& d, const double* a, double* z) {
   }
 }
 
-// Direct convolution. The loop order (out channel, in channel, kernel row, kernel column,
-// output row, output column) keeps the innermost loop on one contiguous output row, with
-// the range of valid output columns for this kernel column computed once instead of testing
-// every position against the padding.
+// Convolutions run as matrix products (engine/conv_gemm.hpp): im2col and Eigen's GEMM.
 void conv(const conv2d_op& c, const shape_t& in_shape, const shape_t& out_shape, const double* x, double* y) {
-  const std::size_t H = in_shape[1], W = in_shape[2], OH = out_shape[1], OW = out_shape[2];
-  const std::size_t cin_g = c.in_channels / c.group, cout_g = c.out_channels / c.group;
-  const auto pt = static_cast<std::ptrdiff_t>(c.pad_top), pl = static_cast<std::ptrdiff_t>(c.pad_left);
-  const auto sh = static_cast<std::ptrdiff_t>(c.stride_h), sw = static_cast<std::ptrdiff_t>(c.stride_w);
-  for (std::size_t m = 0; m < c.out_channels; ++m) {
-    double* ym = y + m * OH * OW;
-    std::fill(ym, ym + OH * OW, c.bias[m]);
-    const std::size_t g = m / cout_g;
-    for (std::size_t ci = 0; ci < cin_g; ++ci) {
-      const double* xc = x + (g * cin_g + ci) * H * W;
-      const double* wk = c.weight.data() + ((m * cin_g + ci) * c.kernel_h) * c.kernel_w;
-      for (std::size_t ky = 0; ky < c.kernel_h; ++ky) {
-        const std::ptrdiff_t dy = static_cast<std::ptrdiff_t>(ky * c.dilation_h) - pt;
-        for (std::size_t kx = 0; kx < c.kernel_w; ++kx) {
-          const double w = wk[ky * c.kernel_w + kx];
-          const std::ptrdiff_t dx = static_cast<std::ptrdiff_t>(kx * c.dilation_w) - pl;
-          // Valid output columns: 0 ≤ ox·sw + dx < W.
-          std::ptrdiff_t ox_lo = dx >= 0 ? 0 : (-dx + sw - 1) / sw;
-          std::ptrdiff_t ox_hi =
-              static_cast<std::ptrdiff_t>(W) - dx <= 0 ? 0 : (static_cast<std::ptrdiff_t>(W) - dx + sw - 1) / sw;
-          ox_hi = std::min<std::ptrdiff_t>(ox_hi, static_cast<std::ptrdiff_t>(OW));
-          if (ox_lo >= ox_hi) continue;
-          for (std::size_t oy = 0; oy < OH; ++oy) {
-            const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy) * sh + dy;
-            if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(H)) continue;
-            const double* xr = xc + iy * static_cast<std::ptrdiff_t>(W);
-            double* yr = ym + oy * OW;
-            for (std::ptrdiff_t ox = ox_lo; ox < ox_hi; ++ox) yr[ox] += w * xr[ox * sw + dx];
-          }
-        }
-      }
-    }
-  }
+  detail::conv_forward_gemm(c, in_shape, out_shape, x, y);
 }
 
 void pool(const pool_op& p, const shape_t& in_shape, const shape_t& out_shape, const double* x, double* y,

@@ -1,6 +1,10 @@
 // The edges of linear layers, enumerated once for every pass that walks them (numeric LRP,
-// the circuit builder). The traversal orders are part of the contract: numeric LRP and the
-// circuit sum the same terms in the same order, so they round the same way.
+// the circuit builder). The circuit builder's order of terms is part of its contract (the
+// fused and plain layouts are compared byte for byte). Numeric LRP walks the same runs,
+// except for the convolution sweeps that run as matrix products (conv_gemm.hpp: the forward
+// pass, ε, γ on non-negative inputs), which sum the same terms grouped differently; the
+// circuit's real values match it up to rounding, as they do anyway through the circuit's own
+// sums (compensated ⊕, four-way and eight-way fused sums).
 #pragma once
 
 #include <algorithm>
