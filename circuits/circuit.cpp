@@ -230,8 +230,8 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   // needs them to be scale gates, and checks it (a search per edge here would cost ~10 ns).
   for (auto s : scaled) PROVNN_ASSERT(to_index(s) < size());
   if (fused_gates_.size() == fused_gates_.capacity() || fused_param_first_.size() == fused_param_first_.capacity() ||
-      fused_contexts_.size() == fused_contexts_.capacity())
-    require_memory((4 + 4 + 4 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
+      fused_contexts_.size() == fused_contexts_.capacity() || fused_same_.size() == fused_same_.capacity())
+    require_memory((4 + 4 + 4 + 1 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
                    "growing the fused-gate arrays");
   // Room first, so that nothing after append() can fail and leave the arrays out of step.
   auto room = [](auto& v) {
@@ -239,6 +239,7 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   };
   room(fused_gates_);
   room(fused_contexts_);
+  room(fused_same_);
   // children: φ then the scaled gates
   store_fused_parameters(parameters, scan, true);
   gate_id g;
@@ -251,7 +252,14 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   }
   fused_gates_.push_back(g);
   fused_contexts_.push_back(context);
+  fused_same_.push_back(same_children_as_previous(fused_gates_.size() - 1));
   return g;
+}
+
+bool circuit::same_children_as_previous(std::size_t i) const noexcept {
+  if (i == 0) return false;
+  const auto a = children(fused_gates_[i]), b = children(fused_gates_[i - 1]);
+  return a.size() == b.size() && std::equal(a.begin() + 1, a.end(), b.begin() + 1);
 }
 
 circuit::parameter_scan circuit::scan_parameters(std::span<const token_index> ps) noexcept {
@@ -367,11 +375,12 @@ void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
   fused_gates += fused_gates_.size();
   edges += fused_deltas_.size();
   std::size_t extra = 0;
-  if (fused_gates > fused_gates_.capacity()) extra += (16 + sizeof(fused_context)) * fused_gates;
+  if (fused_gates > fused_gates_.capacity()) extra += (17 + sizeof(fused_context)) * fused_gates;
   if (edges > fused_deltas_.capacity()) extra += 2 * edges;
   if (!fits_memory(extra)) return;
   fused_gates_.reserve(fused_gates);
   fused_contexts_.reserve(fused_gates);
+  fused_same_.reserve(fused_gates);
   fused_param_offsets_.reserve(fused_gates + 1);
   fused_delta_offsets_.reserve(fused_gates + 1);
   fused_param_first_.reserve(fused_gates);
@@ -391,6 +400,7 @@ void circuit::shrink_to_fit() {
   shrink(edge_contexts_);
   shrink(fused_gates_);
   shrink(fused_contexts_);
+  shrink(fused_same_);
   shrink(fused_param_offsets_);
   shrink(fused_param_first_);
   shrink(fused_params_);
@@ -407,6 +417,7 @@ std::size_t circuit::bytes() const noexcept {
   std::size_t b = kinds_.capacity() + 4 * offsets_.capacity() + 4 * children_.capacity() + 4 * single_gate_.capacity() +
                   4 * edge_gates_.capacity() + sizeof(edge_context) * edge_contexts_.capacity() + by_structure_.bytes() +
                   4 * fused_gates_.capacity() + sizeof(fused_context) * fused_contexts_.capacity() +
+                  fused_same_.capacity() +
                   4 * fused_param_offsets_.capacity() + 4 * fused_param_first_.capacity() + 4 * fused_params_.capacity() +
                   4 * fused_delta_offsets_.capacity() + 2 * fused_deltas_.capacity() + 4 * scale_gates_.capacity() +
                   4 * scale_units_.capacity();

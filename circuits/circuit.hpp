@@ -295,6 +295,11 @@ class circuit {
   std::optional<std::uint32_t> scaled_unit(gate_id g) const;
   /// Number of edges the fused gates stand for (their scaled children).
   std::size_t fused_edge_count() const noexcept { return fused_edges_; }
+  /// Per fused gate: 1 when its scaled children are those of the fused gate before it, else
+  /// 0. A dense layer's lower units usually share them (every one lists the active units of
+  /// the layer above); evaluation then reads their values once for all. Kept up to date by
+  /// fused() and the file reader, not stored in files.
+  std::span<const std::uint8_t> fused_same_children() const noexcept { return fused_same_; }
 
   std::span<const root> roots() const noexcept { return roots_; }
   /// The root with this exact name, or nullptr. O(|name|).
@@ -355,6 +360,8 @@ class circuit {
   std::vector<std::uint32_t> fused_delta_offsets_{0};
   std::vector<std::uint16_t> fused_deltas_;      // the offset gates' tokens − their base
   std::size_t fused_edges_ = 0;
+  std::vector<std::uint8_t> fused_same_;  // see fused_same_children()
+  bool same_children_as_previous(std::size_t i) const noexcept;
   std::vector<gate_id> scale_gates_;
   std::vector<std::uint32_t> scale_units_;
   std::vector<root> roots_;

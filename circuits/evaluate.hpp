@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -222,25 +221,33 @@ decltype(auto) token_value(const S& s, const T& x) {
     return (x);
 }
 
-/// The scaled children S_i of the last fused gate, and their values gathered into one array
-/// once a second gate has the same ones. The fused gates of a dense layer's lower units
-/// usually do (every one lists the active units of the layer above: 967 of the 970 fused
-/// gates of 784-300-100-10), so a semiring with a run kernel (has_run_sum) then reads ψ and S
-/// as two contiguous arrays instead of an index and a scattered value per edge. Gate values
-/// never change once computed, so the copy stays true for the whole loop.
+/// The scaled children S_i of a fused gate, and their values gathered into one array once a
+/// later gate has the same ones (circuit::fused_same_children(): a dense layer's lower units
+/// usually do, 967 of the 970 fused gates of 784-300-100-10). A semiring with a run kernel
+/// (has_run_sum) then reads ψ and S as two contiguous arrays instead of an index and a
+/// scattered value per edge. Gate values never change once computed, so the copy stays true
+/// for the whole loop; a masked loop may skip gates in between, hence the walk over their flags.
 template <class V>
 struct gathered_children {
-  static constexpr std::uint32_t min_children = 8;  // below this, the comparison costs more
+  static constexpr std::uint32_t min_children = 8;  // below this, gathering costs more
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  const std::uint8_t* same = nullptr;  // the circuit's fused_same_children()
+  std::size_t last = none;             // the fused gate whose children these are (or a later one with the same)
   const gate_id* children = nullptr;
   std::uint32_t n = 0;
   bool gathered = false;
   std::vector<V> values;
 
-  bool matches(const gate_id* sc, std::uint32_t m) const noexcept {
-    return m == n && m >= min_children && sc[0] == children[0] &&
-           (sc == children || std::memcmp(sc, children, std::size_t{m} * sizeof(gate_id)) == 0);
+  /// Whether fused gate i has the remembered children (then it becomes `last`).
+  bool matches(std::size_t i, std::uint32_t m) noexcept {
+    if (m < min_children || last == none || i <= last) return false;
+    for (std::size_t k = last + 1; k <= i; ++k)
+      if (!same[k]) return false;
+    last = i;
+    return true;
   }
-  void remember(const gate_id* sc, std::uint32_t m) noexcept {
+  void remember(std::size_t i, const gate_id* sc, std::uint32_t m) noexcept {
+    last = i;
     children = sc;
     n = m;
     gathered = false;
@@ -262,21 +269,21 @@ struct run_of {
 /// A fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i): ch[b] is φ, ch[b+1, e) the S_i, psi(i) the value of ψ_i
 /// (a token's, from the valuation: a contiguous run, run_of, or a listed token). When ψ are a
 /// run and S the same as the previous gate's, semirings with a run kernel use it (real,
-/// max-plus, Viterbi: SSE2 lanes). Otherwise the real semiring gets a dot product with four
+/// max-plus, Viterbi: vectors of four lanes). Otherwise the real semiring gets a dot product with four
 /// accumulators (no compensation: the same rounding class as the dense LRP it reproduces).
 template <semiring S, class Psi>
 typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
                                 std::uint32_t e, Psi&& psi, std::vector<typename S::value_type>& buf,
-                                gathered_children<stored_value_t<S>>& same) {
+                                gathered_children<stored_value_t<S>>& same, std::size_t fused_index) {
   using V = typename S::value_type;
   const gate_id* sc = ch + b + 1;
   const std::uint32_t n = e - b - 1;
   if constexpr (has_run_sum<S> && std::is_same_v<std::remove_cvref_t<Psi>, run_of<V>>) {
-    if (same.matches(sc, n)) {
+    if (same.matches(fused_index, n)) {
       if (!same.gathered) same.gather(val);
       return s.times(val[to_index(ch[b])], s.run_sum(psi.base, same.values.data(), n));
     }
-    same.remember(sc, n);
+    same.remember(fused_index, sc, n);
   }
   if constexpr (std::is_same_v<S, real_semiring>) {
     double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -373,6 +380,7 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
   const auto* tv = valuation.data();
   std::vector<V> buf;
   gathered_children<stored_value_t<S>> same;
+  same.same = c.fused_same_children().data();
   const auto edges = c.edge_gates();
   std::size_t next_edge = 0;
   std::uint32_t next_edge_gate = (Annotated && !edges.empty()) ? to_index(edges[0]) : 0xFFFFFFFFu;
@@ -410,15 +418,18 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
           const auto* base = tv + first;
           if (const auto db = fdoff[next_fused]; db == fdoff[next_fused + 1]) {
             // a dense layer's gate: its ψ are adjacent
-            val[g] = fused_of(s, val, ch, b, e, run_of<T>{base}, buf, same);
+            val[g] = fused_of(s, val, ch, b, e, run_of<T>{base}, buf, same, next_fused);
           } else {
             // a convolution's: its ψ within 2^16 tokens of the base
             const std::uint16_t* d = fdeltas + db;
-            val[g] = fused_of(s, val, ch, b, e, [base, d](std::size_t i) -> const auto& { return base[d[i]]; }, buf, same);
+            val[g] = fused_of(
+                s, val, ch, b, e, [base, d](std::size_t i) -> const auto& { return base[d[i]]; }, buf, same,
+                next_fused);
           }
         } else {
           const token_index* ps = fparams + foff[next_fused];
-          val[g] = fused_of(s, val, ch, b, e, [tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; }, buf, same);
+          val[g] = fused_of(
+              s, val, ch, b, e, [tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; }, buf, same, next_fused);
         }
         hook(g, val[g]);
         continue;

@@ -54,6 +54,9 @@ struct circuit_access {
         if (found == id_table::empty) c.by_structure_.insert(h, g);
       }
     }
+    // (after set_fused, which came first and named the fused gates)
+    c.fused_same_.resize(c.fused_gates_.size());
+    for (std::size_t i = 0; i < c.fused_gates_.size(); ++i) c.fused_same_[i] = c.same_children_as_previous(i);
   }
   // firsts: per gate a run's first token, or no_token for a listed gate (version 2 files
   // list every gate; the circuit's own rule decides how each list is kept: run, 16-bit
@@ -86,6 +89,7 @@ struct circuit_access {
     c.fused_deltas_.shrink_to_fit();
     c.fused_gates_ = std::move(gates);
     c.fused_contexts_ = std::move(contexts);
+
     c.scale_gates_ = std::move(scale_gates);
     c.scale_units_ = std::move(scale_units);
   }

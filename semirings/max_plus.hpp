@@ -42,26 +42,26 @@ struct max_plus_semiring {
   value_type from_real(double d) const noexcept {
     return (d == 0.0 || std::isnan(d)) ? minus_infinity : std::log(std::fabs(d));
   }
-  /// ⊕_i ψ[i] ⊗ σ[i] over two arrays (has_run_sum), two lanes in each of four partial maxima.
+  /// ⊕_i ψ[i] ⊗ σ[i] over two arrays (has_run_sum), four lanes in each of four partial maxima.
   /// The terms are plain sums: −∞ + x is −∞, which max ignores, as it ignores the NaN of
   /// −∞ + ∞; so a term equals times() wherever it can change the maximum.
   value_type run_sum(const double* psi, const double* sigma, std::uint32_t n) const noexcept {
-    using detail::load_f64x2;
-    const auto term = [](detail::f64x2 p, detail::f64x2 q) { return p + q; };
-    const auto keep = [](detail::f64x2 acc, detail::f64x2 t) { return t > acc ? t : acc; };  // maxpd
-    const detail::f64x2 z{minus_infinity, minus_infinity};
-    detail::f64x2 m0 = z, m1 = z, m2 = z, m3 = z;
+    const detail::f64x4 z{minus_infinity, minus_infinity, minus_infinity, minus_infinity};
+    detail::f64x4 m[4] = {z, z, z, z}, p, q;
     std::uint32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      m0 = keep(m0, term(load_f64x2(psi + i), load_f64x2(sigma + i)));
-      m1 = keep(m1, term(load_f64x2(psi + i + 2), load_f64x2(sigma + i + 2)));
-      m2 = keep(m2, term(load_f64x2(psi + i + 4), load_f64x2(sigma + i + 4)));
-      m3 = keep(m3, term(load_f64x2(psi + i + 6), load_f64x2(sigma + i + 6)));
-    }
+    for (; i + 16 <= n; i += 16)
+      for (std::uint32_t u = 0; u < 4; ++u) {
+        detail::load(p, psi + i + 4 * u);
+        detail::load(q, sigma + i + 4 * u);
+        const detail::f64x4 t = p + q;
+        m[u] = t > m[u] ? t : m[u];  // (v)maxpd: a NaN t keeps m[u], as std::max(m, t) does
+      }
     double r = minus_infinity;
     for (; i < n; ++i) r = plus(r, times(psi[i], sigma[i]));
-    const detail::f64x2 m = keep(keep(m0, m1), keep(m2, m3));
-    return plus(plus(m[0], m[1]), r);
+    m[0] = m[1] > m[0] ? m[1] : m[0];
+    m[2] = m[3] > m[2] ? m[3] : m[2];
+    m[0] = m[2] > m[0] ? m[2] : m[0];
+    return plus(plus(plus(m[0][0], m[0][1]), plus(m[0][2], m[0][3])), r);
   }
   std::string name() const { return std::string(registry_name); }
   std::string format(value_type a, const token_namer& = {}) const {

@@ -47,24 +47,24 @@ struct real_semiring {
     return s + c;
   }
 
-  /// Σ_i ψ[i]·σ[i] in eight partial sums, as four pairs of SSE2 lanes (has_run_sum): a sum of
-  /// products is bound by the latency of its additions, and four scalar chains take about one
-  /// edge per cycle, these two. Partial sum j takes the i ≡ j (mod 8), and they are added
-  /// pairwise at the end. Not compensated, like every fused real sum (the dense LRP's class).
+  /// Σ_i ψ[i]·σ[i] in sixteen partial sums, as four vectors of four lanes (has_run_sum): a
+  /// sum of products is bound by the latency of its additions, and four scalar chains take
+  /// about one edge per cycle. Partial sum j takes the i ≡ j (mod 16); they are added
+  /// pairwise at the end, in the same order on every build. Not compensated, like every
+  /// fused real sum (the dense LRP's class).
   value_type run_sum(const double* psi, const double* sigma, std::uint32_t n) const noexcept {
-    using detail::load_f64x2;
-    detail::f64x2 s0{0, 0}, s1{0, 0}, s2{0, 0}, s3{0, 0};
+    detail::f64x4 s[4] = {}, p, q;
     std::uint32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      s0 += load_f64x2(psi + i) * load_f64x2(sigma + i);
-      s1 += load_f64x2(psi + i + 2) * load_f64x2(sigma + i + 2);
-      s2 += load_f64x2(psi + i + 4) * load_f64x2(sigma + i + 4);
-      s3 += load_f64x2(psi + i + 6) * load_f64x2(sigma + i + 6);
-    }
+    for (; i + 16 <= n; i += 16)
+      for (std::uint32_t u = 0; u < 4; ++u) {
+        detail::load(p, psi + i + 4 * u);
+        detail::load(q, sigma + i + 4 * u);
+        s[u] += p * q;
+      }
     double tail = 0.0;
     for (; i < n; ++i) tail += psi[i] * sigma[i];
-    const detail::f64x2 s = (s0 + s1) + (s2 + s3);
-    return (s[0] + s[1]) + tail;
+    s[0] = (s[0] + s[1]) + (s[2] + s[3]);
+    return ((s[0][0] + s[0][1]) + (s[0][2] + s[0][3])) + tail;
   }
 
   /// 17 significant digits (round-trips); infinities as ∞ and −∞ like the other semirings.

@@ -123,15 +123,14 @@ concept has_run_sum = semiring<S> && requires(const S& s, const typename S::valu
 };
 
 namespace detail {
-/// Two doubles in one SSE2 register (GCC and Clang vector extensions; elsewhere the compiler
-/// lowers them to scalar code). Run kernels keep several of these as independent partial
-/// results: a fold over one chain waits for each ⊕ to finish, several chains do not.
-using f64x2 = double __attribute__((vector_size(16)));
-inline f64x2 load_f64x2(const double* p) noexcept {
-  f64x2 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
+/// Four doubles as one vector (GCC and Clang vector extensions): one AVX register where the
+/// build targets AVX (PROVNN_NATIVE), two SSE2 registers on generic x86-64. The lanes and
+/// their order are the same either way, so a run kernel's partial results — and its
+/// rounding — do not depend on the build. Run kernels keep several of these as independent
+/// partial results: a fold over one chain waits for each ⊕ to finish, several chains do not.
+/// No function takes or returns one by value: that ABI differs between AVX and non-AVX code.
+using f64x4 = double __attribute__((vector_size(32)));
+inline void load(f64x4& v, const double* p) noexcept { std::memcpy(&v, p, sizeof v); }
 }  // namespace detail
 
 /// Semirings that can take a real coefficient directly (edge annotation Θ with numeric output).

@@ -201,10 +201,24 @@ TEST_CASE("fused gates in ℝ that share their scaled children (a dense layer): 
       ++unit;
     }
   }
+  // Which gates share the children of the one before: the second and third of each width.
+  const auto flags = c.fused_same_children();
+  REQUIRE(flags.size() == fs.size());
+  for (std::size_t i = 0; i < fs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(flags[i] == (i % 4 == 1 || i % 4 == 2 ? 1 : 0));
+  }
+  // The file reader works them out again (they are not stored).
+  const circuit back = deserialize_circuit(serialize_circuit(c));
+  const auto back_flags = back.fused_same_children();
+  CHECK(std::vector<std::uint8_t>(back_flags.begin(), back_flags.end()) ==
+        std::vector<std::uint8_t>(flags.begin(), flags.end()));
   const auto all = evaluate(c, real_semiring{});
+  const auto reloaded = evaluate(back, real_semiring{});
   for (std::size_t i = 0; i < fs.size(); ++i) {
     CAPTURE(i);
     CHECK(all[to_index(fs[i])] == expected[i]);
+    CHECK(reloaded[to_index(fs[i])] == expected[i]);
   }
   // A masked loop over every other gate: the gates skipped in between must not leave
   // gathered values behind for a later gate with other children.
