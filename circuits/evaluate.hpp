@@ -237,6 +237,7 @@ struct gathered_children {
   std::uint32_t n = 0;
   bool gathered = false;
   std::vector<V> values;
+  std::uint64_t bits = 0;  // for 64-bit counts: the OR of the values (a bound on each)
 
   /// Whether fused gate i has the remembered children (then it becomes `last`).
   bool matches(std::size_t i, std::uint32_t m) noexcept {
@@ -255,6 +256,10 @@ struct gathered_children {
   void gather(const V* val) {
     values.resize(n);
     for (std::uint32_t i = 0; i < n; ++i) values[i] = val[to_index(children[i])];
+    if constexpr (std::is_same_v<V, std::uint64_t>) {
+      bits = 0;
+      for (const V v : values) bits |= v;
+    }
     gathered = true;
   }
 };
@@ -297,6 +302,29 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     for (; i < n; ++i) a0 += psi(i) * val[to_index(sc[i])];
     return val[to_index(ch[b])] * ((a0 + a1) + (a2 + a3));
   } else if constexpr (std::is_same_v<S, checked_u63_semiring>) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<Psi>, run_of<packed_count>>) {
+      // A dense layer's gate whose ψ counts are all 0 or 1 (a weight present or deleted:
+      // every lifted weight) over gathered counts whose bound times n fits 64 bits: the sum
+      // of the σ_i whose ψ_i is 1 cannot wrap, needs no product and no check per edge, and
+      // φ·sum is checked against 2^63 as everywhere (a sum past it makes φ·sum pass it too,
+      // unless φ = 0, whose product 0 is exact).
+      if (same.matches(fused_index, n)) {
+        if (!same.gathered) same.gather(val);
+        std::uint64_t psi_bits = 0;
+        for (std::uint32_t i = 0; i < n; ++i) psi_bits |= psi.base[i].raw();
+        std::uint64_t most;
+        if (psi_bits <= 1 && !__builtin_mul_overflow(same.bits, std::uint64_t{n}, &most)) {
+          const std::uint64_t* v = same.values.data();
+          std::uint64_t acc = 0;
+          for (std::uint32_t i = 0; i < n; ++i) acc += v[i] & (std::uint64_t{0} - psi.base[i].raw());
+          std::uint64_t r;
+          if (__builtin_mul_overflow(val[to_index(ch[b])], acc, &r) || r >= s.limit) s.overflow = true;
+          return r;
+        }
+      } else {
+        same.remember(fused_index, sc, n);
+      }
+    }
 #ifdef __SIZEOF_INT128__
     // Each product in 128 bits: its high half must be 0, then n < 2^32 products of < 2^64
     // cannot wrap the 128-bit sum, which must end below 2^63. (≈ 15 % faster than two

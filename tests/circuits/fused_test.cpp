@@ -252,6 +252,65 @@ TEST_CASE("fused gates in ℝ that share their scaled children (a dense layer): 
   };
   CHECK(fold_check(max_plus_semiring{}) >= 40);
   CHECK(fold_check(viterbi_semiring{}) >= 40);
+  // Counting: the 64-bit path sums the σ whose ψ is 1 when every ψ is 0 or 1 (the third gate
+  // of each width has all ψ = 0) and the counts are small; with targets counted 2^40,
+  // 2^61 and 2^62 + 3 the bound test must send the gates to the checked products, and past
+  // 2^63 to big integers (a sum of four or eight of 2^62 + 3 would wrap 64 bits to a small
+  // count). Each gate equals the fold in big integers.
+  using big = counting_semiring::value_type;
+  const counting_semiring cs;
+  for (const big target : {big(1), big(1) << 40, big(1) << 61, (big(1) << 62) + 3}) {
+    auto valuation = lift_valuation(c, cs);
+    for (token_index t = 0; t < tt.size(); ++t)
+      if (tt.kind(t) == token_kind::target && tt.value(t) != 0) valuation[t] = target;
+    const auto v = evaluate(c, cs, std::span<const packed_count>(valuation));
+    for (std::size_t i = 0; i < fs.size(); ++i) {
+      const auto ch = c.children(fs[i]);
+      big acc = 0;
+      std::size_t e = 1;
+      for (const token_index t : c.fused_parameters(i)) acc += big(valuation[t]) * big(v[to_index(ch[e++])]);
+      CAPTURE(i);
+      CHECK(big(v[to_index(fs[i])]) == big(v[to_index(ch[0])]) * acc);
+      if (i % 4 == 2) CHECK(big(v[to_index(fs[i])]) == 0);
+    }
+  }
+}
+
+TEST_CASE("fused gates in counting: a shared-children sum that would wrap 64 bits goes to big integers") {
+  // Two fused gates over the same 8 scale gates, each counted 2^62: the first has every
+  // weight deleted (count 0, so its checked sum is 0 and flags nothing), the second every
+  // weight present, so its count is 8 · 2^62 = 2^65. The 64-bit path must not take it (the
+  // sum of its σ would wrap to 0): the value comes from big integers.
+  using big = counting_semiring::value_type;
+  circuit c;
+  auto& tt = c.tokens();
+  std::vector<gate_id> ss;
+  for (std::uint32_t k = 0; k < 8; ++k) {
+    const auto r = tt.intern(token_kind::target, token_variant::plain, 0, {k});
+    const auto n = tt.intern(token_kind::normaliser, token_variant::plain, 2, {k}, 0);
+    tt.set_value(r, 1.0);
+    tt.set_value(n, 1.0);
+    ss.push_back(c.scale(c.token(r), c.token(n), k));
+  }
+  std::vector<gate_id> fs;
+  for (std::uint32_t j = 0; j < 2; ++j) {
+    const auto a = tt.intern(token_kind::activation, token_variant::plain, 1, {j});
+    tt.set_value(a, 1.0);
+    std::vector<token_index> w;
+    for (std::uint32_t k = 0; k < 8; ++k) {
+      w.push_back(tt.intern(token_kind::parameter, token_variant::plain, 2, {j, k}));
+      tt.set_value(w.back(), j == 0 ? 0.0 : 1.0);
+    }
+    fs.push_back(c.fused(c.token(a), w, ss, {2, j, 0}));
+  }
+  REQUIRE(c.fused_same_children()[1] == 1);
+  const counting_semiring cs;
+  auto valuation = lift_valuation(c, cs);
+  for (token_index t = 0; t < tt.size(); ++t)
+    if (tt.kind(t) == token_kind::target) valuation[t] = big(1) << 62;
+  const auto v = evaluate(c, cs, std::span<const packed_count>(valuation));
+  CHECK(big(v[to_index(fs[0])]) == 0);
+  CHECK(big(v[to_index(fs[1])]) == big(1) << 65);
 }
 
 TEST_CASE("fused gate: an absorptive ⊕ may stop early, the value stays φ ⊗ Σ (Boolean and fuzzy by hand)") {
