@@ -474,7 +474,7 @@ std::vector<double> unroll(const conv2d_op& c, const shape_t& in, const shape_t&
 
 }  // namespace
 
-TEST_CASE("convolution = its unrolled dense matrix, for every rule but flat (padding, stride, dilation, groups)") {
+TEST_CASE("convolution = its unrolled dense matrix, for every rule but flat (padding, stride, dilation, groups), inputs of both signs and non-negative") {
   struct geometry {
     const char* what;
     std::size_t cin, cout, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, group;
@@ -519,9 +519,16 @@ TEST_CASE("convolution = its unrolled dense matrix, for every rule but flat (pad
     for (std::size_t k = 0; k < n_out; ++k) unit_bias[k] = c.bias[k / (out_shape[1] * out_shape[2])];
     dn.layers.push_back(make_dense(unroll(c, cn.input_shape, out_shape), unit_bias, n_in, n_out));
 
-    const std::vector<double> x = g.vec(n_in, -1, 1);
+    // Mixed signs, then x ≥ 0 (γ's one-multiply-add form: weights split by sign, GEMM).
+    for (const double x_low : {-1.0, 0.0}) {
+    CAPTURE(x_low);
+    const std::vector<double> x = g.vec(n_in, x_low, 1);
     const forward_result f = dense_forward(dn, x);  // z of the conv = M·x + b
     forward_result fc = f;
+    // The convolution's own forward pass (im2col + GEMM) gives the same z.
+    const forward_result own = forward(cn, x);
+    REQUIRE(own.output().size() == n_out);
+    for (std::size_t k = 0; k < n_out; ++k) CHECK(own.output()[k] == near(f.output()[k]));
 
     zbox_bound lo, hi;
     lo.values = g.vec(n_in, -2, -1);
@@ -547,6 +554,7 @@ TEST_CASE("convolution = its unrolled dense matrix, for every rule but flat (pad
         for (std::size_t k = 0; k < n_out; ++k)
           CHECK(rc.bias_relevance[0][k] == near(rd.bias_relevance[0][k]));
       }
+    }
     }
   }
 }
