@@ -88,7 +88,9 @@ inline double modify(V v, double x, double gamma) noexcept {
 }
 
 // ---- edge geometry: f(k, j, p, w) for every edge input j → output k using parameter p ------
-// The traversal orders are those of lrp(), so the per-unit sums round the same way.
+// The traversal orders are those of lrp()'s edge runs (engine/geometry.hpp). lrp() runs the
+// convolutions of ε and of γ on non-negative inputs as matrix products instead
+// (engine/conv_gemm.hpp): the same terms, grouped differently, so those sums agree up to rounding.
 
 template <class F>
 void dense_edges(const dense_op& op, F&& f) {

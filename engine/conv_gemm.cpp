@@ -48,33 +48,47 @@ void for_each_tap(const conv2d_op& c, const conv_dims& d, F&& f) {
     }
 }
 
-// cols (K × P) from one group's input planes xg.
-void im2col(const conv2d_op& c, const conv_dims& d, const double* xg, double* cols) {
+// The columns of cols are taken in blocks of at most `block_columns(K)` output positions, so
+// that the scratch stays near 8 MB whatever the image size (a 224×224 VGG layer would
+// otherwise need K·P ≈ 231 MB per thread).
+std::size_t block_elements = std::size_t{1} << 20;
+std::size_t block_columns(std::size_t K) noexcept { return std::max<std::size_t>(1, block_elements / K); }
+
+// cols (K × (p1 − p0)) of output positions [p0, p1) from one group's input planes xg.
+void im2col(const conv2d_op& c, const conv_dims& d, const double* xg, std::size_t p0, std::size_t p1, double* cols) {
   const auto sh = static_cast<std::ptrdiff_t>(c.stride_h), sw = static_cast<std::ptrdiff_t>(c.stride_w);
+  const std::size_t pb = p1 - p0;
+  const auto q0 = static_cast<std::ptrdiff_t>(p0), q1 = static_cast<std::ptrdiff_t>(p1);
   for_each_tap(c, d, [&](std::size_t row, std::size_t plane, auto oy0, auto oy1, auto ox0, auto ox1, auto offy,
                          auto offx) {
-    double* r = cols + row * d.P;
-    std::fill(r, r + d.P, 0.0);
+    double* r = cols + row * pb;
+    std::fill(r, r + pb, 0.0);
     if (ox0 >= ox1) return;
-    for (std::ptrdiff_t oy = oy0; oy < oy1; ++oy) {
-      const double* src = xg + plane + (oy * sh + offy) * d.W + offx;
-      double* dst = r + oy * d.OW;
-      for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox) dst[ox] = src[ox * sw];
+    for (std::ptrdiff_t oy = std::max(oy0, q0 / d.OW); oy < oy1 && oy * d.OW < q1; ++oy) {
+      const std::ptrdiff_t a = std::max(ox0, q0 - oy * d.OW), e = std::min(ox1, q1 - oy * d.OW);
+      // input index of (oy, ox): plane + (oy·sh + offy)·W + ox·sw + offx, ≥ 0 for real positions
+      const std::ptrdiff_t in0 = static_cast<std::ptrdiff_t>(plane) + (oy * sh + offy) * d.W + offx;
+      const std::ptrdiff_t out0 = oy * d.OW - q0;
+      for (std::ptrdiff_t ox = a; ox < e; ++ox) r[out0 + ox] = xg[in0 + ox * sw];
     }
   });
 }
 
-// acc_g[input of (row, position)] += cols[row, position] over the real positions.
-void col2im_add(const conv2d_op& c, const conv_dims& d, const double* cols, double* accg) {
+// accg[input of (row, position)] += cols[row, position − p0] over the real positions in [p0, p1).
+void col2im_add(const conv2d_op& c, const conv_dims& d, const double* cols, std::size_t p0, std::size_t p1,
+                double* accg) {
   const auto sh = static_cast<std::ptrdiff_t>(c.stride_h), sw = static_cast<std::ptrdiff_t>(c.stride_w);
+  const std::size_t pb = p1 - p0;
+  const auto q0 = static_cast<std::ptrdiff_t>(p0), q1 = static_cast<std::ptrdiff_t>(p1);
   for_each_tap(c, d, [&](std::size_t row, std::size_t plane, auto oy0, auto oy1, auto ox0, auto ox1, auto offy,
                          auto offx) {
     if (ox0 >= ox1) return;
-    const double* r = cols + row * d.P;
-    for (std::ptrdiff_t oy = oy0; oy < oy1; ++oy) {
-      double* dst = accg + plane + (oy * sh + offy) * d.W + offx;
-      const double* src = r + oy * d.OW;
-      for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox) dst[ox * sw] += src[ox];
+    const double* r = cols + row * pb;
+    for (std::ptrdiff_t oy = std::max(oy0, q0 / d.OW); oy < oy1 && oy * d.OW < q1; ++oy) {
+      const std::ptrdiff_t a = std::max(ox0, q0 - oy * d.OW), e = std::min(ox1, q1 - oy * d.OW);
+      const std::ptrdiff_t in0 = static_cast<std::ptrdiff_t>(plane) + (oy * sh + offy) * d.W + offx;
+      const std::ptrdiff_t out0 = oy * d.OW - q0;
+      for (std::ptrdiff_t ox = a; ox < e; ++ox) accg[in0 + ox * sw] += r[out0 + ox];
     }
   });
 }
@@ -97,50 +111,72 @@ void split_weights(const conv2d_op& c, const conv_dims& d, std::size_t g, double
   }
 }
 
+using strided_view = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
+using const_strided_view = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
+Eigen::Index ix(std::size_t v) noexcept { return static_cast<Eigen::Index>(v); }
+
 }  // namespace
+
+void set_conv_gemm_block(std::size_t elements) noexcept { block_elements = std::max<std::size_t>(1, elements); }
 
 void conv_forward_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* x, double* y) {
   const conv_dims d(c, in, out);
-  double* cols = scratch(0, d.K * d.P).data();
+  const std::size_t pb_max = std::min(d.P, block_columns(d.K));
+  double* cols = scratch(0, d.K * pb_max).data();
   for (std::size_t g = 0; g < c.group; ++g) {
-    im2col(c, d, x + g * d.icg * d.in_plane(), cols);
-    view yg(y + g * d.ocg * d.P, static_cast<Eigen::Index>(d.ocg), static_cast<Eigen::Index>(d.P));
-    yg.noalias() = const_view(c.weight.data() + g * d.ocg * d.K, static_cast<Eigen::Index>(d.ocg),
-                              static_cast<Eigen::Index>(d.K)) *
-                   const_view(cols, static_cast<Eigen::Index>(d.K), static_cast<Eigen::Index>(d.P));
-    for (std::size_t m = 0; m < d.ocg; ++m) yg.row(static_cast<Eigen::Index>(m)).array() += c.bias[g * d.ocg + m];
+    const const_view w(c.weight.data() + g * d.ocg * d.K, ix(d.ocg), ix(d.K));
+    double* yg = y + g * d.ocg * d.P;
+    for (std::size_t p0 = 0; p0 < d.P; p0 += pb_max) {
+      const std::size_t p1 = std::min(d.P, p0 + pb_max), pb = p1 - p0;
+      im2col(c, d, x + g * d.icg * d.in_plane(), p0, p1, cols);
+      strided_view(yg + p0, ix(d.ocg), ix(pb), Eigen::OuterStride<>(ix(d.P))).noalias() =
+          w * const_view(cols, ix(d.K), ix(pb));
+    }
+    view yv(yg, ix(d.ocg), ix(d.P));
+    for (std::size_t m = 0; m < d.ocg; ++m) yv.row(ix(m)).array() += c.bias[g * d.ocg + m];
   }
 }
 
 void conv_transposed_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* ck,
                           double* acc) {
   const conv_dims d(c, in, out);
-  double* cols = scratch(0, d.K * d.P).data();
+  const std::size_t pb_max = std::min(d.P, block_columns(d.K));
+  double* cols = scratch(0, d.K * pb_max).data();
   for (std::size_t g = 0; g < c.group; ++g) {
-    view(cols, static_cast<Eigen::Index>(d.K), static_cast<Eigen::Index>(d.P)).noalias() =
-        const_view(c.weight.data() + g * d.ocg * d.K, static_cast<Eigen::Index>(d.ocg), static_cast<Eigen::Index>(d.K))
-            .transpose() *
-        const_view(ck + g * d.ocg * d.P, static_cast<Eigen::Index>(d.ocg), static_cast<Eigen::Index>(d.P));
-    col2im_add(c, d, cols, acc + g * d.icg * d.in_plane());
+    const const_view w(c.weight.data() + g * d.ocg * d.K, ix(d.ocg), ix(d.K));
+    for (std::size_t p0 = 0; p0 < d.P; p0 += pb_max) {
+      const std::size_t p1 = std::min(d.P, p0 + pb_max), pb = p1 - p0;
+      view(cols, ix(d.K), ix(pb)).noalias() =
+          w.transpose() * const_strided_view(ck + g * d.ocg * d.P + p0, ix(d.ocg), ix(pb), Eigen::OuterStride<>(ix(d.P)));
+      col2im_add(c, d, cols, p0, p1, acc + g * d.icg * d.in_plane());
+    }
   }
 }
 
 void conv_split_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* x, double* pos,
                      double* neg) {
   const conv_dims d(c, in, out);
-  double* cols = scratch(0, d.K * d.P).data();
+  const std::size_t pb_max = std::min(d.P, block_columns(d.K));
+  double* cols = scratch(0, d.K * pb_max).data();
   double* ws = scratch(1, 2 * d.ocg * d.K).data();
-  double* r = scratch(2, 2 * d.ocg * d.P).data();
+  double* r = scratch(2, 2 * d.ocg * pb_max).data();
   for (std::size_t g = 0; g < c.group; ++g) {
-    im2col(c, d, x + g * d.icg * d.in_plane(), cols);
     split_weights(c, d, g, ws);
-    view(r, static_cast<Eigen::Index>(2 * d.ocg), static_cast<Eigen::Index>(d.P)).noalias() =
-        const_view(ws, static_cast<Eigen::Index>(2 * d.ocg), static_cast<Eigen::Index>(d.K)) *
-        const_view(cols, static_cast<Eigen::Index>(d.K), static_cast<Eigen::Index>(d.P));
-    const std::size_t n = d.ocg * d.P, base = g * n;
-    for (std::size_t i = 0; i < n; ++i) {
-      pos[base + i] += r[i];
-      neg[base + i] += r[n + i];
+    for (std::size_t p0 = 0; p0 < d.P; p0 += pb_max) {
+      const std::size_t p1 = std::min(d.P, p0 + pb_max), pb = p1 - p0;
+      im2col(c, d, x + g * d.icg * d.in_plane(), p0, p1, cols);
+      view(r, ix(2 * d.ocg), ix(pb)).noalias() =
+          const_view(ws, ix(2 * d.ocg), ix(d.K)) * const_view(cols, ix(d.K), ix(pb));
+      for (std::size_t m = 0; m < d.ocg; ++m) {
+        double* pk = pos + (g * d.ocg + m) * d.P + p0;
+        double* nk = neg + (g * d.ocg + m) * d.P + p0;
+        const double* rp = r + m * pb;
+        const double* rn = r + (d.ocg + m) * pb;
+        for (std::size_t t = 0; t < pb; ++t) {
+          pk[t] += rp[t];
+          nk[t] += rn[t];
+        }
+      }
     }
   }
 }
@@ -148,18 +184,23 @@ void conv_split_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, 
 void conv_split_transposed_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* cp,
                                 const double* cn, double* acc) {
   const conv_dims d(c, in, out);
-  double* cols = scratch(0, d.K * d.P).data();
+  const std::size_t pb_max = std::min(d.P, block_columns(d.K));
+  double* cols = scratch(0, d.K * pb_max).data();
   double* ws = scratch(1, 2 * d.ocg * d.K).data();
-  double* stacked = scratch(2, 2 * d.ocg * d.P).data();
+  double* stacked = scratch(2, 2 * d.ocg * pb_max).data();
   for (std::size_t g = 0; g < c.group; ++g) {
     split_weights(c, d, g, ws);
-    const std::size_t n = d.ocg * d.P;
-    std::copy(cp + g * n, cp + (g + 1) * n, stacked);
-    std::copy(cn + g * n, cn + (g + 1) * n, stacked + n);
-    view(cols, static_cast<Eigen::Index>(d.K), static_cast<Eigen::Index>(d.P)).noalias() =
-        const_view(ws, static_cast<Eigen::Index>(2 * d.ocg), static_cast<Eigen::Index>(d.K)).transpose() *
-        const_view(stacked, static_cast<Eigen::Index>(2 * d.ocg), static_cast<Eigen::Index>(d.P));
-    col2im_add(c, d, cols, acc + g * d.icg * d.in_plane());
+    for (std::size_t p0 = 0; p0 < d.P; p0 += pb_max) {
+      const std::size_t p1 = std::min(d.P, p0 + pb_max), pb = p1 - p0;
+      for (std::size_t m = 0; m < d.ocg; ++m) {
+        const std::size_t k0 = (g * d.ocg + m) * d.P + p0;
+        std::copy(cp + k0, cp + k0 + pb, stacked + m * pb);
+        std::copy(cn + k0, cn + k0 + pb, stacked + (d.ocg + m) * pb);
+      }
+      view(cols, ix(d.K), ix(pb)).noalias() =
+          const_view(ws, ix(2 * d.ocg), ix(d.K)).transpose() * const_view(stacked, ix(2 * d.ocg), ix(pb));
+      col2im_add(c, d, cols, p0, p1, acc + g * d.icg * d.in_plane());
+    }
   }
 }
 

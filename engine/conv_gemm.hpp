@@ -33,4 +33,9 @@ void conv_split_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, 
 void conv_split_transposed_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* cp,
                                 const double* cn, double* acc);
 
+/// The output positions of one matrix product are taken in blocks of at most
+/// max(1, elements / K) columns (default 2^20 elements: an 8 MB im2col buffer per thread,
+/// whatever the image). For tests, which need blocks that end mid-row. Not thread-safe.
+void set_conv_gemm_block(std::size_t elements) noexcept;
+
 }  // namespace provnn::engine::detail

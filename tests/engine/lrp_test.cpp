@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "engine/conv_gemm.hpp"
 #include "engine/forward.hpp"
 #include "engine/lrp.hpp"
 #include "tests/engine/engine_test_util.hpp"
@@ -519,9 +520,14 @@ TEST_CASE("convolution = its unrolled dense matrix, for every rule but flat (pad
     for (std::size_t k = 0; k < n_out; ++k) unit_bias[k] = c.bias[k / (out_shape[1] * out_shape[2])];
     dn.layers.push_back(make_dense(unroll(c, cn.input_shape, out_shape), unit_bias, n_in, n_out));
 
-    // Mixed signs, then x ≥ 0 (γ's one-multiply-add form: weights split by sign, GEMM).
+    // Mixed signs, then x ≥ 0 (γ's one-multiply-add form: weights split by sign, GEMM); the
+    // matrix products in one block of columns, then in blocks of 3 output positions (blocks
+    // that end mid-row, as a large image's do).
+    for (const std::size_t block : {std::size_t{1} << 20, std::size_t{3} * (gm.cin / gm.group) * gm.kh * gm.kw})
     for (const double x_low : {-1.0, 0.0}) {
+    CAPTURE(block);
     CAPTURE(x_low);
+    provnn::engine::detail::set_conv_gemm_block(block);
     const std::vector<double> x = g.vec(n_in, x_low, 1);
     const forward_result f = dense_forward(dn, x);  // z of the conv = M·x + b
     forward_result fc = f;
@@ -557,6 +563,7 @@ TEST_CASE("convolution = its unrolled dense matrix, for every rule but flat (pad
     }
     }
   }
+  provnn::engine::detail::set_conv_gemm_block(std::size_t{1} << 20);
 }
 
 TEST_CASE("flat in a padded convolution: the fan-in counts real inputs only") {
