@@ -89,7 +89,6 @@ struct circuit_access {
     c.fused_deltas_.shrink_to_fit();
     c.fused_gates_ = std::move(gates);
     c.fused_contexts_ = std::move(contexts);
-
     c.scale_gates_ = std::move(scale_gates);
     c.scale_units_ = std::move(scale_units);
   }

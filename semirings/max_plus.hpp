@@ -46,22 +46,13 @@ struct max_plus_semiring {
   /// The terms are plain sums: −∞ + x is −∞, which max ignores, as it ignores the NaN of
   /// −∞ + ∞; so a term equals times() wherever it can change the maximum.
   value_type run_sum(const double* psi, const double* sigma, std::uint32_t n) const noexcept {
-    const detail::f64x4 z{minus_infinity, minus_infinity, minus_infinity, minus_infinity};
-    detail::f64x4 m[4] = {z, z, z, z}, p, q;
-    std::uint32_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      for (std::uint32_t u = 0; u < 4; ++u) {
-        detail::load(p, psi + i + 4 * u);
-        detail::load(q, sigma + i + 4 * u);
-        const detail::f64x4 t = p + q;
-        m[u] = t > m[u] ? t : m[u];  // (v)maxpd: a NaN t keeps m[u], as std::max(m, t) does
-      }
-    double r = minus_infinity;
-    for (; i < n; ++i) r = plus(r, times(psi[i], sigma[i]));
-    m[0] = m[1] > m[0] ? m[1] : m[0];
-    m[2] = m[3] > m[2] ? m[3] : m[2];
-    m[0] = m[2] > m[0] ? m[2] : m[0];
-    return plus(plus(plus(m[0][0], m[0][1]), plus(m[0][2], m[0][3])), r);
+    struct sum {
+      static void apply(detail::f64x4& t, const detail::f64x4& p, const detail::f64x4& q) noexcept { t = p + q; }
+    };
+    const std::uint32_t n16 = n - n % 16;
+    double r = detail::lanes_max<sum>(psi, sigma, n16, minus_infinity);
+    for (std::uint32_t i = n16; i < n; ++i) r = plus(r, times(psi[i], sigma[i]));
+    return r;
   }
   std::string name() const { return std::string(registry_name); }
   std::string format(value_type a, const token_namer& = {}) const {

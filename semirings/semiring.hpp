@@ -25,6 +25,7 @@
 #pragma once
 
 #include <concepts>
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -131,6 +132,28 @@ namespace detail {
 /// No function takes or returns one by value: that ABI differs between AVX and non-AVX code.
 using f64x4 = double __attribute__((vector_size(32)));
 inline void load(f64x4& v, const double* p) noexcept { std::memcpy(&v, p, sizeof v); }
+
+/// The maximum of term(ψ[i], σ[i]) over i < n16 (a multiple of 16), from `zero`, in four
+/// vectors of four lanes: the shared part of the run kernels whose ⊕ is max (max-plus,
+/// Viterbi); the caller folds the last n mod 16 terms. A NaN term keeps the maximum, as
+/// std::max(m, NaN) does. Term: a type with static void apply(f64x4& t, const f64x4& p,
+/// const f64x4& q).
+template <class Term>
+double lanes_max(const double* psi, const double* sigma, std::uint32_t n16, double zero) noexcept {
+  const f64x4 z{zero, zero, zero, zero};
+  f64x4 m[4] = {z, z, z, z}, p, q, t;
+  for (std::uint32_t i = 0; i < n16; i += 16)
+    for (std::uint32_t u = 0; u < 4; ++u) {
+      load(p, psi + i + 4 * u);
+      load(q, sigma + i + 4 * u);
+      Term::apply(t, p, q);
+      m[u] = t > m[u] ? t : m[u];  // (v)maxpd
+    }
+  m[0] = m[1] > m[0] ? m[1] : m[0];
+  m[2] = m[3] > m[2] ? m[3] : m[2];
+  m[0] = m[2] > m[0] ? m[2] : m[0];
+  return std::max(std::max(m[0][0], m[0][1]), std::max(m[0][2], m[0][3]));
+}
 }  // namespace detail
 
 /// Semirings that can take a real coefficient directly (edge annotation Θ with numeric output).

@@ -39,22 +39,13 @@ struct viterbi_semiring {
   /// ⊕_i ψ[i] ⊗ σ[i] over two arrays (has_run_sum), four lanes in each of four partial maxima.
   /// A term that is NaN (0 · ∞) is skipped, as std::max(acc, NaN) skips it in the fold.
   value_type run_sum(const double* psi, const double* sigma, std::uint32_t n) const noexcept {
-    const detail::f64x4 z{0.0, 0.0, 0.0, 0.0};
-    detail::f64x4 m[4] = {z, z, z, z}, p, q;
-    std::uint32_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      for (std::uint32_t u = 0; u < 4; ++u) {
-        detail::load(p, psi + i + 4 * u);
-        detail::load(q, sigma + i + 4 * u);
-        const detail::f64x4 t = p * q;
-        m[u] = t > m[u] ? t : m[u];  // (v)maxpd: a NaN t keeps m[u], as std::max(m, t) does
-      }
-    double r = 0.0;
-    for (; i < n; ++i) r = plus(r, psi[i] * sigma[i]);
-    m[0] = m[1] > m[0] ? m[1] : m[0];
-    m[2] = m[3] > m[2] ? m[3] : m[2];
-    m[0] = m[2] > m[0] ? m[2] : m[0];
-    return plus(plus(plus(m[0][0], m[0][1]), plus(m[0][2], m[0][3])), r);
+    struct product {
+      static void apply(detail::f64x4& t, const detail::f64x4& p, const detail::f64x4& q) noexcept { t = p * q; }
+    };
+    const std::uint32_t n16 = n - n % 16;
+    double r = detail::lanes_max<product>(psi, sigma, n16, 0.0);
+    for (std::uint32_t i = n16; i < n; ++i) r = plus(r, psi[i] * sigma[i]);
+    return r;
   }
   std::string name() const { return std::string(registry_name); }
   std::string format(value_type a, const token_namer& = {}) const {

@@ -259,7 +259,7 @@ TEST_CASE("fused gates in ℝ that share their scaled children (a dense layer): 
   // count). Each gate equals the fold in big integers.
   using big = counting_semiring::value_type;
   const counting_semiring cs;
-  for (const big target : {big(1), big(1) << 40, big(1) << 61, (big(1) << 62) + 3}) {
+  for (const big& target : {big(1), big(1) << 40, big(1) << 61, (big(1) << 62) + 3}) {
     auto valuation = lift_valuation(c, cs);
     for (token_index t = 0; t < tt.size(); ++t)
       if (tt.kind(t) == token_kind::target && tt.value(t) != 0) valuation[t] = target;
