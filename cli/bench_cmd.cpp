@@ -21,6 +21,7 @@
 #include "circuits/file_format.hpp"
 #include "cli/commands.hpp"
 #include "cli/selection.hpp"
+#include "common/allocator.hpp"
 #include "common/error.hpp"
 #include "engine/circuit_builder.hpp"
 #include "engine/forward.hpp"
@@ -188,6 +189,8 @@ void run_bench(const bench_options& o) {
   j["repeat"] = o.repeat;
   j["multiply_adds"] = macs;
   j["layout"] = copt.layout == engine::circuit_layout::fused ? "fused" : "plain";
+  // Page faults dominate large builds on some machines: say how malloc was set up.
+  j["malloc_huge_pages"] = malloc_uses_huge_pages();
   nlohmann::json ratios;
   ratios["lrp_dense_over_forward"] = lrp_t.median / forward_t.median;
   if (c) {
@@ -235,8 +238,8 @@ void run_bench(const bench_options& o) {
     fmt::print("{}\n", j.dump());
     return;
   }
-  fmt::print("model   {}   rules {}   layout {}   repeat {}   multiply-adds {:.0f}\n", net.source, to_string(comp),
-             j["layout"].get<std::string>(), o.repeat, macs);
+  fmt::print("model   {}   rules {}   layout {}   repeat {}   multiply-adds {:.0f}   malloc huge pages {}\n", net.source,
+             to_string(comp), j["layout"].get<std::string>(), o.repeat, macs, malloc_uses_huge_pages() ? "on" : "off");
   fmt::print("{:<22} {:>14} {:>14}\n", "phase (µs per input)", "median", "min");
   const auto row = [&](const std::string& name, double m, double n) { fmt::print("{:<22} {:>14.2f} {:>14.2f}\n", name, m, n); };
   row("forward", forward_t.median, forward_t.min);

@@ -14,7 +14,9 @@
 #include "common/error.hpp"
 
 int main(int argc, char** argv) {
-  // Builds in a loop (batch, bench) reuse warm memory instead of faulting in fresh pages.
+  // Large arrays in huge pages (a re-exec with glibc's tunables, once), and builds in a loop
+  // (batch, bench) reuse warm memory instead of faulting in fresh pages.
+  provnn::use_huge_pages_for_malloc(argv);
   provnn::retain_freed_memory();
   CLI::App app{
       "provnn — explain neural-network decisions with provenance circuits (LRP as provenance).\n"

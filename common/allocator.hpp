@@ -8,6 +8,13 @@
 // with the settings below, `provnn bench` built 784-300-100-10 6.5× faster and a one-thread
 // batch of 64 fused circuits took 0.42–0.45 s instead of 1.69–1.85 s (docs/performance.md,
 // "Update 2026-11-30 (evening): freed memory").
+//
+// Transparent huge pages for malloc's large blocks (glibc ≥ 2.35, `glibc.malloc.hugetlb=1`):
+// on the 2-core VMs we measure on, a first touch of a 4 KiB page costs several microseconds,
+// and a vgg-small circuit (93 MiB, built from arrays above the mmap threshold) faulted in
+// 326 000 pages per bench run; with huge pages, 9 400. The setting is a tunable that glibc
+// reads only at start-up, so the command-line tool re-executes itself once with it
+// (use_huge_pages_for_malloc()); docs/performance.md, "Update 2026-12-01 (afternoon)".
 #pragma once
 
 namespace provnn {
@@ -21,5 +28,24 @@ namespace provnn {
 /// GLIBC_TUNABLES (theirs win), or when the C library is not glibc. Process-wide: the
 /// command-line tool calls it first thing; a library user opts in. Returns true when applied.
 bool retain_freed_memory() noexcept;
+
+/// The GLIBC_TUNABLES value use_huge_pages_for_malloc() sets: huge pages for malloc's large
+/// blocks, and the two thresholds of retain_freed_memory().
+inline constexpr const char* huge_page_tunables =
+    "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456";
+
+/// For a program's main(), before anything else: re-executes the program (/proc/self/exe,
+/// same argv) with GLIBC_TUNABLES = huge_page_tunables, so that malloc backs its large blocks
+/// with transparent huge pages and keeps freed memory. Returns — without re-executing — when
+/// GLIBC_TUNABLES is already set (the user's setting wins, and the re-executed program sees
+/// ours), when PROVNN_HUGE_PAGES=0, when the C library is not glibc ≥ 2.35, when the kernel
+/// offers no transparent huge pages, under a sanitizer or valgrind (their allocators replace
+/// glibc's, and an exec would leave valgrind), or when the exec fails; the program then goes
+/// on as it was started. Call retain_freed_memory() after it in any case.
+void use_huge_pages_for_malloc(char** argv) noexcept;
+
+/// Whether this process's malloc backs large blocks with huge pages: GLIBC_TUNABLES sets
+/// glibc.malloc.hugetlb to 1 or 2 (glibc only).
+bool malloc_uses_huge_pages() noexcept;
 
 }  // namespace provnn

@@ -3,10 +3,15 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 
 #include <nlohmann/json.hpp>
+
+#if defined(__GLIBC__)
+#include <gnu/libc-version.h>
+#endif
 
 #include "circuits/file_format.hpp"
 #include "engine/circuit_builder.hpp"
@@ -74,6 +79,41 @@ TEST_CASE("bench --json on a small synthetic MLP: every key, positive times, the
   CHECK(ra["eval_over_real"]["real"].get<double>() == doctest::Approx(1.0));
   CHECK(ra["bytes_memory_per_edge"].get<double>() ==
         doctest::Approx(static_cast<double>(c.bytes() + c.tokens().bytes()) / static_cast<double>(c.edge_gates().size())));
+}
+
+// The sanitizers bring their own allocator, and the CLI does not re-execute under them.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PROVNN_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define PROVNN_TEST_SANITIZED 1
+#endif
+#endif
+
+TEST_CASE("the CLI runs with huge pages for malloc where glibc and the kernel offer them, unless the user says otherwise") {
+  // Expected from the machine, independently of the CLI's own checks.
+  bool offered = false;
+#if defined(__GLIBC__) && !defined(PROVNN_TEST_SANITIZED)
+  int major = 0, minor = 0;
+  std::sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor);
+  const std::string modes = provnn::test::slurp("/sys/kernel/mm/transparent_hugepage/enabled");
+  offered = (major > 2 || (major == 2 && minor >= 35)) &&
+            (modes.find("[always]") != std::string::npos || modes.find("[madvise]") != std::string::npos);
+#endif
+  MESSAGE("huge pages offered here: ", offered);
+  const std::string args = "bench --synthetic mlp:16-8-4 --repeat 1 --json";
+  const auto flag = [&](const std::string& env) {
+    const auto r = run_provnn(args, {}, env);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+    return nlohmann::json::parse(r.out).at("malloc_huge_pages").get<bool>();
+  };
+  CHECK(flag("env -u GLIBC_TUNABLES -u PROVNN_HUGE_PAGES") == offered);
+  // The user's own tunables win (no re-exec), and so does PROVNN_HUGE_PAGES=0.
+  CHECK_FALSE(flag("env -u PROVNN_HUGE_PAGES GLIBC_TUNABLES=glibc.malloc.hugetlb=0"));
+  CHECK_FALSE(flag("env -u GLIBC_TUNABLES PROVNN_HUGE_PAGES=0"));
+#if defined(__GLIBC__) && !defined(PROVNN_TEST_SANITIZED)
+  CHECK(flag("env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 PROVNN_HUGE_PAGES=0"));
+#endif
 }
 
 TEST_CASE("bench refuses a circuit above --max-edges but still times forward and the dense LRP") {

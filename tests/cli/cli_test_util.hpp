@@ -34,13 +34,14 @@ inline std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
-/// Runs `provnn ARGS` through the shell (ARGS is shell-quoted by the caller), in `cwd` if given.
-inline run_result run_provnn(const std::string& args, const std::string& cwd = {}) {
+/// Runs `provnn ARGS` through the shell (ARGS is shell-quoted by the caller), in `cwd` if given,
+/// under `env` if given (a prefix such as `env -u GLIBC_TUNABLES`).
+inline run_result run_provnn(const std::string& args, const std::string& cwd = {}, const std::string& env = {}) {
   static int counter = 0;
   const auto dir = std::filesystem::temp_directory_path() / "provnn-cli-tests";
   std::filesystem::create_directories(dir);
   const auto err_file = dir / ("stderr-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  const std::string cmd = (cwd.empty() ? std::string() : "cd '" + cwd + "' && ") + provnn_binary() + " " + args +
+  const std::string cmd = (cwd.empty() ? std::string() : "cd '" + cwd + "' && ") + (env.empty() ? "" : env + " ") + provnn_binary() + " " + args +
                           " 2>" + err_file.string();
   run_result r;
   FILE* p = ::popen(cmd.c_str(), "r");

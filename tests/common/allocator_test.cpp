@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "common/allocator.hpp"
@@ -61,4 +62,35 @@ TEST_CASE("retain_freed_memory: repeated builds stop faulting in fresh pages") {
 #else
   CHECK_FALSE(provnn::retain_freed_memory());
 #endif
+}
+
+TEST_CASE("malloc_uses_huge_pages reads glibc.malloc.hugetlb from GLIBC_TUNABLES, the last setting winning") {
+  const char* old = std::getenv("GLIBC_TUNABLES");
+  const std::string saved = old ? old : "";
+  struct {
+    const char* tunables;
+    bool expected;
+  } const cases[] = {
+      {"glibc.malloc.hugetlb=1", true},
+      {"glibc.malloc.hugetlb=2", true},
+      {"glibc.malloc.hugetlb=0", false},
+      {"glibc.malloc.mmap_threshold=4096:glibc.malloc.hugetlb=1", true},
+      {"glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0", false},
+      {"glibc.malloc.hugetlb=0:glibc.malloc.hugetlb=1", true},
+      {"xglibc.malloc.hugetlb=1", false},
+      {"glibc.malloc.hugetlb=", false},
+      {provnn::huge_page_tunables, true},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.tunables);
+    ::setenv("GLIBC_TUNABLES", c.tunables, 1);
+#if defined(PROVNN_TEST_SANITIZED) || !defined(__GLIBC__)
+    CHECK_FALSE(provnn::malloc_uses_huge_pages());  // not glibc's allocator: never
+#else
+    CHECK(provnn::malloc_uses_huge_pages() == c.expected);
+#endif
+  }
+  ::unsetenv("GLIBC_TUNABLES");
+  CHECK_FALSE(provnn::malloc_uses_huge_pages());
+  if (old) ::setenv("GLIBC_TUNABLES", saved.c_str(), 1);
 }
