@@ -721,7 +721,16 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           e_k[at] = rec.k;
           e_p[at] = rec.p;
         }
-      } else if (n_edges)  // (in stage_edges' order, also for a convolution: tests compare)
+      } else if (n_edges && conv) {
+        // The counting pass's visit again, from the units some explanation needs (a full
+        // traversal of the stage took half of vgg-small's build); within a bucket its order
+        // is stage_edges' (see conv_active_edges), as the recorded edges' is.
+        conv_active_edges([&](std::size_t k, std::size_t j, std::size_t p, std::size_t m) {
+          const auto at = fill[j * T + m]++;
+          e_k[at] = static_cast<std::uint32_t>(k);
+          e_p[at] = static_cast<std::uint32_t>(p);
+        });
+      } else if (n_edges) {
         stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
           if (!need[k]) return;
           for (std::size_t m = 0; m < T; ++m) {
@@ -731,6 +740,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
             e_p[at] = static_cast<std::uint32_t>(p);
           }
         });
+      }
     }
     // Scale gates per (explanation, term, unit), made on first use.
     std::vector<std::vector<std::uint32_t>> scale_cache(groups_.size());
