@@ -358,11 +358,26 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
   // limit, appends throw anyway; room above the memory limit is not reserved at all (the
   // arrays then grow as needed, each growth checked).
   gates = std::min(gates, limits_.max_gates);
-  std::size_t extra = 0;
-  if (gates > kinds_.capacity()) extra += gates + 4 * (gates + 1);
-  if (child_refs > children_.capacity()) extra += 4 * child_refs;
-  if (sharing_ && detail::id_table::bytes_for(gates / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(gates / 2);
-  if (!fits_memory(extra)) return;
+  const auto bytes_for = [this](std::size_t g, std::size_t c) {
+    std::size_t extra = 0;
+    if (g > kinds_.capacity()) extra += g + 4 * (g + 1);
+    if (c > children_.capacity()) extra += 4 * c;
+    if (sharing_ && detail::id_table::bytes_for(g / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(g / 2);
+    return extra;
+  };
+  // Grown as std::vector grows (by half at least) rather than to the exact hint, when the
+  // budget allows: a builder reserves per stage, and exact growth reallocated — and faulted
+  // in — the whole arena at every stage (vgg-small's children: 303 MB of fresh buffers for
+  // a 54 MB array).
+  const auto grown = [](std::size_t want, std::size_t cap) { return want > cap ? std::max(want, cap + cap / 2) : want; };
+  const std::size_t g2 = std::min(grown(gates, kinds_.capacity()), limits_.max_gates);
+  const std::size_t c2 = grown(child_refs, children_.capacity());
+  if (fits_memory(bytes_for(g2, c2))) {
+    gates = g2;
+    child_refs = c2;
+  } else if (!fits_memory(bytes_for(gates, child_refs))) {
+    return;
+  }
   kinds_.reserve(gates);
   offsets_.reserve(gates + 1);
   children_.reserve(child_refs);
@@ -374,10 +389,21 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
 void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
   fused_gates += fused_gates_.size();
   edges += fused_deltas_.size();
-  std::size_t extra = 0;
-  if (fused_gates > fused_gates_.capacity()) extra += (17 + sizeof(fused_context)) * fused_gates;
-  if (edges > fused_deltas_.capacity()) extra += 2 * edges;
-  if (!fits_memory(extra)) return;
+  const auto bytes_for = [this](std::size_t g, std::size_t e) {
+    std::size_t extra = 0;
+    if (g > fused_gates_.capacity()) extra += (17 + sizeof(fused_context)) * g;
+    if (e > fused_deltas_.capacity()) extra += 2 * e;
+    return extra;
+  };
+  // By half at least, when the budget allows (as reserve()).
+  const auto grown = [](std::size_t want, std::size_t cap) { return want > cap ? std::max(want, cap + cap / 2) : want; };
+  const std::size_t g2 = grown(fused_gates, fused_gates_.capacity()), e2 = grown(edges, fused_deltas_.capacity());
+  if (fits_memory(bytes_for(g2, e2))) {
+    fused_gates = g2;
+    edges = e2;
+  } else if (!fits_memory(bytes_for(fused_gates, edges))) {
+    return;
+  }
   fused_gates_.reserve(fused_gates);
   fused_contexts_.reserve(fused_gates);
   fused_same_.reserve(fused_gates);

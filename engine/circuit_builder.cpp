@@ -629,15 +629,20 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   if (!recorded || dense_direct) active_ = {};  // give the memory back: no record is read
   std::size_t products = 0;
   for (auto n : per_group) products += n;
+  // The bias shares below: per explanation, bias term and unit a product of three, per bias
+  // parameter a sum over its units and a token gate.
+  const std::size_t n_bias = !rt.bias.empty() && bias_vec ? n_out / plane : 0;
+  const std::size_t bias_gates = n_bias ? (groups_.size() + 1) * rt.bias.size() * (n_out + n_bias) : 0;
+  const std::size_t bias_refs = n_bias ? (groups_.size() + 1) * rt.bias.size() * (4 * n_out + n_bias) : 0;
   if (fuse) {
-    c_.reserve(c_.size() + (groups_.size() + 1) * T * (n_in + n_out) + 4 * n_in + 64,
-               c_.raw_children().size() + products + (groups_.size() + 2) * T * (n_in + n_out) + 64);
+    c_.reserve(c_.size() + (groups_.size() + 1) * T * (n_in + n_out) + 4 * n_in + bias_gates + 64,
+               c_.raw_children().size() + products + (groups_.size() + 2) * T * (n_in + n_out) + bias_refs + 64);
     // A dense layer's gates take runs of their j-major parameter block (no entries); a
     // convolution's list their shared weights, one entry per edge.
     c_.reserve_fused(groups_.size() * T * n_in, dense ? 0 : products);
   } else
-    c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + 64,
-               c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + 64);
+    c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + bias_gates + 64,
+               c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + bias_refs + 64);
   {
     // Tokens: at most one per (parameter, term) and per (unit, term) on either side.
     const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
