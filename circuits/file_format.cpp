@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <system_error>
+#include <type_traits>
 #include <unordered_set>
 
 #include <zlib.h>
@@ -125,7 +126,20 @@ struct writer {
     u8(static_cast<std::uint8_t>(v >> 8));
   }
   void u32(std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+    const char b[4] = {static_cast<char>(v & 0xFF), static_cast<char>((v >> 8) & 0xFF),
+                       static_cast<char>((v >> 16) & 0xFF), static_cast<char>(v >> 24)};
+    out.append(b, 4);
+  }
+  /// n little-endian u32 at once (a byte copy on a little-endian machine): the child array of
+  /// a large circuit was 4 push_backs per id.
+  template <class T>
+  void u32s(const T* p, std::size_t n) {
+    static_assert(sizeof(T) == 4 && std::is_trivially_copyable_v<T>);
+    if constexpr (std::endian::native == std::endian::little) {
+      out.append(reinterpret_cast<const char*>(p), 4 * n);
+    } else {
+      for (std::size_t i = 0; i < n; ++i) u32(std::bit_cast<std::uint32_t>(p[i]));
+    }
   }
   void u64(std::uint64_t v) {
     for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
@@ -169,6 +183,18 @@ class reader {
     for (int i = 0; i < 4; ++i) v |= std::uint32_t{static_cast<std::uint8_t>(b_[pos_ + i])} << (8 * i);
     pos_ += 4;
     return v;
+  }
+  /// n little-endian u32 into out[0..n) (one bounds check, a byte copy on a little-endian machine).
+  template <class T>
+  void u32s(T* out, std::size_t n) {
+    static_assert(sizeof(T) == 4 && std::is_trivially_copyable_v<T>);
+    need(4 * static_cast<std::uint64_t>(n));
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(static_cast<void*>(out), b_.data() + pos_, 4 * n);
+      pos_ += 4 * n;
+    } else {
+      for (std::size_t i = 0; i < n; ++i) out[i] = std::bit_cast<T>(u32());
+    }
   }
   std::uint64_t u64() {
     need(8);
@@ -242,11 +268,13 @@ std::string serialize_circuit(const circuit& c) {
   // gates
   const auto kinds = c.raw_kinds();
   const auto offsets = c.raw_offsets();
+  const auto children = c.raw_children();
+  s[3].out.reserve(8 + kinds.size() + 3 + 4 * (kinds.size() + children.size()));
   s[3].u64(kinds.size());
   s[3].out.append(reinterpret_cast<const char*>(kinds.data()), kinds.size());
   while (s[3].out.size() % 4 != 0) s[3].u8(0);
   for (std::size_t g = 0; g < kinds.size(); ++g) s[3].u32(offsets[g + 1] - offsets[g]);
-  for (auto ch : c.raw_children()) s[3].u32(to_index(ch));
+  s[3].u32s(children.data(), children.size());
   // edges
   s[4].u64(c.edge_gates().size());
   for (std::size_t i = 0; i < c.edge_gates().size(); ++i) {
@@ -310,7 +338,13 @@ std::string serialize_circuit(const circuit& c) {
       } else if (ps.is_offsets()) {
         s[7].u32(offsets_marker);
         s[7].u32(ps.base());
-        for (auto t : ps) s[7].u16(static_cast<std::uint16_t>(t - ps.base()));
+        // The stored offsets as they are (ps lists them as tokens, base + offset).
+        const auto deltas = c.raw_fused_parameter_deltas().subspan(c.raw_fused_delta_offsets()[i], ps.size());
+        if constexpr (std::endian::native == std::endian::little) {
+          s[7].out.append(reinterpret_cast<const char*>(deltas.data()), 2 * deltas.size());
+        } else {
+          for (auto d : deltas) s[7].u16(d);
+        }
         if (ps.size() % 2 != 0) s[7].u16(0);
       } else {
         s[7].u32(no_token);
@@ -556,7 +590,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
       offsets[g + 1] = static_cast<std::uint32_t>(total);
     }
     children.resize(total);
-    for (auto& ch : children) ch = gate_id{r.u32()};
+    r.u32s(children.data(), children.size());
     r.expect_end();
     std::vector<std::uint8_t> token_seen(tt.size(), 0);
     for (std::uint32_t g = 0; g < n; ++g) {
@@ -620,8 +654,17 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
   std::vector<std::uint32_t> param_offsets{0}, scale_units;
   std::vector<token_index> params, param_firsts;
   {
-    std::size_t fused_in_gates = 0;
-    for (auto k : kinds) fused_in_gates += k == static_cast<std::uint8_t>(gate_kind::fused);
+    std::size_t fused_in_gates = 0, fused_edges = 0;
+    for (std::size_t g = 0; g < kinds.size(); ++g)
+      if (kinds[g] == static_cast<std::uint8_t>(gate_kind::fused)) {
+        ++fused_in_gates;
+        // (A damaged fused gate without its φ slot is refused below; it adds nothing here.)
+        if (offsets[g + 1] > offsets[g]) fused_edges += offsets[g + 1] - offsets[g] - 1;
+      }
+    // Room for every edge's token at once (a fused gate has its φ and one child per edge; at
+    // most the child count, checked against the file's size): growing by doubling copied and
+    // faulted in up to twice as much.
+    params.reserve(fused_edges);
     if (version >= 2) {
       reader& r = *rf;  // after the token blocks
       const auto n = r.count(16);
