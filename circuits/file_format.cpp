@@ -252,9 +252,18 @@ std::string serialize_circuit(const circuit& c) {
   for (std::size_t b = 0; b < tt.block_count(); ++b) singles -= tt.block_at(b).count;
   s[0].u64(singles);
   std::vector<std::uint32_t> coords;
-  for (token_index t = 0; t < tt.size(); ++t) {
-    s[2].f64(tt.value(t));
-    if (tt.in_block(t)) continue;
+  const auto values = tt.values();
+  if constexpr (std::endian::native == std::endian::little) {  // IEEE doubles, little-endian: as f64() writes
+    s[2].out.append(reinterpret_cast<const char*>(values.data()), 8 * values.size());
+  } else {
+    for (double v : values) s[2].f64(v);
+  }
+  // The single tokens: the gaps between the blocks, which lie in token order (a per-token
+  // lookup of its block was a binary search each).
+  std::size_t next_block = 0;
+  for (token_index t = 0;; ++t) {
+    while (next_block < tt.block_count() && t == tt.block_at(next_block).first) t += tt.block_at(next_block++).count;
+    if (t >= tt.size()) break;
     const auto index = tt.index(t, coords);
     s[0].u8(static_cast<std::uint8_t>(tt.kind(t)));
     s[0].u8(static_cast<std::uint8_t>(tt.variant(t)));
