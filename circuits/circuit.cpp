@@ -368,14 +368,16 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
   // Grown as std::vector grows (by half at least) rather than to the exact hint, when the
   // budget allows: a builder reserves per stage, and exact growth reallocated — and faulted
   // in — the whole arena at every stage (vgg-small's children: 303 MB of fresh buffers for
-  // a 54 MB array).
+  // a 54 MB array). The budget must hold the spare room twice over, so that it does not
+  // crowd out what a builder allocates next (its transient buffers) near the limit.
   const auto grown = [](std::size_t want, std::size_t cap) { return want > cap ? std::max(want, cap + cap / 2) : want; };
   const std::size_t g2 = std::min(grown(gates, kinds_.capacity()), limits_.max_gates);
   const std::size_t c2 = grown(child_refs, children_.capacity());
-  if (fits_memory(bytes_for(g2, c2))) {
+  const std::size_t exact = bytes_for(gates, child_refs), more = bytes_for(g2, c2);
+  if (fits_memory(more + (more - exact))) {
     gates = g2;
     child_refs = c2;
-  } else if (!fits_memory(bytes_for(gates, child_refs))) {
+  } else if (!fits_memory(exact)) {
     return;
   }
   kinds_.reserve(gates);
@@ -398,10 +400,11 @@ void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
   // By half at least, when the budget allows (as reserve()).
   const auto grown = [](std::size_t want, std::size_t cap) { return want > cap ? std::max(want, cap + cap / 2) : want; };
   const std::size_t g2 = grown(fused_gates, fused_gates_.capacity()), e2 = grown(edges, fused_deltas_.capacity());
-  if (fits_memory(bytes_for(g2, e2))) {
+  const std::size_t exact = bytes_for(fused_gates, edges), more = bytes_for(g2, e2);
+  if (fits_memory(more + (more - exact))) {
     fused_gates = g2;
     edges = e2;
-  } else if (!fits_memory(bytes_for(fused_gates, edges))) {
+  } else if (!fits_memory(exact)) {
     return;
   }
   fused_gates_.reserve(fused_gates);

@@ -234,7 +234,10 @@ class circuit {
   /// Room for `gates` gates and `child_refs` child references without reallocation (fresh
   /// pages are expensive: a builder that knows its sizes should call this first). A hint:
   /// it asks for at most max_gates gates and reserves nothing when the room would take the
-  /// arena above max_bytes (the arrays then grow on demand, each growth checked).
+  /// arena above max_bytes (the arrays then grow on demand, each growth checked). An array
+  /// that must grow grows by half its capacity at least, as std::vector does (so that hints
+  /// given stage by stage do not reallocate every time), when max_bytes holds that spare room
+  /// twice over; else to the hint exactly.
   void reserve(std::size_t gates, std::size_t child_refs);
   /// Gives back room that reserve() hints or growth left unused, where it exceeds an eighth
   /// of what an array uses (the token table's too): a builder calls it when done. Skipped

@@ -670,10 +670,13 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
         // (A damaged fused gate without its φ slot is refused below; it adds nothing here.)
         if (offsets[g + 1] > offsets[g]) fused_edges += offsets[g + 1] - offsets[g] - 1;
       }
-    // Room for every edge's token at once (a fused gate has its φ and one child per edge; at
-    // most the child count, checked against the file's size): growing by doubling copied and
-    // faulted in up to twice as much.
-    params.reserve(fused_edges);
+    // Room for every edge's token at once, made when the first gate that lists its tokens
+    // (not a run) is met (a fused gate has its φ and one child per edge; at most the child
+    // count, checked against the file's size): growing by doubling copied and faulted in up
+    // to twice as much.
+    const auto room = [&] {
+      if (params.capacity() < fused_edges) params.reserve(fused_edges);
+    };
     if (version >= 2) {
       reader& r = *rf;  // after the token blocks
       const auto n = r.count(16);
@@ -693,6 +696,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
           if (first == offsets_marker) {  // a base token, then 16-bit offsets from it
             const auto base = r.u32();
             r.need(2 * std::uint64_t{np});
+            room();
             for (std::uint32_t p = 0; p < np; ++p) {
               const std::uint64_t t = std::uint64_t{base} + r.u16();
               if (t >= tt.size())
@@ -718,6 +722,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
             continue;
           }
         }
+        room();
         for (std::uint32_t p = 0; p < np; ++p) {
           const auto t = r.u32();
           if (t >= tt.size()) r.fail(fmt::format("fused gate {} names parameter token {}, there are {}", g, t, tt.size()));

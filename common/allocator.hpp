@@ -11,11 +11,13 @@
 //
 // Transparent huge pages for malloc's large blocks (glibc ≥ 2.35, `glibc.malloc.hugetlb=1`):
 // on the 2-core VMs we measure on, a first touch of a 4 KiB page costs several microseconds,
-// and a vgg-small circuit (93 MiB, built from arrays above the mmap threshold) faulted in
-// 326 000 pages per bench run; with huge pages, 9 400. The setting is a tunable that glibc
-// reads only at start-up, so the command-line tool re-executes itself once with it
-// (use_huge_pages_for_malloc()); docs/performance.md, "Update 2026-12-01 (afternoon)".
+// and a vgg-small bench run (a 93 MiB circuit, built, saved and loaded from arrays above the
+// mmap threshold) faulted in 355 000 pages; with huge pages, 9 200. glibc reads the setting
+// only at start-up, so the command-line tool re-executes itself once with it
+// (use_huge_pages_for_malloc()); docs/performance.md, "Update 2026-12-01 (second session)".
 #pragma once
+
+#include <string>
 
 namespace provnn {
 
@@ -30,22 +32,27 @@ namespace provnn {
 bool retain_freed_memory() noexcept;
 
 /// The GLIBC_TUNABLES value use_huge_pages_for_malloc() sets: huge pages for malloc's large
-/// blocks, and the two thresholds of retain_freed_memory().
-inline constexpr const char* huge_page_tunables =
-    "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456";
+/// blocks, and the two thresholds of retain_freed_memory() (on 64-bit:
+/// glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456).
+std::string huge_page_tunables();
 
-/// For a program's main(), before anything else: re-executes the program (/proc/self/exe,
-/// same argv) with GLIBC_TUNABLES = huge_page_tunables, so that malloc backs its large blocks
+/// For a program's main(), before anything else: re-executes the program once
+/// (/proc/self/exe, same argv) with GLIBC_TUNABLES = huge_page_tunables() and the marker
+/// PROVNN_REEXECUTED (removed again after the exec), so that malloc backs its large blocks
 /// with transparent huge pages and keeps freed memory. Returns — without re-executing — when
-/// GLIBC_TUNABLES is already set (the user's setting wins, and the re-executed program sees
-/// ours), when PROVNN_HUGE_PAGES=0, when the C library is not glibc ≥ 2.35, when the kernel
-/// offers no transparent huge pages, under a sanitizer or valgrind (their allocators replace
-/// glibc's, and an exec would leave valgrind), or when the exec fails; the program then goes
-/// on as it was started. Call retain_freed_memory() after it in any case.
+/// the user set GLIBC_TUNABLES or any MALLOC_*_ variable (theirs win), when PROVNN_HUGE_PAGES
+/// is 0, off, false or no, when the C library is not glibc ≥ 2.35, when the kernel offers no
+/// transparent huge pages, under a sanitizer or valgrind (their allocators replace glibc's,
+/// and an exec would leave valgrind), in secure mode (setuid), when the program was started
+/// through the dynamic loader, or when the exec fails; the program then goes on as it was
+/// started. Call retain_freed_memory() after it in any case (it does nothing once
+/// GLIBC_TUNABLES is set). Open descriptors, ignored signals and limits pass through the exec.
 void use_huge_pages_for_malloc(char** argv) noexcept;
 
-/// Whether this process's malloc backs large blocks with huge pages: GLIBC_TUNABLES sets
-/// glibc.malloc.hugetlb to 1 or 2 (glibc only).
+/// Whether this process's malloc backs large blocks with huge pages, as far as glibc's
+/// settings tell: GLIBC_TUNABLES sets glibc.malloc.hugetlb to 1 or 2, glibc is 2.35 or
+/// later and the kernel offers transparent huge pages (an allocator preloaded in glibc's place
+/// is not detected). False on other C libraries and under sanitizers.
 bool malloc_uses_huge_pages() noexcept;
 
 }  // namespace provnn

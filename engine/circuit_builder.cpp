@@ -530,7 +530,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   // units k descending, then the taps of k. Within a bucket (j, m) that is the order of
   // stage_edges — ascending (output channel, kernel row, kernel column), since for a fixed
   // input j a later tap meets an earlier output unit — which is all the fused layout's stable
-  // bucketing keeps, so the circuit is the same byte for byte (tests compare).
+  // bucketing keeps, so the circuit is the same byte for byte as a visit in stage order (tests
+  // check each fused gate's edges for stage order, and the recorded and unrecorded paths for
+  // the same bytes).
   auto conv_active_edges = [&](auto&& f) {
     const std::size_t H = l.in_shape[1], W = l.in_shape[2], OH = l.out_shape[1], OW = l.out_shape[2];
     const std::size_t icg = conv->in_channels / conv->group, ocg = conv->out_channels / conv->group;

@@ -87,8 +87,9 @@ struct circuit_options {
   /// that bucketing them needs no second traversal of the stage (a dense stage is bucketed
   /// straight from its weight rows, 16 bytes per multiply-add of room, mostly untouched); a
   /// stage that may have more (its multiply-adds × rule terms) or whose record would not fit
-  /// max_memory is traversed twice instead, in stage order. The circuit is the same either
-  /// way (tests compare the bytes).
+  /// max_memory is visited twice instead (a convolution from its needed output units, as
+  /// when counting; other stages in stage order). The circuit is the same either way (tests
+  /// compare the bytes, and each fused gate's edges for stage order).
   std::size_t max_recorded_edges = std::size_t{1} << 22;
   /// Called before each linear stage is built, from the output down: (stages done, stages
   /// in all). For progress displays; empty by default. May throw to cancel the build.

@@ -241,6 +241,47 @@ TEST_CASE("limits: the memory limit is checked before an array grows, so held by
   CHECK(c.size() == 3 + made);
 }
 
+TEST_CASE("reserve: a growing hint grows by half at least where the budget holds that room twice, else exactly") {
+  // bytes() counts capacities: 1 byte per gate kind, 4 per gate offset (gates + 1), 4 per
+  // child reference. Sharing off: no hash table enters the count.
+  const auto arena = [](const circuit& c) { return c.bytes(); };
+  {
+    circuit c;
+    c.set_sharing(false);
+    c.reserve(10'000, 40'000);
+    const std::size_t b1 = arena(c);
+    c.reserve(10'001, 40'001);  // just past the capacity: by half, not by one
+    CHECK(arena(c) - b1 == 5'000 + 4 * 5'000 + 4 * 20'000);
+    const std::size_t b2 = arena(c);
+    c.reserve(14'000, 50'000);  // within the new capacity: nothing
+    CHECK(arena(c) == b2);
+    c.reserve(30'000, 61'000);  // gates: the hint, larger than half again; references: by half
+    CHECK(arena(c) - b2 == (30'000 - 15'000) + 4 * (30'000 - 15'000) + 4 * (90'000 - 60'000));
+  }
+  {
+    circuit c;
+    c.set_sharing(false);
+    c.reserve(10'000, 40'000);
+    const std::size_t b1 = arena(c);
+    const std::size_t exact = 1 + 4 + 4 * 1;  // one more gate and reference: new buffers of
+    const std::size_t new_exact = 10'001 + 4 * 10'002 + 4 * 40'001;  // these sizes are counted
+    const std::size_t new_grown = 15'000 + 4 * 15'001 + 4 * 60'000;
+    // A budget that holds the grown buffers once but not their spare room twice: exact.
+    c.set_limits({.max_bytes = b1 + c.tokens().bytes() + new_grown + (new_grown - new_exact) - 1});
+    c.reserve(10'001, 40'001);
+    CHECK(arena(c) - b1 == exact);
+    // No room even for the exact buffers: nothing reserved, and no error.
+    const std::size_t b2 = arena(c);
+    c.set_limits({.max_bytes = b2 + c.tokens().bytes() + 10});
+    c.reserve(10'002, 40'002);
+    CHECK(arena(c) == b2);
+    // Room for the spare twice over: by half.
+    c.set_limits({});
+    c.reserve(10'002, 40'002);
+    CHECK(arena(c) - b2 == (15'001 - 10'001) + 4 * (15'001 - 10'001) + 4 * (60'001 - 40'001));
+  }
+}
+
 TEST_CASE("shrink_to_fit gives back reserved room, and gates, sharing and token look-ups still work") {
   circuit c;
   c.reserve(100'000, 400'000);

@@ -118,6 +118,33 @@ std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_
 
 }  // namespace
 
+namespace {
+
+/// The edges of every fused gate in stage order: for a fixed lower unit, the parameters it
+/// meets in the weight tensor's own row-major order (dense W[k, j]: k ascending; convolution
+/// W[co, ci, ky, kx]: (co, ky, kx) ascending), so their coordinates strictly increase. This is
+/// the order the builder's bucketing keeps whichever way it visits the edges; returns how many
+/// gates broke it.
+std::size_t gates_out_of_stage_order(const circuit& c) {
+  std::size_t bad = 0;
+  std::vector<std::uint32_t> buf_a, buf_b;
+  for (std::size_t i = 0; i < c.fused_gates().size(); ++i) {
+    const auto ps = c.fused_parameters(i);
+    for (std::size_t e = 1; e < ps.size(); ++e) {
+      const auto a = c.tokens().index(ps[e - 1], buf_a);
+      const std::vector<std::uint32_t> prev(a.begin(), a.end());
+      const auto b = c.tokens().index(ps[e], buf_b);
+      if (!std::lexicographical_compare(prev.begin(), prev.end(), b.begin(), b.end())) {
+        ++bad;
+        break;
+      }
+    }
+  }
+  return bad;
+}
+
+}  // namespace
+
 TEST_CASE("fused layout: = lrp() and = the plain circuit, every rule × model × bias mode, and expansion = plain edges") {
   std::size_t cases = 0, edges = 0;
   double worst_lrp = 0, worst_plain = 0, worst_viterbi = 0;
@@ -143,6 +170,7 @@ TEST_CASE("fused layout: = lrp() and = the plain circuit, every rule × model ×
           circuit_options twice = o;
           twice.max_recorded_edges = 0;
           CHECK(serialize_circuit(build_circuit(net, fwd, twice)) == serialize_circuit(fused));
+          CHECK(gates_out_of_stage_order(fused) == 0);
         }
         CHECK(fused_info.edges == plain_info.edges);
         CHECK(fused.metadata().at("layout") == "fused");
@@ -330,6 +358,10 @@ TEST_CASE("fused layout: grouped and non-square convolutions keep their weights 
       o.max_recorded_edges = 0;
       const circuit twice = build_circuit(net, fwd, o);
       CHECK(serialize_circuit(fused) == serialize_circuit(twice));
+      // Both ways visit the edges from the needed output units (not in stage order): the
+      // bucketing must still keep each gate's edges in stage order.
+      CHECK(gates_out_of_stage_order(fused) == 0);
+      CHECK(gates_out_of_stage_order(twice) == 0);
       REQUIRE(!fused.fused_gates().empty());
       std::size_t offsets = 0;
       for (std::size_t i = 0; i < fused.fused_gates().size(); ++i) {
