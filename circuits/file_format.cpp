@@ -135,6 +135,7 @@ struct writer {
   template <class T>
   void u32s(const T* p, std::size_t n) {
     static_assert(sizeof(T) == 4 && std::is_trivially_copyable_v<T>);
+    if (n == 0) return;  // (p may be null then)
     if constexpr (std::endian::native == std::endian::little) {
       out.append(reinterpret_cast<const char*>(p), 4 * n);
     } else {
@@ -189,6 +190,7 @@ class reader {
   void u32s(T* out, std::size_t n) {
     static_assert(sizeof(T) == 4 && std::is_trivially_copyable_v<T>);
     need(4 * static_cast<std::uint64_t>(n));
+    if (n == 0) return;  // (out may be null then, which memcpy does not allow even for 0 bytes)
     if constexpr (std::endian::native == std::endian::little) {
       std::memcpy(static_cast<void*>(out), b_.data() + pos_, 4 * n);
       pos_ += 4 * n;
@@ -254,7 +256,7 @@ std::string serialize_circuit(const circuit& c) {
   std::vector<std::uint32_t> coords;
   const auto values = tt.values();
   if constexpr (std::endian::native == std::endian::little) {  // IEEE doubles, little-endian: as f64() writes
-    s[2].out.append(reinterpret_cast<const char*>(values.data()), 8 * values.size());
+    if (!values.empty()) s[2].out.append(reinterpret_cast<const char*>(values.data()), 8 * values.size());
   } else {
     for (double v : values) s[2].f64(v);
   }
@@ -674,7 +676,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
     // (not a run) is met (a fused gate has its φ and one child per edge; at most the child
     // count, checked against the file's size): growing by doubling copied and faulted in up
     // to twice as much.
-    const auto room = [&] {
+    const auto reserve_params = [&] {
       if (params.capacity() < fused_edges) params.reserve(fused_edges);
     };
     if (version >= 2) {
@@ -696,7 +698,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
           if (first == offsets_marker) {  // a base token, then 16-bit offsets from it
             const auto base = r.u32();
             r.need(2 * std::uint64_t{np});
-            room();
+            reserve_params();
             for (std::uint32_t p = 0; p < np; ++p) {
               const std::uint64_t t = std::uint64_t{base} + r.u16();
               if (t >= tt.size())
@@ -722,7 +724,7 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
             continue;
           }
         }
-        room();
+        reserve_params();
         for (std::uint32_t p = 0; p < np; ++p) {
           const auto t = r.u32();
           if (t >= tt.size()) r.fail(fmt::format("fused gate {} names parameter token {}, there are {}", g, t, tt.size()));

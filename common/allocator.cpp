@@ -43,7 +43,7 @@ bool user_tuned_malloc() noexcept {
 #if defined(__GLIBC__)
 /// glibc ≥ 2.35 (glibc.malloc.hugetlb), and a kernel whose transparent huge pages are
 /// "always" or "madvise" (glibc's setting madvises its blocks).
-bool huge_pages_offered() noexcept {
+[[maybe_unused]] bool huge_pages_offered() noexcept {  // (unused in sanitizer builds)
   int major = 0, minor = 0;
   if (std::sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor) != 2 || major < 2 || (major == 2 && minor < 35))
     return false;

@@ -633,9 +633,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   for (auto n : per_group) products += n;
   // The bias shares below: per explanation, bias term and unit a product of three, per bias
   // parameter a sum over its units and a token gate.
-  const std::size_t n_bias = !rt.bias.empty() && bias_vec ? n_out / plane : 0;
-  const std::size_t bias_gates = n_bias ? (groups_.size() + 1) * rt.bias.size() * (n_out + n_bias) : 0;
-  const std::size_t bias_refs = n_bias ? (groups_.size() + 1) * rt.bias.size() * (4 * n_out + n_bias) : 0;
+  const std::size_t bias_params = !rt.bias.empty() && bias_vec ? n_out / plane : 0;
+  const std::size_t bias_gates = bias_params ? (groups_.size() + 1) * rt.bias.size() * (n_out + bias_params) : 0;
+  const std::size_t bias_refs = bias_params ? (groups_.size() + 1) * rt.bias.size() * (4 * n_out + bias_params) : 0;
   if (fuse) {
     c_.reserve(c_.size() + (groups_.size() + 1) * T * (n_in + n_out) + 4 * n_in + bias_gates + 64,
                c_.raw_children().size() + products + (groups_.size() + 2) * T * (n_in + n_out) + bias_refs + 64);
