@@ -353,6 +353,31 @@ const root* circuit::find_root(std::string_view name) const {
   return id == detail::id_table::empty ? nullptr : &roots_[id];
 }
 
+namespace {
+
+// The room reserve() and reserve_fused() take for an array: grown as std::vector grows (by
+// half at least) rather than to the exact hint. A builder reserves per stage, and exact growth
+// reallocated — and faulted in — the whole arena at every stage (vgg-small's children: 303 MB
+// of fresh buffers for a 54 MB array).
+std::size_t grown(std::size_t want, std::size_t cap) { return want > cap ? std::max(want, cap + cap / 2) : want; }
+
+// Picks the room for two arrays: the grown sizes (a2, b2) when the budget holds their spare
+// room twice over (so that it does not crowd out what a builder allocates next, near the
+// limit), else the hints (a, b) when they fit; false when not even those fit (nothing is
+// reserved then). bytes_for(a, b) is what reserving a and b would allocate.
+template <class Bytes>
+bool room_to_reserve(const circuit& c, std::size_t& a, std::size_t a2, std::size_t& b, std::size_t b2, Bytes bytes_for) {
+  const std::size_t exact = bytes_for(a, b), more = bytes_for(a2, b2);
+  if (c.fits_memory(more + (more - exact))) {
+    a = a2;
+    b = b2;
+    return true;
+  }
+  return c.fits_memory(exact);
+}
+
+}  // namespace
+
 void circuit::reserve(std::size_t gates, std::size_t child_refs) {
   // A hint, so never a reason to fail: ask at most what the limits allow. Past the gate
   // limit, appends throw anyway; room above the memory limit is not reserved at all (the
@@ -365,21 +390,9 @@ void circuit::reserve(std::size_t gates, std::size_t child_refs) {
     if (sharing_ && detail::id_table::bytes_for(g / 2) > by_structure_.bytes()) extra += detail::id_table::bytes_for(g / 2);
     return extra;
   };
-  // Grown as std::vector grows (by half at least) rather than to the exact hint, when the
-  // budget allows: a builder reserves per stage, and exact growth reallocated — and faulted
-  // in — the whole arena at every stage (vgg-small's children: 303 MB of fresh buffers for
-  // a 54 MB array). The budget must hold the spare room twice over, so that it does not
-  // crowd out what a builder allocates next (its transient buffers) near the limit.
-  const auto grown = [](std::size_t want, std::size_t cap) { return want > cap ? std::max(want, cap + cap / 2) : want; };
-  const std::size_t g2 = std::min(grown(gates, kinds_.capacity()), limits_.max_gates);
-  const std::size_t c2 = grown(child_refs, children_.capacity());
-  const std::size_t exact = bytes_for(gates, child_refs), more = bytes_for(g2, c2);
-  if (fits_memory(more + (more - exact))) {
-    gates = g2;
-    child_refs = c2;
-  } else if (!fits_memory(exact)) {
+  if (!room_to_reserve(*this, gates, std::min(grown(gates, kinds_.capacity()), limits_.max_gates), child_refs,
+                       grown(child_refs, children_.capacity()), bytes_for))
     return;
-  }
   kinds_.reserve(gates);
   offsets_.reserve(gates + 1);
   children_.reserve(child_refs);
@@ -397,16 +410,9 @@ void circuit::reserve_fused(std::size_t fused_gates, std::size_t edges) {
     if (e > fused_deltas_.capacity()) extra += 2 * e;
     return extra;
   };
-  // By half at least, when the budget allows (as reserve()).
-  const auto grown = [](std::size_t want, std::size_t cap) { return want > cap ? std::max(want, cap + cap / 2) : want; };
-  const std::size_t g2 = grown(fused_gates, fused_gates_.capacity()), e2 = grown(edges, fused_deltas_.capacity());
-  const std::size_t exact = bytes_for(fused_gates, edges), more = bytes_for(g2, e2);
-  if (fits_memory(more + (more - exact))) {
-    fused_gates = g2;
-    edges = e2;
-  } else if (!fits_memory(exact)) {
+  if (!room_to_reserve(*this, fused_gates, grown(fused_gates, fused_gates_.capacity()), edges,
+                       grown(edges, fused_deltas_.capacity()), bytes_for))
     return;
-  }
   fused_gates_.reserve(fused_gates);
   fused_contexts_.reserve(fused_gates);
   fused_same_.reserve(fused_gates);

@@ -130,16 +130,20 @@ struct writer {
                        static_cast<char>((v >> 16) & 0xFF), static_cast<char>(v >> 24)};
     out.append(b, 4);
   }
-  /// n little-endian u32 at once (a byte copy on a little-endian machine): the child array of
-  /// a large circuit was 4 push_backs per id.
+  /// n values, each as its little-endian bytes, at once (a byte copy on a little-endian
+  /// machine): the child array of a large circuit was 4 push_backs per id. Doubles go as
+  /// f64() writes them, 16- and 32-bit values as u16() and u32().
   template <class T>
-  void u32s(const T* p, std::size_t n) {
-    static_assert(sizeof(T) == 4 && std::is_trivially_copyable_v<T>);
+  void array(const T* p, std::size_t n) {
+    static_assert(std::is_trivially_copyable_v<T>);
     if (n == 0) return;  // (p may be null then)
     if constexpr (std::endian::native == std::endian::little) {
-      out.append(reinterpret_cast<const char*>(p), 4 * n);
+      out.append(reinterpret_cast<const char*>(p), sizeof(T) * n);
     } else {
-      for (std::size_t i = 0; i < n; ++i) u32(std::bit_cast<std::uint32_t>(p[i]));
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto bytes = std::bit_cast<std::array<char, sizeof(T)>>(p[i]);
+        out.append(bytes.rbegin(), bytes.rend());
+      }
     }
   }
   void u64(std::uint64_t v) {
@@ -254,12 +258,7 @@ std::string serialize_circuit(const circuit& c) {
   for (std::size_t b = 0; b < tt.block_count(); ++b) singles -= tt.block_at(b).count;
   s[0].u64(singles);
   std::vector<std::uint32_t> coords;
-  const auto values = tt.values();
-  if constexpr (std::endian::native == std::endian::little) {  // IEEE doubles, little-endian: as f64() writes
-    if (!values.empty()) s[2].out.append(reinterpret_cast<const char*>(values.data()), 8 * values.size());
-  } else {
-    for (double v : values) s[2].f64(v);
-  }
+  s[2].array(tt.values().data(), tt.values().size());
   // The single tokens: the gaps between the blocks, which lie in token order (a per-token
   // lookup of its block was a binary search each).
   std::size_t next_block = 0;
@@ -285,7 +284,7 @@ std::string serialize_circuit(const circuit& c) {
   s[3].out.append(reinterpret_cast<const char*>(kinds.data()), kinds.size());
   while (s[3].out.size() % 4 != 0) s[3].u8(0);
   for (std::size_t g = 0; g < kinds.size(); ++g) s[3].u32(offsets[g + 1] - offsets[g]);
-  s[3].u32s(children.data(), children.size());
+  s[3].array(children.data(), children.size());
   // edges
   s[4].u64(c.edge_gates().size());
   for (std::size_t i = 0; i < c.edge_gates().size(); ++i) {
@@ -350,12 +349,7 @@ std::string serialize_circuit(const circuit& c) {
         s[7].u32(offsets_marker);
         s[7].u32(ps.base());
         // The stored offsets as they are (ps lists them as tokens, base + offset).
-        const auto deltas = c.raw_fused_parameter_deltas().subspan(c.raw_fused_delta_offsets()[i], ps.size());
-        if constexpr (std::endian::native == std::endian::little) {
-          s[7].out.append(reinterpret_cast<const char*>(deltas.data()), 2 * deltas.size());
-        } else {
-          for (auto d : deltas) s[7].u16(d);
-        }
+        s[7].array(c.raw_fused_parameter_deltas().data() + c.raw_fused_delta_offsets()[i], ps.size());
         if (ps.size() % 2 != 0) s[7].u16(0);
       } else {
         s[7].u32(no_token);

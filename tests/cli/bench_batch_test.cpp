@@ -3,15 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <limits>
 
 #include <nlohmann/json.hpp>
 
-#if defined(__GLIBC__)
-#include <gnu/libc-version.h>
-#endif
 
 #include "circuits/file_format.hpp"
 #include "engine/circuit_builder.hpp"
@@ -20,6 +16,7 @@
 #include "engine/rules.hpp"
 #include "engine/synthetic.hpp"
 #include "tests/cli/cli_test_util.hpp"
+#include "tests/common/huge_pages_expected.hpp"
 
 using provnn::test::data;
 using provnn::test::run_provnn;
@@ -81,25 +78,9 @@ TEST_CASE("bench --json on a small synthetic MLP: every key, positive times, the
         doctest::Approx(static_cast<double>(c.bytes() + c.tokens().bytes()) / static_cast<double>(c.edge_gates().size())));
 }
 
-// The sanitizers bring their own allocator, and the CLI does not re-execute under them.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PROVNN_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define PROVNN_TEST_SANITIZED 1
-#endif
-#endif
-
 TEST_CASE("the CLI runs with huge pages for malloc where glibc and the kernel offer them, unless the user says otherwise") {
   // Expected from the machine, independently of the CLI's own checks.
-  bool offered = false;
-#if defined(__GLIBC__) && !defined(PROVNN_TEST_SANITIZED)
-  int major = 0, minor = 0;
-  std::sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor);
-  const std::string modes = provnn::test::slurp("/sys/kernel/mm/transparent_hugepage/enabled");
-  offered = (major > 2 || (major == 2 && minor >= 35)) &&
-            (modes.find("[always]") != std::string::npos || modes.find("[madvise]") != std::string::npos);
-#endif
+  const bool offered = provnn::test::huge_pages_offered_here();
   MESSAGE("huge pages offered here: ", offered);
   const std::string args = "bench --synthetic mlp:16-8-4 --repeat 1 --json";
   const auto flag = [&](const std::string& env) {

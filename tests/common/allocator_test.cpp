@@ -5,17 +5,12 @@
 
 #include <sys/resource.h>
 
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "common/allocator.hpp"
-
-#if defined(__GLIBC__)
-#include <gnu/libc-version.h>
-#endif
+#include "tests/common/huge_pages_expected.hpp"
 
 namespace {
 
@@ -38,15 +33,7 @@ void build_and_drop() {
 
 }  // namespace
 
-// The sanitizers bring their own allocator: mallopt does nothing there (and reports so).
-// GCC says so with __SANITIZE_*__, clang with __has_feature.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PROVNN_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define PROVNN_TEST_SANITIZED 1
-#endif
-#endif
+// (Sanitizer builds: mallopt does nothing there, and reports so.)
 
 TEST_CASE("retain_freed_memory: repeated builds stop faulting in fresh pages") {
 #if defined(PROVNN_TEST_SANITIZED)
@@ -88,18 +75,7 @@ TEST_CASE("malloc_uses_huge_pages reads glibc.malloc.hugetlb from GLIBC_TUNABLES
   };
   const std::string ours = provnn::huge_page_tunables();
   // The kernel and glibc must offer huge pages too: expected from the machine, independently.
-  bool offered = false;
-#if defined(__GLIBC__) && !defined(PROVNN_TEST_SANITIZED)
-  {
-    int major = 0, minor = 0;
-    std::sscanf(gnu_get_libc_version(), "%d.%d", &major, &minor);
-    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
-    std::string modes;
-    std::getline(f, modes);
-    offered = (major > 2 || (major == 2 && minor >= 35)) &&
-              (modes.find("[always]") != std::string::npos || modes.find("[madvise]") != std::string::npos);
-  }
-#endif
+  const bool offered = provnn::test::huge_pages_offered_here();
   MESSAGE("huge pages offered here: ", offered);
   for (const auto& c : cases) {
     CAPTURE(c.tunables);
