@@ -17,21 +17,29 @@
 
 namespace provnn::engine::detail {
 
+// T is double or float (the fp32 path, forward.hpp); weight (and bias) are the layer's, in T:
+// c.weight and c.bias for double, float32_parameters' copies for float. c gives the geometry.
+
 /// y = conv(x) + bias: y has out_channels·OH·OW values, x in_channels·H·W.
-void conv_forward_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* x, double* y);
+template <class T>
+void conv_forward_gemm(const conv2d_op& c, const T* weight, const T* bias, const shape_t& in, const shape_t& out,
+                       const T* x, T* y);
 
 /// acc[j] += Σ_k w_jk · ck[k] over the layer's edges j → k (the transposed convolution).
-void conv_transposed_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* ck,
-                          double* acc);
+template <class T>
+void conv_transposed_gemm(const conv2d_op& c, const T* weight, const shape_t& in, const shape_t& out, const T* ck,
+                          T* acc);
 
 /// pos[k] += Σ_{w_jk ≥ 0} x_j·w_jk and neg[k] += Σ_{w_jk < 0} x_j·w_jk: one product with the
 /// weights split by sign and stacked, [W⁺; W⁻] · cols.
-void conv_split_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* x, double* pos,
-                     double* neg);
+template <class T>
+void conv_split_gemm(const conv2d_op& c, const T* weight, const shape_t& in, const shape_t& out, const T* x, T* pos,
+                     T* neg);
 
 /// acc[j] += Σ_k w_jk · (w_jk ≥ 0 ? cp[k] : cn[k]): [W⁺; W⁻]ᵀ · [C⁺; C⁻], then col2im.
-void conv_split_transposed_gemm(const conv2d_op& c, const shape_t& in, const shape_t& out, const double* cp,
-                                const double* cn, double* acc);
+template <class T>
+void conv_split_transposed_gemm(const conv2d_op& c, const T* weight, const shape_t& in, const shape_t& out,
+                                const T* cp, const T* cn, T* acc);
 
 /// The output positions of one matrix product are taken in blocks of at most
 /// max(1, elements / K) columns (default 2^20 elements: an 8 MB im2col buffer per thread,

@@ -63,22 +63,34 @@ void check_layer(const network& net, std::size_t i, const shape_t& in_shape) {
       l.op);
 }
 
+// A layer's parameters in the pass's precision: the network's own (double), or
+// float32_parameters' copies (float).
+template <class T>
+struct params {
+  const T* weight;
+  const T* bias;
+};
+
 // z = W·a + b as Eigen's matrix-vector product (vectorised for the build's CPU; a scalar
 // loop waits for each addition, ≈ 4× slower on 784-300-100-10).
-void dense(const dense_op& d, const double* a, double* z) {
-  using row_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+void dense(const dense_op& d, params<T> p, const T* a, T* z) {
+  using row_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
   const auto in = static_cast<Eigen::Index>(d.in), out = static_cast<Eigen::Index>(d.out);
-  Eigen::Map<Eigen::VectorXd> zv(z, out);
-  zv.noalias() = Eigen::Map<const row_matrix>(d.weight.data(), out, in) * Eigen::Map<const Eigen::VectorXd>(a, in);
-  zv += Eigen::Map<const Eigen::VectorXd>(d.bias.data(), out);
+  Eigen::Map<vector> zv(z, out);
+  zv.noalias() = Eigen::Map<const row_matrix>(p.weight, out, in) * Eigen::Map<const vector>(a, in);
+  zv += Eigen::Map<const vector>(p.bias, out);
 }
 
 // Convolutions run as matrix products (engine/conv_gemm.hpp): im2col and Eigen's GEMM.
-void conv(const conv2d_op& c, const shape_t& in_shape, const shape_t& out_shape, const double* x, double* y) {
-  detail::conv_forward_gemm(c, in_shape, out_shape, x, y);
+template <class T>
+void conv(const conv2d_op& c, params<T> p, const shape_t& in_shape, const shape_t& out_shape, const T* x, T* y) {
+  detail::conv_forward_gemm(c, p.weight, p.bias, in_shape, out_shape, x, y);
 }
 
-void pool(const pool_op& p, const shape_t& in_shape, const shape_t& out_shape, const double* x, double* y,
+template <class T>
+void pool(const pool_op& p, const shape_t& in_shape, const shape_t& out_shape, const T* x, T* y,
           std::vector<std::uint32_t>& argmax) {
   const std::size_t C = in_shape[0], H = in_shape[1], W = in_shape[2], OH = out_shape[1], OW = out_shape[2];
   const bool is_max = p.mode == pool_op::kind::max;
@@ -98,7 +110,7 @@ void pool(const pool_op& p, const shape_t& in_shape, const shape_t& out_shape, c
         // Pads are smaller than the kernel (checked), so every window holds a real input.
         if (is_max) {
           std::size_t best = c * H * W + static_cast<std::size_t>(ya) * W + static_cast<std::size_t>(xa);
-          double v = x[best];
+          T v = x[best];
           for (std::ptrdiff_t iy = ya; iy < yb; ++iy)
             for (std::ptrdiff_t ix = xa; ix < xb; ++ix) {
               const std::size_t idx = c * H * W + static_cast<std::size_t>(iy) * W + static_cast<std::size_t>(ix);
@@ -107,20 +119,20 @@ void pool(const pool_op& p, const shape_t& in_shape, const shape_t& out_shape, c
           y[o] = v;
           argmax[o] = static_cast<std::uint32_t>(best);
         } else {
-          double s = 0.0;
+          T s = 0;
           for (std::ptrdiff_t iy = ya; iy < yb; ++iy)
             for (std::ptrdiff_t ix = xa; ix < xb; ++ix)
               s += x[c * H * W + static_cast<std::size_t>(iy) * W + static_cast<std::size_t>(ix)];
           const std::size_t n =
               p.count_include_pad ? p.kernel_h * p.kernel_w : static_cast<std::size_t>((yb - ya) * (xb - xa));
-          y[o] = s / static_cast<double>(n);
+          y[o] = s / static_cast<T>(n);
         }
       }
 }
 
-}  // namespace
-
-forward_result forward(const network& net, std::span<const double> input) {
+// The pass in T; param(i) gives linear layer i's parameters in T.
+template <class T, class Params>
+basic_forward_result<T> forward_in(const network& net, std::span<const double> input, Params&& param) {
   const std::size_t n = element_count(net.input_shape);
   if (input.size() != n)
     throw error(fmt::format("{}: the input has {} values, but the network expects shape ({}) = {} values", net.source,
@@ -128,27 +140,32 @@ forward_result forward(const network& net, std::span<const double> input) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(input[i]))
       throw error(fmt::format("{}: input value {} at flat index {} is not finite", net.source, input[i], i));
-  forward_result r;
+  basic_forward_result<T> r;
   r.activations.reserve(net.layers.size() + 1);
-  r.activations.emplace_back(input.begin(), input.end());
+  auto& x = r.activations.emplace_back(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    x[i] = static_cast<T>(input[i]);
+    if (!std::isfinite(x[i]))
+      throw error(fmt::format("{}: input value {} at flat index {} is beyond float32's range", net.source, input[i], i));
+  }
   r.argmax.resize(net.layers.size());
   shape_t shape = net.input_shape;
   for (std::size_t i = 0; i < net.layers.size(); ++i) {
     check_layer(net, i, shape);
     const layer& l = net.layers[i];
-    const std::vector<double>& a = r.activations.back();
-    std::vector<double> z(element_count(l.out_shape));
+    const std::vector<T>& a = r.activations.back();
+    std::vector<T> z(element_count(l.out_shape));
     std::visit(
         [&](const auto& op) {
-          using T = std::decay_t<decltype(op)>;
-          if constexpr (std::is_same_v<T, dense_op>)
-            dense(op, a.data(), z.data());
-          else if constexpr (std::is_same_v<T, conv2d_op>)
-            conv(op, l.in_shape, l.out_shape, a.data(), z.data());
-          else if constexpr (std::is_same_v<T, pool_op>)
+          using Op = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<Op, dense_op>)
+            dense(op, param(i), a.data(), z.data());
+          else if constexpr (std::is_same_v<Op, conv2d_op>)
+            conv(op, param(i), l.in_shape, l.out_shape, a.data(), z.data());
+          else if constexpr (std::is_same_v<Op, pool_op>)
             pool(op, l.in_shape, l.out_shape, a.data(), z.data(), r.argmax[i]);
-          else if constexpr (std::is_same_v<T, relu_op>)
-            for (std::size_t k = 0; k < z.size(); ++k) z[k] = a[k] > 0.0 ? a[k] : 0.0;
+          else if constexpr (std::is_same_v<Op, relu_op>)
+            for (std::size_t k = 0; k < z.size(); ++k) z[k] = a[k] > 0 ? a[k] : T{0};
           else
             std::copy(a.begin(), a.end(), z.begin());
         },
@@ -159,7 +176,68 @@ forward_result forward(const network& net, std::span<const double> input) {
   return r;
 }
 
-void check_forward_result(const network& net, const forward_result& fwd) {
+// A linear layer's weight and bias arrays (nullptr for other layers).
+std::pair<const std::vector<double>*, const std::vector<double>*> parameters_of(const layer& l) {
+  if (const auto* d = std::get_if<dense_op>(&l.op)) return {&d->weight, &d->bias};
+  if (const auto* c = std::get_if<conv2d_op>(&l.op)) return {&c->weight, &c->bias};
+  return {nullptr, nullptr};
+}
+
+}  // namespace
+
+forward_result forward(const network& net, std::span<const double> input) {
+  return forward_in<double>(net, input, [&net](std::size_t i) {
+    const auto [w, b] = parameters_of(net.layers[i]);
+    return params<double>{w->data(), b->data()};
+  });
+}
+
+float32_parameters to_float32(const network& net) {
+  float32_parameters p;
+  p.weight.resize(net.layers.size());
+  p.bias.resize(net.layers.size());
+  const auto round = [&net](std::size_t i, const char* what, const std::vector<double>& from, std::vector<float>& to) {
+    to.resize(from.size());
+    for (std::size_t j = 0; j < from.size(); ++j) {
+      to[j] = static_cast<float>(from[j]);
+      if (std::isfinite(from[j]) && !std::isfinite(to[j]))
+        bad_layer(net, i, fmt::format("{} {} at flat index {} is beyond float32's range", what, from[j], j));
+    }
+  };
+  for (std::size_t i = 0; i < net.layers.size(); ++i) {
+    const auto [w, b] = parameters_of(net.layers[i]);
+    if (!w) continue;
+    round(i, "weight", *w, p.weight[i]);
+    round(i, "bias", *b, p.bias[i]);
+  }
+  return p;
+}
+
+void check_float32_parameters(const network& net, const float32_parameters& p) {
+  const std::size_t L = net.layers.size();
+  if (p.weight.size() != L || p.bias.size() != L)
+    throw error(fmt::format("float32 parameters have {} weight and {} bias arrays but network '{}' has {} layers; "
+                            "make them with to_float32() of the same network",
+                            p.weight.size(), p.bias.size(), net.source, L));
+  for (std::size_t i = 0; i < L; ++i) {
+    const auto [w, b] = parameters_of(net.layers[i]);
+    const std::size_t nw = w ? w->size() : 0, nb = b ? b->size() : 0;
+    if (p.weight[i].size() != nw || p.bias[i].size() != nb)
+      bad_layer(net, i,
+                fmt::format("its float32 parameters have {} weights and {} biases, the layer {} and {}; make them "
+                            "with to_float32() of the same network",
+                            p.weight[i].size(), p.bias[i].size(), nw, nb));
+  }
+}
+
+forward_result_f32 forward(const network& net, const float32_parameters& p, std::span<const double> input) {
+  check_float32_parameters(net, p);
+  return forward_in<float>(net, input,
+                           [&p](std::size_t i) { return params<float>{p.weight[i].data(), p.bias[i].data()}; });
+}
+
+template <class T>
+void check_forward_result(const network& net, const basic_forward_result<T>& fwd) {
   const std::size_t L = net.layers.size();
   if (fwd.activations.size() != L + 1)
     throw error(fmt::format("forward result has {} activation arrays but network '{}' has {} layers (expected {})",
@@ -172,5 +250,8 @@ void check_forward_result(const network& net, const forward_result& fwd) {
   }
   if (fwd.activations.back().empty()) throw error(fmt::format("network '{}' has an empty output", net.source));
 }
+
+template void check_forward_result<double>(const network&, const forward_result&);
+template void check_forward_result<float>(const network&, const forward_result_f32&);
 
 }  // namespace provnn::engine

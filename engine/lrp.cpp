@@ -19,25 +19,31 @@ namespace provnn::engine {
 
 namespace {
 
+// Every pass runs in T: double, or float for the fp32 path (forward.hpp).
+
 // Branch-free (maxsd/minsd): weight signs are random, a branch would mispredict per edge.
-inline double pos(double x) noexcept { return std::max(x, 0.0); }
-inline double neg(double x) noexcept { return std::min(x, 0.0); }
+template <class T>
+inline T pos(T x) noexcept { return std::max(x, T{0}); }
+template <class T>
+inline T neg(T x) noexcept { return std::min(x, T{0}); }
 
 /// stab(z) = z + ε·s(z), s(z) = +1 if z ≥ 0 else −1 (DESIGN §2; Zennit's stabilize).
-inline double stab(double z, double eps) noexcept { return z >= 0 ? z + eps : z - eps; }
+template <class T>
+inline T stab(T z, T eps) noexcept { return z >= 0 ? z + eps : z - eps; }
 
 /// r / stab(d): the per-unit coefficient with R_k folded in. A unit without relevance, or
 /// whose stabilised denominator is exactly 0 (only possible with ε = 0), passes nothing on.
-inline double coef(double r, double d, double eps) noexcept {
-  if (r == 0) return 0.0;
-  const double s = stab(d, eps);
-  return s == 0 ? 0.0 : r / s;
+template <class T>
+inline T coef(T r, T d, T eps) noexcept {
+  if (r == 0) return T{0};
+  const T s = stab(d, eps);
+  return s == 0 ? T{0} : r / s;
 }
 
 std::string shape_string(const shape_t& s) { return fmt::format("({})", fmt::join(s, ",")); }
 
-template <std::size_t N>
-using vals = std::array<double, N>;
+template <class T, std::size_t N>
+using vals = std::array<T, N>;
 
 // ---- edge geometry ----------------------------------------------------------------------
 //
@@ -48,27 +54,30 @@ using vals = std::array<double, N>;
 // weights are contiguous, so the reduction stays in registers and the scatter is a
 // vectorisable axpy that skips units without relevance); a convolution per kernel tap.
 
+template <class T>
 struct dense_geom {
   const dense_op& op;
+  const T* weight;  // op's weights in T (out × in)
+  const T* biases;  // op's biases in T
   std::size_t n_in() const noexcept { return op.in; }
   std::size_t n_out() const noexcept { return op.out; }
-  double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k]; }
+  T bias(std::size_t k) const noexcept { return op.bias.empty() ? T{0} : biases[k]; }
 
   template <std::size_t M, class F>
-  void reduce(std::array<double*, M> d, F&& f) const {
+  void reduce(std::array<T*, M> d, F&& f) const {
     const std::size_t in = op.in;
-    const double* w = op.weight.data();
+    const T* w = weight;
     // Four partial sums break the add latency chain of a single accumulator (about 3x).
     for (std::size_t k = 0; k < op.out; ++k, w += in) {
-      std::array<vals<M>, 4> s{};
+      std::array<vals<T, M>, 4> s{};
       std::size_t j = 0;
       for (; j + 4 <= in; j += 4)
         for (std::size_t u = 0; u < 4; ++u) {
-          const vals<M> t = f(j + u, w[j + u]);
+          const vals<T, M> t = f(j + u, w[j + u]);
           for (std::size_t m = 0; m < M; ++m) s[u][m] += t[m];
         }
       for (; j < in; ++j) {
-        const vals<M> t = f(j, w[j]);
+        const vals<T, M> t = f(j, w[j]);
         for (std::size_t m = 0; m < M; ++m) s[0][m] += t[m];
       }
       for (std::size_t m = 0; m < M; ++m) d[m][k] += (s[0][m] + s[1][m]) + (s[2][m] + s[3][m]);
@@ -76,46 +85,50 @@ struct dense_geom {
   }
 
   template <std::size_t NA, std::size_t NC, class F>
-  void scatter(std::array<double*, NA> acc, std::array<const double*, NC> c, F&& f) const {
+  void scatter(std::array<T*, NA> acc, std::array<const T*, NC> c, F&& f) const {
     const std::size_t in = op.in;
     for (std::size_t k = 0; k < op.out; ++k) {
-      vals<NC> ck;
+      vals<T, NC> ck;
       bool any = false;
       for (std::size_t m = 0; m < NC; ++m) {
         ck[m] = c[m][k];
         any = any || ck[m] != 0;
       }
       if (!any) continue;  // inactive or irrelevant unit: its row contributes nothing
-      const double* __restrict w = op.weight.data() + k * in;
+      const T* __restrict w = weight + k * in;
       for (std::size_t j = 0; j < in; ++j) {
-        const vals<NA> t = f(w[j], ck);
+        const vals<T, NA> t = f(w[j], ck);
         for (std::size_t m = 0; m < NA; ++m) acc[m][j] += t[m];
       }
     }
   }
 
   // pos[k] += Σ_{w_jk ≥ 0} x_j·w_jk, neg[k] += Σ_{w_jk < 0} x_j·w_jk.
-  void reduce_split(double* pos, double* neg, const double* x) const {
-    reduce<2>({pos, neg}, [x](std::size_t j, double w) {
-      const double t = x[j] * w;
-      return w >= 0 ? vals<2>{t, 0.0} : vals<2>{0.0, t};
+  void reduce_split(T* pos, T* neg, const T* x) const {
+    reduce<2>({pos, neg}, [x](std::size_t j, T w) {
+      const T t = x[j] * w;
+      return w >= 0 ? vals<T, 2>{t, T{0}} : vals<T, 2>{T{0}, t};
     });
   }
   // acc[j] += Σ_k w_jk · (w_jk ≥ 0 ? cp[k] : cn[k]).
-  void scatter_split(double* acc, const double* cp, const double* cn) const {
-    scatter<1, 2>({acc}, {cp, cn}, [](double w, const vals<2>& ck) { return vals<1>{w * (w >= 0 ? ck[0] : ck[1])}; });
+  void scatter_split(T* acc, const T* cp, const T* cn) const {
+    scatter<1, 2>({acc}, {cp, cn}, [](T w, const vals<T, 2>& ck) { return vals<T, 1>{w * (w >= 0 ? ck[0] : ck[1])}; });
   }
   // acc[j] += Σ_k w_jk · c[k].
-  void scatter_plain(double* acc, const double* c) const {
-    scatter<1, 1>({acc}, {c}, [](double w, const vals<1>& ck) { return vals<1>{w * ck[0]}; });
+  void scatter_plain(T* acc, const T* c) const {
+    scatter<1, 1>({acc}, {c}, [](T w, const vals<T, 1>& ck) { return vals<T, 1>{w * ck[0]}; });
   }
 };
 
+template <class T>
 struct conv_geom {
   const conv2d_op& op;
+  const T* weight;  // op's weights in T
+  const T* biases;  // op's biases in T
   std::size_t h, w, oh, ow;  // input and output planes
 
-  conv_geom(const conv2d_op& c, const shape_t& in, const shape_t& out) : op(c) {
+  conv_geom(const conv2d_op& c, const T* weights, const T* bias_values, const shape_t& in, const shape_t& out)
+      : op(c), weight(weights), biases(bias_values) {
     PROVNN_ASSERT(in.size() == 3 && out.size() == 3);
     h = in[1];
     w = in[2];
@@ -124,40 +137,42 @@ struct conv_geom {
   }
   std::size_t n_in() const noexcept { return op.in_channels * h * w; }
   std::size_t n_out() const noexcept { return op.out_channels * oh * ow; }
-  double bias(std::size_t k) const noexcept { return op.bias.empty() ? 0.0 : op.bias[k / (oh * ow)]; }
+  T bias(std::size_t k) const noexcept { return op.bias.empty() ? T{0} : biases[k / (oh * ow)]; }
 
   // f(k0, j0, n, w) for every run of edges sharing weight w (detail::conv_runs).
   template <class F>
   void runs(F&& f) const {
     detail::conv_runs(op, {op.in_channels, h, w}, {op.out_channels, oh, ow},
-                      [&f](std::size_t k0, std::size_t j0, std::size_t n, std::size_t, double wv) { f(k0, j0, n, wv); });
+                      [&f, this](std::size_t k0, std::size_t j0, std::size_t n, std::size_t p, double) {
+                        f(k0, j0, n, weight[p]);
+                      });
   }
 
   template <std::size_t M, class F>
-  void reduce(std::array<double*, M> d, F&& f) const {
+  void reduce(std::array<T*, M> d, F&& f) const {
     const std::size_t sw = op.stride_w;
-    runs([&, d](std::size_t k0, std::size_t j0, std::size_t n, double wv) {
-      std::array<double*, M> dk;
+    runs([&, d](std::size_t k0, std::size_t j0, std::size_t n, T wv) {
+      std::array<T*, M> dk;
       for (std::size_t m = 0; m < M; ++m) dk[m] = d[m] + k0;
       for (std::size_t t = 0; t < n; ++t) {
-        const vals<M> v = f(j0 + t * sw, wv);
+        const vals<T, M> v = f(j0 + t * sw, wv);
         for (std::size_t m = 0; m < M; ++m) dk[m][t] += v[m];
       }
     });
   }
 
   template <std::size_t NA, std::size_t NC, class F>
-  void scatter(std::array<double*, NA> acc, std::array<const double*, NC> c, F&& f) const {
+  void scatter(std::array<T*, NA> acc, std::array<const T*, NC> c, F&& f) const {
     const std::size_t sw = op.stride_w;
-    runs([&, acc, c](std::size_t k0, std::size_t j0, std::size_t n, double wv) {
-      std::array<double*, NA> aj;
-      std::array<const double*, NC> ck;
+    runs([&, acc, c](std::size_t k0, std::size_t j0, std::size_t n, T wv) {
+      std::array<T*, NA> aj;
+      std::array<const T*, NC> ck;
       for (std::size_t m = 0; m < NA; ++m) aj[m] = acc[m] + j0;
       for (std::size_t m = 0; m < NC; ++m) ck[m] = c[m] + k0;
       for (std::size_t t = 0; t < n; ++t) {
-        vals<NC> cv;
+        vals<T, NC> cv;
         for (std::size_t m = 0; m < NC; ++m) cv[m] = ck[m][t];
-        const vals<NA> v = f(wv, cv);
+        const vals<T, NA> v = f(wv, cv);
         for (std::size_t m = 0; m < NA; ++m) aj[m][t * sw] += v[m];
       }
     });
@@ -167,25 +182,26 @@ struct conv_geom {
   // at 98 M multiply-adds (vgg-small) Eigen's GEMM is ≈ 2× the runs above.
   shape_t in_shape() const { return {op.in_channels, h, w}; }
   shape_t out_shape() const { return {op.out_channels, oh, ow}; }
-  void reduce_split(double* pos, double* neg, const double* x) const {
-    detail::conv_split_gemm(op, in_shape(), out_shape(), x, pos, neg);
+  void reduce_split(T* pos, T* neg, const T* x) const {
+    detail::conv_split_gemm(op, weight, in_shape(), out_shape(), x, pos, neg);
   }
-  void scatter_split(double* acc, const double* cp, const double* cn) const {
-    detail::conv_split_transposed_gemm(op, in_shape(), out_shape(), cp, cn, acc);
+  void scatter_split(T* acc, const T* cp, const T* cn) const {
+    detail::conv_split_transposed_gemm(op, weight, in_shape(), out_shape(), cp, cn, acc);
   }
-  void scatter_plain(double* acc, const double* c) const {
-    detail::conv_transposed_gemm(op, in_shape(), out_shape(), c, acc);
+  void scatter_plain(T* acc, const T* c) const {
+    detail::conv_transposed_gemm(op, weight, in_shape(), out_shape(), c, acc);
   }
 };
 
 // ---- one linear layer under one rule ---------------------------------------------------
 
+template <class T>
 struct layer_io {
-  const double* a;      // layer input (activations[i])
-  const double* z;      // forward pre-activation (activations[i + 1])
-  const double* r_out;  // R_k
-  double* r_in;         // R_j, zero on entry
-  double* r_bias;       // R(b_k), zero on entry
+  const T* a;      // layer input (activations[i])
+  const T* z;      // forward pre-activation (activations[i + 1])
+  const T* r_out;  // R_k
+  T* r_in;         // R_j, zero on entry
+  T* r_bias;       // R(b_k), zero on entry
 };
 
 void check_bound(const zbox_bound& b, const char* which, std::size_t n_in, const layer& l, std::size_t lin) {
@@ -205,37 +221,39 @@ void check_bound(const zbox_bound& b, const char* which, std::size_t n_in, const
 
 /// Work arrays reused across layers (and kept by lrp() for a whole pass), so a layer costs
 /// no allocation once the largest layer has been seen.
+template <class T>
 struct scratch {
-  std::array<std::vector<double>, 4> out;  // per output unit
-  std::array<std::vector<double>, 3> in;   // per input unit
+  std::array<std::vector<T>, 4> out;  // per output unit
+  std::array<std::vector<T>, 3> in;   // per input unit
 };
 
 /// v resized to n and filled with `value`, keeping its capacity.
-inline std::vector<double>& fill(std::vector<double>& v, std::size_t n, double value = 0.0) {
+template <class T>
+inline std::vector<T>& fill(std::vector<T>& v, std::size_t n, T value = T{0}) {
   v.assign(n, value);
   return v;
 }
 
-template <class Geom>
-void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_io& io, scratch& sc) {
+template <class T, class Geom>
+void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_io<T>& io, scratch<T>& sc) {
   const std::size_t n_in = g.n_in(), n_out = g.n_out();
-  const double eps = r.epsilon;
-  const double* a = io.a;
-  const double* R = io.r_out;
-  double* out = io.r_in;
-  double* rb = io.r_bias;
-  auto bias = [&](std::size_t k) { return keep_bias ? g.bias(k) : 0.0; };
+  const auto eps = static_cast<T>(r.epsilon);
+  const T* a = io.a;
+  const T* R = io.r_out;
+  T* out = io.r_in;
+  T* rb = io.r_bias;
+  auto bias = [&](std::size_t k) { return keep_bias ? g.bias(k) : T{0}; };
 
   switch (r.kind) {
     case rule_kind::zero:
     case rule_kind::epsilon: {
       // (a, w, 1/stab(z_k)); with biases kept z_k is the forward pre-activation itself.
-      std::vector<double>& c = fill(sc.out[0], n_out);
+      std::vector<T>& c = fill(sc.out[0], n_out);
       if (keep_bias) {
         for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], io.z[k], eps);
       } else {
-        std::vector<double>& d = fill(sc.out[1], n_out);
-        g.template reduce<1>({d.data()}, [a](std::size_t j, double w) { return vals<1>{a[j] * w}; });
+        std::vector<T>& d = fill(sc.out[1], n_out);
+        g.template reduce<1>({d.data()}, [a](std::size_t j, T w) { return vals<T, 1>{a[j] * w}; });
         for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
       }
       g.scatter_plain(out, c.data());
@@ -247,37 +265,37 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
     case rule_kind::alphabeta: {
       // Positive part (a⁺,w⁺),(a⁻,w⁻) over stab(z⁺), times α (z⁺ = α1β0: α = 1, no β part).
       const bool ab = r.kind == rule_kind::alphabeta;
-      const double alpha = ab ? r.alpha : 1.0, beta = ab ? r.beta : 0.0;
-      std::vector<double>& dp = fill(sc.out[0], n_out);
-      std::vector<double>& dn = fill(sc.out[1], n_out);
+      const auto alpha = static_cast<T>(ab ? r.alpha : 1.0), beta = static_cast<T>(ab ? r.beta : 0.0);
+      std::vector<T>& dp = fill(sc.out[0], n_out);
+      std::vector<T>& dn = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         dp[k] = pos(bias(k));
         dn[k] = neg(bias(k));
       }
       // Of a⁺w⁺, a⁻w⁻, a⁺w⁻, a⁻w⁺ exactly one is a·w and the others are 0, and the first two
       // are ≥ 0, the last two ≤ 0: so a⁺w⁺ + a⁻w⁻ = (a·w)⁺ and a⁺w⁻ + a⁻w⁺ = (a·w)⁻, exactly.
-      g.template reduce<2>({dp.data(), dn.data()}, [a](std::size_t j, double w) {
-        const double t = a[j] * w;
-        return vals<2>{pos(t), neg(t)};
+      g.template reduce<2>({dp.data(), dn.data()}, [a](std::size_t j, T w) {
+        const T t = a[j] * w;
+        return vals<T, 2>{pos(t), neg(t)};
       });
-      std::vector<double>& cpos = fill(sc.out[2], n_out);
-      std::vector<double>& cneg = fill(sc.out[3], n_out);
+      std::vector<T>& cpos = fill(sc.out[2], n_out);
+      std::vector<T>& cneg = fill(sc.out[3], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         cpos[k] = alpha * coef(R[k], dp[k], eps);
         // z⁻_k = 0 means every negative contribution is 0: the unit has no negative share.
         if (ab && beta != 0 && dn[k] != 0) cneg[k] = -beta * coef(R[k], dn[k], eps);
       }
-      std::vector<double>& acc_pos = fill(sc.in[0], n_in);  // for a⁺
-      std::vector<double>& acc_neg = fill(sc.in[1], n_in);  // for a⁻
+      std::vector<T>& acc_pos = fill(sc.in[0], n_in);  // for a⁺
+      std::vector<T>& acc_neg = fill(sc.in[1], n_in);  // for a⁻
       if (ab) {
         g.template scatter<2, 2>({acc_pos.data(), acc_neg.data()}, {cpos.data(), cneg.data()},
-                                 [](double w, const vals<2>& ck) {
-                                   const double wp = pos(w), wn = neg(w);
-                                   return vals<2>{wp * ck[0] + wn * ck[1], wn * ck[0] + wp * ck[1]};
+                                 [](T w, const vals<T, 2>& ck) {
+                                   const T wp = pos(w), wn = neg(w);
+                                   return vals<T, 2>{wp * ck[0] + wn * ck[1], wn * ck[0] + wp * ck[1]};
                                  });
       } else {
-        g.template scatter<2, 1>({acc_pos.data(), acc_neg.data()}, {cpos.data()}, [](double w, const vals<1>& ck) {
-          return vals<2>{pos(w) * ck[0], neg(w) * ck[0]};
+        g.template scatter<2, 1>({acc_pos.data(), acc_neg.data()}, {cpos.data()}, [](T w, const vals<T, 1>& ck) {
+          return vals<T, 2>{pos(w) * ck[0], neg(w) * ck[0]};
         });
       }
       for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * acc_pos[j] + neg(a[j]) * acc_neg[j];
@@ -288,58 +306,58 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
       // Units with z_k > 0: (a⁺, w+γw⁺), (a⁻, w+γw⁻), bias b+γb⁺. Units with z_k < 0: the
       // mirror, (a⁺, w+γw⁻), (a⁻, w+γw⁺), bias b+γb⁻. z_k = 0: nothing. The sign test is on
       // the forward z_k, whatever the bias mode (Zennit's Gamma: NoMod() on the sign term).
-      const double gm = r.gamma;
-      auto up = [gm](double w) { return w + gm * pos(w); };
-      auto un = [gm](double w) { return w + gm * neg(w); };
-      if (std::none_of(a, a + n_in, [](double x) { return x < 0; })) {
+      const auto gm = static_cast<T>(r.gamma);
+      auto up = [gm](T w) { return w + gm * pos(w); };
+      auto un = [gm](T w) { return w + gm * neg(w); };
+      if (std::none_of(a, a + n_in, [](T x) { return x < 0; })) {
         // a ≥ 0 (after a ReLU, or an image): a⁻ = 0 and the sign of a_j·w_jk is w_jk's. With
         // P_k = Σ_{w ≥ 0} a w and N_k = Σ_{w < 0} a w, the denominators are
         // (1+γ)P + N + b + γb⁺ and P + (1+γ)N + b + γb⁻; and since only one of c⁺_k, c⁻_k is
         // nonzero, w·up(w)… folds into one coefficient per unit and weight sign:
         //   up(w)·c⁺ + un(w)·c⁻ = w·((1+γ)c⁺ + c⁻) for w ≥ 0, w·(c⁺ + (1+γ)c⁻) for w < 0.
         // One multiply-add per edge in each sweep, as for ε (the general form below takes four).
-        std::vector<double>& sp = fill(sc.out[0], n_out);
-        std::vector<double>& sn = fill(sc.out[1], n_out);
+        std::vector<T>& sp = fill(sc.out[0], n_out);
+        std::vector<T>& sn = fill(sc.out[1], n_out);
         g.reduce_split(sp.data(), sn.data(), a);
-        std::vector<double>& ep = fill(sc.out[2], n_out);
-        std::vector<double>& en = fill(sc.out[3], n_out);
+        std::vector<T>& ep = fill(sc.out[2], n_out);
+        std::vector<T>& en = fill(sc.out[3], n_out);
         for (std::size_t k = 0; k < n_out; ++k) {
-          double cp = 0.0, cn = 0.0;
+          T cp = 0, cn = 0;
           if (io.z[k] > 0) cp = coef(R[k], (1 + gm) * sp[k] + sn[k] + up(bias(k)), eps);
           else if (io.z[k] < 0) cn = coef(R[k], sp[k] + (1 + gm) * sn[k] + un(bias(k)), eps);
           ep[k] = (1 + gm) * cp + cn;
           en[k] = cp + (1 + gm) * cn;
           rb[k] = up(bias(k)) * cp + un(bias(k)) * cn;
         }
-        std::vector<double>& acc = fill(sc.in[0], n_in);
+        std::vector<T>& acc = fill(sc.in[0], n_in);
         g.scatter_split(acc.data(), ep.data(), en.data());
         for (std::size_t j = 0; j < n_in; ++j) out[j] = a[j] * acc[j];
         return;
       }
-      std::vector<double>& dp = fill(sc.out[0], n_out);
-      std::vector<double>& dn = fill(sc.out[1], n_out);
+      std::vector<T>& dp = fill(sc.out[0], n_out);
+      std::vector<T>& dn = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         dp[k] = up(bias(k));
         dn[k] = un(bias(k));
       }
       // a⁺(w+γw⁺) + a⁻(w+γw⁻) = a·w + γ(a·w)⁺ and a⁺(w+γw⁻) + a⁻(w+γw⁺) = a·w + γ(a·w)⁻
       // (the same sign argument as for z⁺), which saves the split per edge.
-      g.template reduce<2>({dp.data(), dn.data()}, [a, gm](std::size_t j, double w) {
-        const double t = a[j] * w;
-        return vals<2>{t + gm * pos(t), t + gm * neg(t)};
+      g.template reduce<2>({dp.data(), dn.data()}, [a, gm](std::size_t j, T w) {
+        const T t = a[j] * w;
+        return vals<T, 2>{t + gm * pos(t), t + gm * neg(t)};
       });
-      std::vector<double>& cpos = fill(sc.out[2], n_out);
-      std::vector<double>& cneg = fill(sc.out[3], n_out);
+      std::vector<T>& cpos = fill(sc.out[2], n_out);
+      std::vector<T>& cneg = fill(sc.out[3], n_out);
       for (std::size_t k = 0; k < n_out; ++k) {
         if (io.z[k] > 0) cpos[k] = coef(R[k], dp[k], eps);
         else if (io.z[k] < 0) cneg[k] = coef(R[k], dn[k], eps);
       }
-      std::vector<double>& acc_pos = fill(sc.in[0], n_in);
-      std::vector<double>& acc_neg = fill(sc.in[1], n_in);
+      std::vector<T>& acc_pos = fill(sc.in[0], n_in);
+      std::vector<T>& acc_neg = fill(sc.in[1], n_in);
       g.template scatter<2, 2>({acc_pos.data(), acc_neg.data()}, {cpos.data(), cneg.data()},
-                               [up, un](double w, const vals<2>& ck) {
-                                 const double wu = up(w), wd = un(w);
-                                 return vals<2>{wu * ck[0] + wd * ck[1], wd * ck[0] + wu * ck[1]};
+                               [up, un](T w, const vals<T, 2>& ck) {
+                                 const T wu = up(w), wd = un(w);
+                                 return vals<T, 2>{wu * ck[0] + wd * ck[1], wd * ck[0] + wu * ck[1]};
                                });
       for (std::size_t j = 0; j < n_in; ++j) out[j] = pos(a[j]) * acc_pos[j] + neg(a[j]) * acc_neg[j];
       for (std::size_t k = 0; k < n_out; ++k) rb[k] = up(bias(k)) * cpos[k] + un(bias(k)) * cneg[k];
@@ -349,38 +367,39 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
       // (a, w, c), (l, w⁺, −c), (h, w⁻, −c); the bias enters as b − b⁺ − b⁻ = 0: nothing.
       const zbox_bound& lo = r.low;
       const zbox_bound& hi = r.high;
-      std::vector<double>& d = fill(sc.out[0], n_out);
-      g.template reduce<1>({d.data()}, [a, &lo, &hi](std::size_t j, double w) {
-        return vals<1>{a[j] * w - lo.at(j) * pos(w) - hi.at(j) * neg(w)};
+      std::vector<T>& d = fill(sc.out[0], n_out);
+      g.template reduce<1>({d.data()}, [a, &lo, &hi](std::size_t j, T w) {
+        return vals<T, 1>{a[j] * w - static_cast<T>(lo.at(j)) * pos(w) - static_cast<T>(hi.at(j)) * neg(w)};
       });
-      std::vector<double>& c = fill(sc.out[1], n_out);
+      std::vector<T>& c = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
-      std::vector<double>& acc_w = fill(sc.in[0], n_in);
-      std::vector<double>& acc_p = fill(sc.in[1], n_in);
-      std::vector<double>& acc_n = fill(sc.in[2], n_in);
+      std::vector<T>& acc_w = fill(sc.in[0], n_in);
+      std::vector<T>& acc_p = fill(sc.in[1], n_in);
+      std::vector<T>& acc_n = fill(sc.in[2], n_in);
       g.template scatter<3, 1>({acc_w.data(), acc_p.data(), acc_n.data()}, {c.data()},
-                               [](double w, const vals<1>& ck) {
-                                 return vals<3>{w * ck[0], pos(w) * ck[0], neg(w) * ck[0]};
+                               [](T w, const vals<T, 1>& ck) {
+                                 return vals<T, 3>{w * ck[0], pos(w) * ck[0], neg(w) * ck[0]};
                                });
-      for (std::size_t j = 0; j < n_in; ++j) out[j] = a[j] * acc_w[j] - lo.at(j) * acc_p[j] - hi.at(j) * acc_n[j];
+      for (std::size_t j = 0; j < n_in; ++j)
+        out[j] = a[j] * acc_w[j] - static_cast<T>(lo.at(j)) * acc_p[j] - static_cast<T>(hi.at(j)) * acc_n[j];
       return;
     }
     case rule_kind::flat: {
       // (1, 1, 1/stab(fan-in_k)); fan-in counts the edges, so padding counts for nothing.
-      std::vector<double>& d = fill(sc.out[0], n_out);
-      g.template reduce<1>({d.data()}, [](std::size_t, double) { return vals<1>{1.0}; });
+      std::vector<T>& d = fill(sc.out[0], n_out);
+      g.template reduce<1>({d.data()}, [](std::size_t, T) { return vals<T, 1>{T{1}}; });
       for (std::size_t k = 0; k < n_out; ++k) d[k] = coef(R[k], d[k], eps);
-      g.template scatter<1, 1>({out}, {d.data()}, [](double, const vals<1>& ck) { return vals<1>{ck[0]}; });
+      g.template scatter<1, 1>({out}, {d.data()}, [](T, const vals<T, 1>& ck) { return vals<T, 1>{ck[0]}; });
       return;
     }
     case rule_kind::wsquare: {
       // (1, w², 1/stab(Σ_j w² + b²)); the bias absorbs b²·c.
-      std::vector<double>& d = fill(sc.out[0], n_out);
+      std::vector<T>& d = fill(sc.out[0], n_out);
       for (std::size_t k = 0; k < n_out; ++k) d[k] = bias(k) * bias(k);
-      g.template reduce<1>({d.data()}, [](std::size_t, double w) { return vals<1>{w * w}; });
-      std::vector<double>& c = fill(sc.out[1], n_out);
+      g.template reduce<1>({d.data()}, [](std::size_t, T w) { return vals<T, 1>{w * w}; });
+      std::vector<T>& c = fill(sc.out[1], n_out);
       for (std::size_t k = 0; k < n_out; ++k) c[k] = coef(R[k], d[k], eps);
-      g.template scatter<1, 1>({out}, {c.data()}, [](double w, const vals<1>& ck) { return vals<1>{w * w * ck[0]}; });
+      g.template scatter<1, 1>({out}, {c.data()}, [](T w, const vals<T, 1>& ck) { return vals<T, 1>{w * w * ck[0]}; });
       for (std::size_t k = 0; k < n_out; ++k) rb[k] = bias(k) * bias(k) * c[k];
       return;
     }
@@ -390,13 +409,21 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
 
 }  // namespace
 
-std::size_t predicted(const forward_result& fwd) {
+template <class T>
+std::size_t predicted(const basic_forward_result<T>& fwd) {
   const auto& out = fwd.output();
   PROVNN_ASSERT(!out.empty());
   return static_cast<std::size_t>(std::max_element(out.begin(), out.end()) - out.begin());
 }
+template std::size_t predicted<double>(const forward_result&);
+template std::size_t predicted<float>(const forward_result_f32&);
 
-lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options) {
+namespace {
+
+// The pass in T; weights(i) and biases(i) give linear layer i's parameters in T.
+template <class T, class Weights, class Biases>
+basic_lrp_result<T> lrp_in(const network& net, const basic_forward_result<T>& fwd, const lrp_options& options,
+                           Weights&& weights, Biases&& biases) {
   check_forward_result(net, fwd);
   const std::size_t L = net.layers.size();
   const std::size_t n_linear =
@@ -408,16 +435,20 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
   if (!(options.pool_epsilon >= 0) || !std::isfinite(options.pool_epsilon))
     throw error(fmt::format("lrp: pool_epsilon must be a finite number >= 0, got {}", options.pool_epsilon));
 
-  lrp_result res;
-  const std::vector<double>& logits = fwd.output();
-  std::vector<double> init(logits.size(), 0.0);
+  basic_lrp_result<T> res;
+  const std::vector<T>& logits = fwd.output();
+  std::vector<T> init(logits.size(), T{0});
   if (const auto* v = std::get_if<std::vector<double>>(&options.target)) {
     if (v->size() != logits.size())
       throw error(fmt::format("initial relevance has {} values but the network output has {}", v->size(), logits.size()));
     for (std::size_t i = 0; i < v->size(); ++i)
       if (!std::isfinite((*v)[i])) throw error(fmt::format("initial relevance value {} is not finite ({})", i, (*v)[i]));
-    init = *v;
-    for (double x : init) res.score += x;
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      init[i] = static_cast<T>((*v)[i]);
+      if (!std::isfinite(init[i]))
+        throw error(fmt::format("initial relevance value {} ({}) is beyond float32's range", i, (*v)[i]));
+    }
+    for (T x : init) res.score += x;
   } else {
     std::size_t t = 0;
     if (const auto* c = std::get_if<std::size_t>(&options.target)) {
@@ -437,29 +468,29 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
   res.relevance[L] = std::move(init);
   res.bias_relevance.resize(n_linear);
   const bool keep_bias = options.bias == bias_mode::kept;
-  scratch sc;
+  scratch<T> sc;
   std::size_t lin = n_linear;
   for (std::size_t i = L; i-- > 0;) {
     const layer& l = net.layers[i];
-    const std::vector<double>& r_out = res.relevance[i + 1];
-    std::vector<double> r_in(fwd.activations[i].size(), 0.0);
-    const double* a = fwd.activations[i].data();
-    const double* z = fwd.activations[i + 1].data();
+    const std::vector<T>& r_out = res.relevance[i + 1];
+    std::vector<T> r_in(fwd.activations[i].size(), T{0});
+    const T* a = fwd.activations[i].data();
+    const T* z = fwd.activations[i + 1].data();
     if (l.is_linear()) {
       --lin;
       const rule& r = options.layer_rules[lin];
-      std::vector<double>& rb = res.bias_relevance[lin];
-      rb.assign(r_out.size(), 0.0);
+      std::vector<T>& rb = res.bias_relevance[lin];
+      rb.assign(r_out.size(), T{0});
       if (r.kind == rule_kind::zbox) {
         check_bound(r.low, "L", r_in.size(), l, lin);
         check_bound(r.high, "H", r_in.size(), l, lin);
       }
-      const layer_io io{a, z, r_out.data(), r_in.data(), rb.data()};
+      const layer_io<T> io{a, z, r_out.data(), r_in.data(), rb.data()};
       if (const auto* d = std::get_if<dense_op>(&l.op)) {
         PROVNN_ASSERT(d->in == r_in.size() && d->out == r_out.size());
-        linear_backward(dense_geom{*d}, r, keep_bias, io, sc);
+        linear_backward(dense_geom<T>{*d, weights(i), biases(i)}, r, keep_bias, io, sc);
       } else {
-        const conv_geom g(std::get<conv2d_op>(l.op), l.in_shape, l.out_shape);
+        const conv_geom<T> g(std::get<conv2d_op>(l.op), weights(i), biases(i), l.in_shape, l.out_shape);
         PROVNN_ASSERT(g.n_in() == r_in.size() && g.n_out() == r_out.size());
         linear_backward(g, r, keep_bias, io, sc);
       }
@@ -475,13 +506,14 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
         }
       } else {
         // A linear layer with fixed weights 1/N under the ε rule (ε = 1e-6), z_k = the pool output.
-        std::vector<double>& c = fill(sc.out[0], r_out.size());
+        std::vector<T>& c = fill(sc.out[0], r_out.size());
+        const auto pool_eps = static_cast<T>(options.pool_epsilon);
         if (p->count_include_pad) {
-          const double n = static_cast<double>(p->kernel_h * p->kernel_w);
-          for (std::size_t k = 0; k < c.size(); ++k) c[k] = coef(r_out[k], z[k], options.pool_epsilon) / n;
+          const auto n = static_cast<T>(p->kernel_h * p->kernel_w);
+          for (std::size_t k = 0; k < c.size(); ++k) c[k] = coef(r_out[k], z[k], pool_eps) / n;
         } else {
-          detail::pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t) { c[k] += 1.0; });
-          for (std::size_t k = 0; k < c.size(); ++k) c[k] = c[k] == 0 ? 0.0 : coef(r_out[k], z[k], options.pool_epsilon) / c[k];
+          detail::pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t) { c[k] += 1; });
+          for (std::size_t k = 0; k < c.size(); ++k) c[k] = c[k] == 0 ? T{0} : coef(r_out[k], z[k], pool_eps) / c[k];
         }
         detail::pool_edges(*p, l.in_shape, l.out_shape, [&](std::size_t k, std::size_t j) { r_in[j] += a[j] * c[k]; });
       }
@@ -493,8 +525,45 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
     res.relevance[i] = std::move(r_in);
   }
   for (const auto& rb : res.bias_relevance)
-    for (double x : rb) res.bias_share += x;
+    for (T x : rb) res.bias_share += x;
   return res;
+}
+
+// A linear layer's parameter array (weight or bias) in double, as the network stores it.
+const double* network_parameters(const layer& l, bool bias) {
+  if (const auto* d = std::get_if<dense_op>(&l.op)) return bias ? d->bias.data() : d->weight.data();
+  const auto& c = std::get<conv2d_op>(l.op);
+  return bias ? c.bias.data() : c.weight.data();
+}
+
+}  // namespace
+
+lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options) {
+  return lrp_in<double>(
+      net, fwd, options, [&net](std::size_t i) { return network_parameters(net.layers[i], false); },
+      [&net](std::size_t i) { return network_parameters(net.layers[i], true); });
+}
+
+lrp_result_f32 lrp(const network& net, const float32_parameters& p, const forward_result_f32& fwd,
+                   const lrp_options& options) {
+  check_float32_parameters(net, p);
+  return lrp_in<float>(
+      net, fwd, options, [&p](std::size_t i) { return p.weight[i].data(); },
+      [&p](std::size_t i) { return p.bias[i].data(); });
+}
+
+lrp_result to_double(const lrp_result_f32& r) {
+  lrp_result d;
+  const auto widen = [](const std::vector<std::vector<float>>& from, std::vector<std::vector<double>>& to) {
+    to.reserve(from.size());
+    for (const auto& v : from) to.emplace_back(v.begin(), v.end());
+  };
+  widen(r.relevance, d.relevance);
+  widen(r.bias_relevance, d.bias_relevance);
+  d.bias_share = r.bias_share;
+  d.target = r.target;
+  d.score = r.score;
+  return d;
 }
 
 }  // namespace provnn::engine

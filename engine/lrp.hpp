@@ -55,23 +55,28 @@ struct lrp_options {
   double pool_epsilon = 1e-6;
 };
 
-struct lrp_result {
+/// T is double, or float for the fp32 path (forward.hpp).
+template <class T>
+struct basic_lrp_result {
   /// relevance[i] has the shape of forward_result::activations[i]: relevance[0] is the
   /// input relevance, relevance.back() the initial (output) relevance.
-  std::vector<std::vector<double>> relevance;
+  std::vector<std::vector<T>> relevance;
   /// Per linear layer (index among the linear layers), per output unit (a convolution's
   /// unit is (channel, y, x)): the relevance its bias absorbed. Zeros when biases are zeroed
   /// and for rules that give biases nothing.
-  std::vector<std::vector<double>> bias_relevance;
-  double bias_share = 0.0;            ///< Σ of every bias_relevance entry
+  std::vector<std::vector<T>> bias_relevance;
+  double bias_share = 0.0;            ///< Σ of every bias_relevance entry (summed in double)
   std::optional<std::size_t> target;  ///< the class explained; empty for an initial vector
   double score = 0.0;                 ///< the target's logit, or Σ of the given initial vector
 
-  const std::vector<double>& input_relevance() const { return relevance.front(); }
+  const std::vector<T>& input_relevance() const { return relevance.front(); }
 };
+using lrp_result = basic_lrp_result<double>;
+using lrp_result_f32 = basic_lrp_result<float>;
 
 /// Index of the first maximum of the network output. Precondition: non-empty output.
-std::size_t predicted(const forward_result& fwd);
+template <class T>
+std::size_t predicted(const basic_forward_result<T>& fwd);
 
 /// Runs LRP over `net` with the activation pattern of `fwd` (= forward(net, x)).
 /// Complexity: O(multiply-adds of the network): two passes over each layer's weights (one
@@ -81,5 +86,15 @@ std::size_t predicted(const forward_result& fwd);
 /// has the wrong size or a non-finite value, pool_epsilon is negative, or a zbox bound is
 /// not loaded, has the wrong number of values for its layer, or a non-finite value.
 lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options);
+
+/// The same in float (the fp32 path): `fwd` = forward(net, p, x), p = to_float32(net). Every
+/// rule, in the same order of operations, with the rule parameters (ε, γ, α, β, zbox bounds,
+/// pool_epsilon) rounded to float; the initial relevance is the float logit (or the given vector
+/// rounded). Throws as lrp() does, and when `p` does not match `net`.
+lrp_result_f32 lrp(const network& net, const float32_parameters& p, const forward_result_f32& fwd,
+                   const lrp_options& options);
+
+/// The fp32 result in double (exactly: every float is a double), for writers that take double.
+lrp_result to_double(const lrp_result_f32& r);
 
 }  // namespace provnn::engine

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/error.hpp"
 #include "engine/npy.hpp"
@@ -165,6 +166,58 @@ TEST_CASE("forward: a hand-built network with inconsistent sizes is an error, no
   test::check_throws_with<error>([&] { forward(net, std::vector<double>{1, 2, 3}); }, {"layer 0", "input shape"});
 }
 
+TEST_CASE("forward (fp32): inputs and parameters are rounded to float once, and the pass runs in float") {
+  network net;
+  net.source = "hand";
+  net.input_shape = {2};
+  dense_op d;
+  d.in = 2, d.out = 1;
+  // 2^24 + 1 is the first integer float cannot hold: it rounds to 2^24 (ties to even).
+  // 1 + 2^-30 rounds to 1; the bias 2^-30 is exact in float.
+  d.weight = {1.0 + std::ldexp(1.0, -30), -1.0};
+  d.bias = {std::ldexp(1.0, -30)};
+  net.layers.push_back(make_layer("fc", d, {2}, {1}));
+  const std::vector<double> x = {16777217.0, 16777216.0};
+  const float32_parameters p = to_float32(net);
+  REQUIRE(p.weight.size() == 1);
+  CHECK(p.weight[0] == std::vector<float>{1.0f, -1.0f});
+  CHECK(p.bias[0] == std::vector<float>{static_cast<float>(std::ldexp(1.0, -30))});
+  // In double: (2^24 + 1)(1 + 2^-30) − 2^24 + 2^-30 = 1 + 2^-6 + 2^-30 (to rounding).
+  CHECK(forward(net, x).output()[0] == doctest::Approx(1.0 + std::ldexp(1.0, -6)).epsilon(1e-8));
+  // In float: 2^24·1 − 2^24 + 2^-30 = 2^-30 exactly, whatever the order of the sum.
+  const forward_result_f32 f = forward(net, p, x);
+  REQUIRE(f.activations.size() == 2);
+  CHECK(f.activations[0] == std::vector<float>{16777216.0f, 16777216.0f});
+  CHECK(f.output() == std::vector<float>{static_cast<float>(std::ldexp(1.0, -30))});
+}
+
+TEST_CASE("forward (fp32): values beyond float's range and parameters of another network are errors") {
+  network net;
+  net.source = "hand.onnx";
+  net.input_shape = {2};
+  dense_op d;
+  d.in = 2, d.out = 1;
+  d.weight = {1.0, 1e39};
+  d.bias = {0.0};
+  net.layers.push_back(make_layer("fc", d, {2}, {1}));
+  test::check_throws_with<error>([&] { (void)to_float32(net); },
+                                 {"hand.onnx", "layer 0", "'fc'", "weight 1e+39 at flat index 1", "float32"});
+  std::get<dense_op>(net.layers[0].op).weight[1] = 1.0;
+  std::get<dense_op>(net.layers[0].op).bias[0] = -1e39;
+  test::check_throws_with<error>([&] { (void)to_float32(net); }, {"layer 0", "bias -1e+39 at flat index 0"});
+  std::get<dense_op>(net.layers[0].op).bias[0] = 0.0;
+  const float32_parameters p = to_float32(net);
+  test::check_throws_with<error>([&] { forward(net, p, std::vector<double>{1.0, 5e38}); },
+                                 {"hand.onnx", "flat index 1", "float32"});
+  test::check_throws_with<error>([&] { forward(net, p, std::vector<double>{1.0, NAN}); }, {"flat index 1", "not finite"});
+  test::check_throws_with<error>([&] { forward(net, float32_parameters{}, std::vector<double>{1.0, 2.0}); },
+                                 {"float32 parameters have 0 weight", "1 layers", "to_float32"});
+  float32_parameters q = p;
+  q.weight[0].pop_back();
+  test::check_throws_with<error>([&] { forward(net, q, std::vector<double>{1.0, 2.0}); },
+                                 {"layer 0", "'fc'", "1 weights and 1 biases, the layer 2 and 1"});
+}
+
 }  // namespace provnn::engine
 
 // ---------------------------------------------------------------------------------------
@@ -178,7 +231,7 @@ namespace provnn::engine {
 TEST_CASE("forward: bundled models reproduce PyTorch's logits") {
   const auto& models = test::fixture_manifest().at("models");
   REQUIRE(models.size() >= 4);
-  double worst = 0.0;
+  double worst = 0.0, worst32 = 0.0;
   std::size_t checked = 0;
   for (const auto& [path, info] : models.items()) {
     CAPTURE(path);
@@ -202,6 +255,13 @@ TEST_CASE("forward: bundled models reproduce PyTorch's logits") {
       worst = std::max(worst, err);
       const auto best = std::max_element(r.output().begin(), r.output().end()) - r.output().begin();
       CHECK(best == f.at("predicted").get<std::ptrdiff_t>());
+      // The fp32 pass (the models' weights are float32 already: rounding them is exact).
+      const auto r32 = forward(net, to_float32(net), x);
+      const double err32 = test::scaled_error(std::vector<double>(r32.output().begin(), r32.output().end()), expected);
+      CHECK(err32 <= 1e-5);
+      worst32 = std::max(worst32, err32);
+      CHECK(std::max_element(r32.output().begin(), r32.output().end()) - r32.output().begin() ==
+            f.at("predicted").get<std::ptrdiff_t>());
       ++checked;
     }
   }
@@ -212,7 +272,7 @@ TEST_CASE("forward: bundled models reproduce PyTorch's logits") {
   test::check_throws_with<error>(
       [&] { forward(mlp, select_sample(nan, mlp.input_shape, std::nullopt, "nan_input.npy")); },
       {"digits_mlp.onnx", "flat index 10", "not finite"});
-  MESSAGE("largest logit error relative to max|logit|: ", worst, " over ", checked, " forward passes");
+  MESSAGE("largest logit error relative to max|logit|: ", worst, " over ", checked, " forward passes; fp32: ", worst32);
 }
 
 }  // namespace provnn::engine

@@ -149,6 +149,36 @@ TEST_CASE("2-2-1, LRP-0 (zero): hand values, and with biases kept it is gradient
   check221(run221(rules::zero(), rules::zero(), bias_mode::zeroed), {-3.6, 4.1}, {6, -5.5}, {0, 0}, 0);
 }
 
+TEST_CASE("2-2-1 in fp32: LRP-0's hand values (exact in float with biases kept), and fp32's own errors") {
+  const network net = net221();
+  const float32_parameters p = to_float32(net);
+  const forward_result_f32 f = forward(net, p, std::vector<double>{2, -1});
+  REQUIRE(f.activations.size() == 4);
+  CHECK(f.activations[1] == std::vector<float>{3, 5.5});
+  CHECK(f.output() == std::vector<float>{0.5});
+  lrp_options o;
+  o.layer_rules = {rules::zero(), rules::zero()};
+  // The values of the LRP-0 case above: every step is exact in float (1, −0.5, −1, 2.5).
+  lrp_result_f32 r = lrp(net, p, f, o);
+  CHECK(r.score == 0.5);
+  CHECK(r.relevance[2] == std::vector<float>{3, -2.75});
+  CHECK(r.input_relevance() == std::vector<float>{-1, 2.5});
+  CHECK(r.bias_relevance[0] == std::vector<float>{-1, -0.25});
+  CHECK(r.bias_share == 0.25 - 1.25);
+  // Biases zeroed: c1 = −5.5/5 = −1.1 is not a float, so R_x are float's rounding of (−3.6, 4.1).
+  o.bias = bias_mode::zeroed;
+  r = lrp(net, p, f, o);
+  CHECK(r.input_relevance()[0] == doctest::Approx(-3.6).epsilon(1e-6));
+  CHECK(r.input_relevance()[1] == doctest::Approx(4.1).epsilon(1e-6));
+  CHECK(r.input_relevance()[0] != -3.6);  // float, not double, arithmetic
+
+  o.target = std::vector<double>{1e39};
+  provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); }, {"initial relevance value 0", "float32"});
+  o.target = predicted_class{};
+  provnn::test::check_throws_with<provnn::error>([&] { lrp(net, float32_parameters{}, f, o); },
+                                         {"float32 parameters have 0 weight", "to_float32"});
+}
+
 TEST_CASE("2-2-1, epsilon: default 1e-6 and 0.1, both bias modes") {
   {  // ε = 1e-6, kept: c = 0.5/(0.5+ε), R_h = (3c, −2.75c); c0 = 3c/(3+ε), c1 = −2.75c/(5.5+ε).
     const double c = 0.5 / (0.5 + e), c0 = 3 * c / (3 + e), c1 = -2.75 * c / (5.5 + e);
