@@ -1,9 +1,9 @@
-// provnn batch MODEL.onnx --input X.npy [rule options] [--semiring NAME]... [--threads N]
-//              [--keep-circuits DIR] --out R.npy [--json]
+// provnn batch MODEL.onnx --input X.npy [rule options] [--precision fp64|fp32] [--semiring NAME]...
+//              [--threads N] [--keep-circuits DIR] --out R.npy [--json]
 //
 // Explains every sample of a batch on all cores. Workers pull sample indices from an atomic
 // counter; each sample's relevance is the numeric LRP (engine::lrp, the numbers `explain --out`
-// writes), and with --semiring each worker also builds the sample's circuit, evaluates it and
+// writes, in fp64 or with --precision fp32 in float), and with --semiring each worker also builds the sample's circuit, evaluates it and
 // drops it, so memory stays bounded by one circuit per worker (--keep-circuits DIR saves
 // DIR/sample_<i>.pvc instead of only dropping it).
 // A failing sample is reported on stderr by index; its row of the output is NaN; the others
@@ -57,6 +57,7 @@ struct batch_options {
   std::size_t threads = 0;
   std::string keep_circuits;
   bool json = false;
+  std::string precision = "fp64";
 };
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -126,6 +127,9 @@ void run_batch(const batch_options& o) {
       throw parse_error(fmt::format("--semiring '{}': unknown semiring; valid: {}", spec, valid_semiring_names()));
   if (!o.keep_circuits.empty()) std::filesystem::create_directories(o.keep_circuits);
   const bool need_circuit = !o.semirings.empty() || !o.keep_circuits.empty();
+  // fp32: parameters rounded once, shared read-only by the workers; circuits stay fp64.
+  const bool fp32 = o.precision == "fp32";
+  const engine::float32_parameters p32 = fp32 ? engine::to_float32(net) : engine::float32_parameters{};
 
   std::size_t threads = o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
   threads = std::min(threads, n);
@@ -140,13 +144,20 @@ void run_batch(const batch_options& o) {
     for (std::size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
       try {
         const std::span<const double> x(arr.data.data() + i * per, per);
-        const auto fwd = engine::forward(net, x);
-        const auto r = engine::lrp(net, fwd, lopt);
-        std::copy(r.input_relevance().begin(), r.input_relevance().end(), out.begin() + static_cast<std::ptrdiff_t>(i * per));
+        std::optional<engine::forward_result> fwd;
+        if (fp32) {
+          const auto r = engine::lrp(net, p32, engine::forward(net, p32, x), lopt);
+          std::copy(r.input_relevance().begin(), r.input_relevance().end(), out.begin() + static_cast<std::ptrdiff_t>(i * per));
+        } else {
+          fwd = engine::forward(net, x);
+          const auto r = engine::lrp(net, *fwd, lopt);
+          std::copy(r.input_relevance().begin(), r.input_relevance().end(), out.begin() + static_cast<std::ptrdiff_t>(i * per));
+        }
         if (need_circuit) {
+          if (!fwd) fwd = engine::forward(net, x);
           auto cp = copt;
           cp.input = fmt::format("{}[{}]", o.input, i);
-          circuit c = engine::build_circuit(net, fwd, cp);
+          circuit c = engine::build_circuit(net, *fwd, cp);
           c.metadata()["input_shape"] = fmt::format("{}", fmt::join(net.input_shape, ","));
           if (!o.keep_circuits.empty())
             save_circuit(c, std::filesystem::path(o.keep_circuits) / fmt::format("sample_{}.pvc", i));
@@ -210,6 +221,7 @@ void run_batch(const batch_options& o) {
     j["samples"] = n;
     j["shape"] = shape;
     j["threads"] = threads;
+    j["precision"] = o.precision;
     j["seconds"] = seconds;
     j["explain_seconds"] = loop_seconds;
     j["failed"] = failed;
@@ -265,6 +277,7 @@ void add_batch_command(CLI::App& app) {
                   "also build each sample's circuit and evaluate it in this semiring (repeatable); --json gives per "
                   "sample the number of non-zero features and the best one");
   add_budget_options(*cmd, o->budget);
+  add_precision_option(*cmd, o->precision);
   cmd->add_option("--threads,-j", o->threads, "worker threads (default: the number of cores)");
   cmd->add_option("--keep-circuits", o->keep_circuits, "save every sample's circuit as DIR/sample_<i>.pvc");
   cmd->add_flag("--json", o->json, "print a JSON summary (samples, failed indices, per-semiring summaries)");

@@ -2,11 +2,13 @@
 //              [--repeat N] [--max-edges E] [--json]
 //
 // Times every phase of an explanation on one input, `repeat` times, and reports the median and
-// the minimum per phase in µs per input: forward, the dense numeric LRP (the baseline), circuit
+// the minimum per phase in µs per input: forward, the dense numeric LRP (the baseline), both
+// also in fp32 (forward_fp32, lrp_dense_fp32: parameters rounded once, untimed), circuit
 // build, evaluation per semiring (valuation lifted once outside the timing, evaluate_into with a
 // reused buffer), save (serialize_circuit to memory) and load (deserialize_circuit from it).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -116,7 +118,7 @@ void run_bench(const bench_options& o) {
       o.semirings.empty() ? std::vector<std::string>{"real", "boolean", "counting", "max-plus", "viterbi", "topk:10"}
                           : o.semirings;
 
-  std::vector<double> t_forward, t_lrp, t_build, t_save, t_load;
+  std::vector<double> t_forward, t_lrp, t_forward32, t_lrp32, t_build, t_save, t_load;
   const auto fwd = engine::forward(net, x);  // also the pattern every later phase uses
   for (std::size_t r = 0; r < o.repeat; ++r) {
     auto t0 = clock_type::now();
@@ -127,6 +129,33 @@ void run_bench(const bench_options& o) {
     const auto l = engine::lrp(net, fwd, lopt);
     t_lrp.push_back(micros_since(t0));
     sink = l.input_relevance()[0];
+  }
+  // The fp32 path (forward.hpp): its parameters are rounded once, as a loaded model's would be.
+  const auto t_start32 = clock_type::now();
+  const auto p32 = engine::to_float32(net);
+  const double t_to_float32 = micros_since(t_start32);
+  const auto fwd32 = engine::forward(net, p32, x);
+  for (std::size_t r = 0; r < o.repeat; ++r) {
+    auto t0 = clock_type::now();
+    const auto f = engine::forward(net, p32, x);
+    t_forward32.push_back(micros_since(t0));
+    sink = f.output()[0];
+    t0 = clock_type::now();
+    const auto l = engine::lrp(net, p32, fwd32, lopt);
+    t_lrp32.push_back(micros_since(t0));
+    sink = l.input_relevance()[0];
+  }
+  // How far the fp32 input relevance lies from the fp64 one, relative to the largest |R_j|.
+  double fp32_difference = 0.0;
+  {
+    const auto r64 = engine::lrp(net, fwd, lopt).input_relevance();
+    const auto r32 = engine::lrp(net, p32, fwd32, lopt).input_relevance();
+    double big = 0.0, diff = 0.0;
+    for (std::size_t i = 0; i < r64.size(); ++i) {
+      big = std::max(big, std::fabs(r64[i]));
+      diff = std::max(diff, std::fabs(r64[i] - static_cast<double>(r32[i])));
+    }
+    fp32_difference = big > 0 ? diff / big : diff;
   }
 
   const double macs = multiply_adds(net);
@@ -184,6 +213,8 @@ void run_bench(const bench_options& o) {
   };
   const auto forward_t = put("forward", t_forward);
   const auto lrp_t = put("lrp_dense", t_lrp);
+  const auto forward32_t = put("forward_fp32", t_forward32);
+  const auto lrp32_t = put("lrp_dense_fp32", t_lrp32);
   j["model"] = net.source;
   j["rules"] = to_string(comp);
   j["repeat"] = o.repeat;
@@ -193,6 +224,12 @@ void run_bench(const bench_options& o) {
   j["malloc_huge_pages"] = malloc_uses_huge_pages();
   nlohmann::json ratios;
   ratios["lrp_dense_over_forward"] = lrp_t.median / forward_t.median;
+  // A numeric explanation as Zennit's is timed (forward + LRP, model loaded), in both precisions.
+  ratios["explanation_fp64_us"] = forward_t.median + lrp_t.median;
+  ratios["explanation_fp32_us"] = forward32_t.median + lrp32_t.median;
+  ratios["explanation_fp32_over_fp64"] = (forward32_t.median + lrp32_t.median) / (forward_t.median + lrp_t.median);
+  ratios["fp32_relevance_max_difference"] = fp32_difference;  // relative to max |R_j| of fp64
+  j["to_float32_us"] = t_to_float32;
   if (c) {
     const auto build_t = put("build", t_build);
     med["eval"] = nlohmann::json::object();
@@ -244,18 +281,21 @@ void run_bench(const bench_options& o) {
   const auto row = [&](const std::string& name, double m, double n) { fmt::print("{:<22} {:>14.2f} {:>14.2f}\n", name, m, n); };
   row("forward", forward_t.median, forward_t.min);
   row("lrp_dense", lrp_t.median, lrp_t.min);
-  if (!c) {
+  row("forward_fp32", forward32_t.median, forward32_t.min);
+  row("lrp_dense_fp32", lrp32_t.median, lrp32_t.min);
+  if (c) {
+    row("build", med["build"].get<double>(), mins["build"].get<double>());
+    for (const auto& [name, t] : t_eval)
+      row("eval " + name, med["eval"][name].get<double>(), mins["eval"][name].get<double>());
+    row("save", med["save"].get<double>(), mins["save"].get<double>());
+    row("load", med["load"].get<double>(), mins["load"].get<double>());
+    const auto& ci = j["circuit"];
+    fmt::print("circuit {} gates, {} edges, {} tokens, {} bytes in memory, {} bytes on disk\n",
+               ci["gates"].get<std::size_t>(), ci["edges"].get<std::size_t>(), ci["tokens"].get<std::size_t>(),
+               ci["bytes_memory"].get<std::size_t>(), ci["bytes_file"].get<std::size_t>());
+  } else {
     fmt::print("{}\n", refused);
-    return;
   }
-  row("build", med["build"].get<double>(), mins["build"].get<double>());
-  for (const auto& [name, t] : t_eval) row("eval " + name, med["eval"][name].get<double>(), mins["eval"][name].get<double>());
-  row("save", med["save"].get<double>(), mins["save"].get<double>());
-  row("load", med["load"].get<double>(), mins["load"].get<double>());
-  const auto& ci = j["circuit"];
-  fmt::print("circuit {} gates, {} edges, {} tokens, {} bytes in memory, {} bytes on disk\n", ci["gates"].get<std::size_t>(),
-             ci["edges"].get<std::size_t>(), ci["tokens"].get<std::size_t>(), ci["bytes_memory"].get<std::size_t>(),
-             ci["bytes_file"].get<std::size_t>());
   fmt::print("ratios\n");
   for (const auto& [k, v] : ratios.items()) {
     if (v.is_object()) {

@@ -31,6 +31,7 @@ struct explain_options {
   std::vector<std::string> semirings;
   std::string annotation, valuation;
   std::size_t max_terms = 1'000'000;
+  std::string precision = "fp64";
 };
 
 std::string rules_summary(const selection& s) {
@@ -45,7 +46,20 @@ std::string rules_summary(const selection& s) {
 
 void run_explain(const explain_options& o) {
   const selection s = load_selection(o.sel);
-  const engine::lrp_result r = engine::lrp(s.net, s.fwd, s.options);
+  // fp32: the forward pass and LRP again in float (engine/forward.hpp); circuits stay fp64.
+  const bool fp32 = o.precision == "fp32";
+  std::size_t prediction = engine::predicted(s.fwd);
+  double prediction_logit = s.fwd.output()[prediction];
+  engine::lrp_result r;
+  if (fp32) {
+    const auto p = engine::to_float32(s.net);
+    const auto f = engine::forward(s.net, p, s.sample);
+    r = engine::to_double(engine::lrp(s.net, p, f, s.options));
+    prediction = engine::predicted(f);
+    prediction_logit = f.output()[prediction];
+  } else {
+    r = engine::lrp(s.net, s.fwd, s.options);
+  }
   const auto& rel = r.input_relevance();
   const double total = std::accumulate(rel.begin(), rel.end(), 0.0);
 
@@ -68,7 +82,8 @@ void run_explain(const explain_options& o) {
     j["model"] = o.sel.model;
     j["input"] = o.sel.input;
     j["target"] = r.target ? nlohmann::json(*r.target) : nlohmann::json(nullptr);
-    j["prediction"] = engine::predicted(s.fwd);
+    j["prediction"] = prediction;
+    j["precision"] = o.precision;
     j["score"] = r.score;
     j["shape"] = s.net.input_shape;
     j["relevance"] = rel;
@@ -85,15 +100,15 @@ void run_explain(const explain_options& o) {
     return;
   }
 
-  const auto& logits = s.fwd.output();
   fmt::print("model       {}\n", s.net.source);
-  fmt::print("prediction  class {} (logit {:.6g})\n", engine::predicted(s.fwd), logits[engine::predicted(s.fwd)]);
+  fmt::print("prediction  class {} (logit {:.6g})\n", prediction, prediction_logit);
   if (r.target) {
     fmt::print("explained   class {} (score {:.6g})\n", *r.target, r.score);
   } else {
     fmt::print("explained   a given initial relevance (sum {:.6g})\n", r.score);
   }
   fmt::print("rules       {}{}\n", rules_summary(s), o.sel.no_bias ? " (biases zeroed)" : "");
+  if (fp32) fmt::print("precision   fp32 (float arithmetic, as PyTorch and Zennit compute){}\n", c ? "; the circuit is fp64" : "");
   fmt::print("relevance   sum over the input {:.6g}, absorbed by biases {:.6g}, lost to stabilisers {:.3g}\n", total,
              r.bias_share, r.score - total - r.bias_share);
 
@@ -132,6 +147,7 @@ void add_explain_command(CLI::App& app) {
   cmd->add_option("--heatmap", o->heatmap, "write a PNG heatmap (blue–white–red, symmetric around 0)");
   cmd->add_flag("--overlay", o->overlay, "draw the input in grey under the heatmap");
   cmd->add_flag("--json", o->json, "print {target, score, shape, relevance, sum, bias_share} as JSON");
+  add_precision_option(*cmd, o->precision);
   cmd->add_option("--top", o->top, "how many features the summary lists (default 10)");
   cmd->add_option("--semiring,-s", o->semirings,
                   "also evaluate the explanation's provenance circuit in this semiring (repeatable; 'provnn semirings')");

@@ -68,6 +68,13 @@ void add_budget_options(CLI::App& cmd, circuit_budget& b) {
       ->check(CLI::IsMember({"plain", "fused"}));
 }
 
+void add_precision_option(CLI::App& cmd, std::string& precision) {
+  cmd.add_option("--precision", precision,
+                 "arithmetic of the numeric relevance: fp64 (default) or fp32 (float, as PyTorch and Zennit; about "
+                 "1.8x faster on large networks, within ~1e-4 of fp64's max |R|); circuits are always fp64")
+      ->check(CLI::IsMember({"fp64", "fp32"}));
+}
+
 void add_selection_options(CLI::App& cmd, selection_options& o) {
   cmd.add_option("model", o.model, "ONNX model file")->required();
   cmd.add_option("--input,-i", o.input, "input sample: X.npy (one sample or a batch) or X.png")->required();

@@ -33,6 +33,10 @@ struct circuit_budget {
 /// --layout plain|fused.
 void add_budget_options(CLI::App& cmd, circuit_budget& b);
 
+/// Registers --precision fp64|fp32 (default fp64): the arithmetic of the numeric explanation
+/// (engine/forward.hpp). Circuits are always built in fp64.
+void add_precision_option(CLI::App& cmd, std::string& precision);
+
 /// The options as typed.
 struct selection_options {
   std::string model;

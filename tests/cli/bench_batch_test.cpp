@@ -12,6 +12,8 @@
 #include "circuits/file_format.hpp"
 #include "engine/circuit_builder.hpp"
 #include "engine/forward.hpp"
+#include "engine/lrp.hpp"
+#include "engine/onnx_import.hpp"
 #include "engine/npy.hpp"
 #include "engine/rules.hpp"
 #include "engine/synthetic.hpp"
@@ -43,7 +45,7 @@ TEST_CASE("bench --json on a small synthetic MLP: every key, positive times, the
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   const auto j = nlohmann::json::parse(r.out);
   for (const char* phases : {"phases_us", "phases_min_us"}) {
-    for (const char* k : {"forward", "lrp_dense", "build", "save", "load"}) {
+    for (const char* k : {"forward", "lrp_dense", "forward_fp32", "lrp_dense_fp32", "build", "save", "load"}) {
       INFO(phases << "." << k);
       REQUIRE(j[phases].contains(k));
       CHECK(j[phases][k].get<double>() > 0.0);
@@ -74,6 +76,11 @@ TEST_CASE("bench --json on a small synthetic MLP: every key, positive times, the
   CHECK(ra["eval_real_over_lrp_dense"].get<double>() ==
         doctest::Approx(j["phases_us"]["eval"]["real"].get<double>() / j["phases_us"]["lrp_dense"].get<double>()));
   CHECK(ra["eval_over_real"]["real"].get<double>() == doctest::Approx(1.0));
+  CHECK(ra["explanation_fp32_us"].get<double>() ==
+        doctest::Approx(j["phases_us"]["forward_fp32"].get<double>() + j["phases_us"]["lrp_dense_fp32"].get<double>()));
+  // fp32 against fp64 on this network (ε, U(0,1) input): float rounding, not a different answer.
+  CHECK(ra["fp32_relevance_max_difference"].get<double>() > 0.0);
+  CHECK(ra["fp32_relevance_max_difference"].get<double>() < 1e-4);
   CHECK(ra["bytes_memory_per_edge"].get<double>() ==
         doctest::Approx(static_cast<double>(c.bytes() + c.tokens().bytes()) / static_cast<double>(c.edge_gates().size())));
 }
@@ -131,6 +138,44 @@ TEST_CASE("batch equals explain --index i --out for every sample, bit for bit, w
     for (std::size_t i = 0; i < 4; ++i)
       for (std::size_t f = 0; f < 64; ++f) REQUIRE(got.data[i * 64 + f] == expected[i][f]);
   }
+}
+
+TEST_CASE("--precision fp32: batch rows equal explain's and the engine's fp32 result, within float rounding of fp64") {
+  const auto dir = provnn::test::scratch_dir("batch_fp32");
+  const auto input = data("inputs/mlp_batch_u8.npy");
+  const auto out = dir / "batch.npy";
+  const auto r = run_provnn("batch " + q(data("models/digits_mlp.onnx")) + " -i " + q(input) +
+                            " --rule gamma --precision fp32 --threads 2 --json --out " + q(out));
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(nlohmann::json::parse(r.out).at("precision") == "fp32");
+  const auto got = eng::read_npy(out);
+  REQUIRE(got.shape == eng::shape_t{4, 64});
+  const auto net = eng::load_onnx(data("models/digits_mlp.onnx"));
+  const auto batch = eng::read_npy(input);
+  const auto p = eng::to_float32(net);
+  eng::lrp_options opt;
+  eng::composite comp;
+  eng::add_rule_option(comp, "gamma");
+  opt.layer_rules = eng::resolve(comp, net);
+  for (std::size_t i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    const auto x = eng::select_sample(batch, net.input_shape, i, "batch");
+    const auto r32 = eng::lrp(net, p, eng::forward(net, p, x), opt).input_relevance();
+    const auto r64 = eng::lrp(net, eng::forward(net, x), opt).input_relevance();
+    const auto row = explain_row(dir, input, i, "--rule gamma --precision fp32");
+    double big = 0.0, diff = 0.0;
+    for (std::size_t f = 0; f < 64; ++f) {
+      REQUIRE(got.data[i * 64 + f] == static_cast<double>(r32[f]));
+      REQUIRE(row[f] == static_cast<double>(r32[f]));
+      big = std::max(big, std::fabs(r64[f]));
+      diff = std::max(diff, std::fabs(r64[f] - row[f]));
+    }
+    CHECK(diff > 0.0);  // float arithmetic, not fp64 rounded at the end
+    CHECK(diff <= 1e-4 * big);
+  }
+  const auto bad = run_provnn("explain " + q(data("models/digits_mlp.onnx")) + " -i " + q(input) + " --precision fp16");
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("fp16") != std::string::npos);
 }
 
 TEST_CASE("batch --semiring real --json: per-sample summaries agree with the numeric rows, and --keep-circuits") {
