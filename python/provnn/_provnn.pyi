@@ -1,7 +1,7 @@
 """Type stubs of the native core of provnn (see provnn/__init__.py for the package)."""
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,7 @@ class Model:
         rules: Optional[Mapping[Union[int, str], str]] = None,
         target: _Target = None,
         bias: bool = True,
+        precision: Literal["fp64", "fp32"] = "fp64",
     ) -> np.ndarray: ...
     def layer_relevances(
         self,

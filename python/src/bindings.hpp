@@ -3,6 +3,8 @@
 // that includes the registry's with_semiring, so the 19 semirings are compiled once).
 #pragma once
 
+#include <memory>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -14,6 +16,7 @@
 #include "circuits/circuit.hpp"
 #include "circuits/edge_annotation.hpp"
 #include "circuits/evaluate.hpp"
+#include "engine/forward.hpp"
 #include "engine/network.hpp"
 #include "semirings/polynomial.hpp"
 
@@ -24,6 +27,8 @@ namespace py = pybind11;
 /// A loaded network (provnn.Model).
 struct model {
   engine::network net;
+  /// The parameters rounded to float, made at the first fp32 explanation (under the GIL).
+  mutable std::shared_ptr<const engine::float32_parameters> fp32;
 };
 
 /// A provenance circuit and the input shape its feature roots follow (provnn.Circuit).

@@ -25,6 +25,25 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+def test_explain_fp32_equals_cli_fp32_and_is_near_fp64(cli, data, name):
+    model_file, input_file = MODELS[name]
+    model = provnn.Model.load(data / "models" / model_file)
+    x = load_npy(data / "inputs" / input_file)
+    ours = model.explain(x, rule="gamma", precision="fp32")
+    assert ours.shape == x.shape and ours.dtype == np.float64
+    ref = run_cli_json(cli, "explain", data / "models" / model_file, "--input", data / "inputs" / input_file,
+                       "--rule", "gamma", "--precision", "fp32")
+    assert ref["precision"] == "fp32"
+    np.testing.assert_array_equal(ours.ravel(), np.asarray(ref["relevance"]).ravel())
+    assert np.all(ours == ours.astype(np.float32))  # float values, widened exactly
+    fp64 = model.explain(x, rule="gamma")
+    scale = np.abs(fp64).max()
+    assert 0 < np.abs(ours - fp64).max() <= 1e-4 * scale
+    with pytest.raises(provnn.ParseError, match="fp16"):
+        model.explain(x, precision="fp16")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("config", range(len(CONFIGS)))
 def test_explain_equals_cli(cli, data, name, config):
     model_file, input_file = MODELS[name]
