@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <limits>
 
 #include "common/error.hpp"
@@ -145,8 +146,10 @@ basic_forward_result<T> forward_in(const network& net, std::span<const double> i
   auto& x = r.activations.emplace_back(n);
   for (std::size_t i = 0; i < n; ++i) {
     x[i] = static_cast<T>(input[i]);
-    if (!std::isfinite(x[i]))
-      throw error(fmt::format("{}: input value {} at flat index {} is beyond float32's range", net.source, input[i], i));
+    if constexpr (std::is_same_v<T, float>)
+      if (!std::isfinite(x[i]))
+        throw error(fmt::format("{}: input value {} at flat index {} is beyond float32's range; use fp64", net.source,
+                                input[i], i));
   }
   r.argmax.resize(net.layers.size());
   shape_t shape = net.input_shape;
@@ -170,25 +173,30 @@ basic_forward_result<T> forward_in(const network& net, std::span<const double> i
             std::copy(a.begin(), a.end(), z.begin());
         },
         l.op);
+    if constexpr (std::is_same_v<T, float>) {
+      // fp64 holds what float cannot: say where float overflowed rather than return inf/NaN.
+      for (std::size_t k = 0; k < z.size(); ++k)
+        if (!std::isfinite(z[k]))
+          bad_layer(net, i, fmt::format("output {} at flat index {} overflows float32; use fp64", z[k], k));
+    }
     r.activations.push_back(std::move(z));
     shape = l.out_shape;
   }
   return r;
 }
 
-// A linear layer's weight and bias arrays (nullptr for other layers).
-std::pair<const std::vector<double>*, const std::vector<double>*> parameters_of(const layer& l) {
+}  // namespace
+
+layer_parameters parameters_of(const layer& l) {
   if (const auto* d = std::get_if<dense_op>(&l.op)) return {&d->weight, &d->bias};
   if (const auto* c = std::get_if<conv2d_op>(&l.op)) return {&c->weight, &c->bias};
-  return {nullptr, nullptr};
+  return {};
 }
-
-}  // namespace
 
 forward_result forward(const network& net, std::span<const double> input) {
   return forward_in<double>(net, input, [&net](std::size_t i) {
-    const auto [w, b] = parameters_of(net.layers[i]);
-    return params<double>{w->data(), b->data()};
+    const auto q = parameters_of(net.layers[i]);
+    return params<double>{q.weight->data(), q.bias->data()};
   });
 }
 
@@ -205,10 +213,10 @@ float32_parameters to_float32(const network& net) {
     }
   };
   for (std::size_t i = 0; i < net.layers.size(); ++i) {
-    const auto [w, b] = parameters_of(net.layers[i]);
-    if (!w) continue;
-    round(i, "weight", *w, p.weight[i]);
-    round(i, "bias", *b, p.bias[i]);
+    const auto q = parameters_of(net.layers[i]);
+    if (!q.weight) continue;
+    round(i, "weight", *q.weight, p.weight[i]);
+    round(i, "bias", *q.bias, p.bias[i]);
   }
   return p;
 }
@@ -220,8 +228,8 @@ void check_float32_parameters(const network& net, const float32_parameters& p) {
                             "make them with to_float32() of the same network",
                             p.weight.size(), p.bias.size(), net.source, L));
   for (std::size_t i = 0; i < L; ++i) {
-    const auto [w, b] = parameters_of(net.layers[i]);
-    const std::size_t nw = w ? w->size() : 0, nb = b ? b->size() : 0;
+    const auto q = parameters_of(net.layers[i]);
+    const std::size_t nw = q.weight ? q.weight->size() : 0, nb = q.bias ? q.bias->size() : 0;
     if (p.weight[i].size() != nw || p.bias[i].size() != nb)
       bad_layer(net, i,
                 fmt::format("its float32 parameters have {} weights and {} biases, the layer {} and {}; make them "

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <type_traits>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -19,7 +20,8 @@ namespace provnn::engine {
 
 namespace {
 
-// Every pass runs in T: double, or float for the fp32 path (forward.hpp).
+// Every pass runs in T: double, or float for the fp32 path (forward.hpp); the parameters come
+// from the network (double) or from float32_parameters (float).
 
 // Branch-free (maxsd/minsd): weight signs are random, a branch would mispredict per edge.
 template <class T>
@@ -409,6 +411,41 @@ void linear_backward(const Geom& g, const rule& r, bool keep_bias, const layer_i
 
 }  // namespace
 
+namespace {
+
+/// For the fp32 path: every rule parameter must be a float. A finite parameter beyond float's
+/// range would become ±inf (NaN relevance), and a nonzero ε, γ, α or β below it would become 0
+/// (another rule). Throws provnn::error naming the layer and the parameter.
+void check_float_rule(const rule& r, const network& net, std::size_t lin) {
+  const layer* l = nullptr;
+  for (std::size_t i = 0, seen = 0; i < net.layers.size(); ++i)
+    if (net.layers[i].is_linear() && seen++ == lin) l = &net.layers[i];
+  const auto fail = [&](const std::string& what, double v, const char* how) {
+    throw error(fmt::format("{}: linear layer {} ('{}'): {} {} {} in float32; use fp64", net.source, lin,
+                            l ? l->name : std::string("?"), what, v, how));
+  };
+  const auto check = [&](const std::string& what, double v, bool nonzero_must_stay) {
+    const auto f = static_cast<float>(v);
+    if (std::isfinite(v) && !std::isfinite(f)) fail(what, v, "is beyond the range of a float");
+    if (nonzero_must_stay && v != 0 && f == 0) fail(what, v, "rounds to 0");
+  };
+  check("epsilon", r.epsilon, true);
+  if (r.kind == rule_kind::gamma) check("gamma", r.gamma, true);
+  if (r.kind == rule_kind::alphabeta) {
+    check("alpha", r.alpha, true);
+    check("beta", r.beta, true);
+  }
+  if (r.kind == rule_kind::zbox)
+    for (const auto* b : {&r.low, &r.high}) {
+      const char* name = b == &r.low ? "zbox bound L" : "zbox bound H";
+      check(name, b->scalar, false);
+      for (std::size_t j = 0; j < b->values.size(); ++j)
+        check(fmt::format("{} at flat index {}", name, j), b->values[j], false);
+    }
+}
+
+}  // namespace
+
 template <class T>
 std::size_t predicted(const basic_forward_result<T>& fwd) {
   const auto& out = fwd.output();
@@ -434,6 +471,10 @@ basic_lrp_result<T> lrp_in(const network& net, const basic_forward_result<T>& fw
 
   if (!(options.pool_epsilon >= 0) || !std::isfinite(options.pool_epsilon))
     throw error(fmt::format("lrp: pool_epsilon must be a finite number >= 0, got {}", options.pool_epsilon));
+  if constexpr (std::is_same_v<T, float>)
+    if (const auto f = static_cast<float>(options.pool_epsilon); !std::isfinite(f) || (options.pool_epsilon != 0 && f == 0))
+      throw error(fmt::format("lrp: pool_epsilon {} {} in float32; use fp64", options.pool_epsilon,
+                              std::isfinite(f) ? "rounds to 0" : "is beyond the range of a float"));
 
   basic_lrp_result<T> res;
   const std::vector<T>& logits = fwd.output();
@@ -445,8 +486,9 @@ basic_lrp_result<T> lrp_in(const network& net, const basic_forward_result<T>& fw
       if (!std::isfinite((*v)[i])) throw error(fmt::format("initial relevance value {} is not finite ({})", i, (*v)[i]));
     for (std::size_t i = 0; i < v->size(); ++i) {
       init[i] = static_cast<T>((*v)[i]);
-      if (!std::isfinite(init[i]))
-        throw error(fmt::format("initial relevance value {} ({}) is beyond float32's range", i, (*v)[i]));
+      if constexpr (std::is_same_v<T, float>)
+        if (!std::isfinite(init[i]))
+          throw error(fmt::format("initial relevance value {} ({}) is beyond float32's range", i, (*v)[i]));
     }
     for (T x : init) res.score += x;
   } else {
@@ -485,6 +527,7 @@ basic_lrp_result<T> lrp_in(const network& net, const basic_forward_result<T>& fw
         check_bound(r.low, "L", r_in.size(), l, lin);
         check_bound(r.high, "H", r_in.size(), l, lin);
       }
+      if constexpr (std::is_same_v<T, float>) check_float_rule(r, net, lin);
       const layer_io<T> io{a, z, r_out.data(), r_in.data(), rb.data()};
       if (const auto* d = std::get_if<dense_op>(&l.op)) {
         PROVNN_ASSERT(d->in == r_in.size() && d->out == r_out.size());
@@ -529,19 +572,12 @@ basic_lrp_result<T> lrp_in(const network& net, const basic_forward_result<T>& fw
   return res;
 }
 
-// A linear layer's parameter array (weight or bias) in double, as the network stores it.
-const double* network_parameters(const layer& l, bool bias) {
-  if (const auto* d = std::get_if<dense_op>(&l.op)) return bias ? d->bias.data() : d->weight.data();
-  const auto& c = std::get<conv2d_op>(l.op);
-  return bias ? c.bias.data() : c.weight.data();
-}
-
 }  // namespace
 
 lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options& options) {
   return lrp_in<double>(
-      net, fwd, options, [&net](std::size_t i) { return network_parameters(net.layers[i], false); },
-      [&net](std::size_t i) { return network_parameters(net.layers[i], true); });
+      net, fwd, options, [&net](std::size_t i) { return parameters_of(net.layers[i]).weight->data(); },
+      [&net](std::size_t i) { return parameters_of(net.layers[i]).bias->data(); });
 }
 
 lrp_result_f32 lrp(const network& net, const float32_parameters& p, const forward_result_f32& fwd,

@@ -1,5 +1,6 @@
-// Numeric LRP (DESIGN §2): relevance propagated backwards through a network in double,
-// one rule per linear layer, over the activation pattern of a forward pass.
+// Numeric LRP (DESIGN §2): relevance propagated backwards through a network in double (or
+// in float: the fp32 overload, see forward.hpp), one rule per linear layer, over the
+// activation pattern of a forward pass.
 //
 // Every linear-layer rule has the form R_j = Σ_m Σ_k φ_m(a_j) ψ_m(w_jk) c_mk R_k. The
 // implementation computes, per output unit, the coefficient c_mk·R_k once, then streams
@@ -90,7 +91,9 @@ lrp_result lrp(const network& net, const forward_result& fwd, const lrp_options&
 /// The same in float (the fp32 path): `fwd` = forward(net, p, x), p = to_float32(net). Every
 /// rule, in the same order of operations, with the rule parameters (ε, γ, α, β, zbox bounds,
 /// pool_epsilon) rounded to float; the initial relevance is the float logit (or the given vector
-/// rounded). Throws as lrp() does, and when `p` does not match `net`.
+/// rounded). Throws as lrp() does, when the sizes of `p` do not match `net`, and when a rule
+/// parameter or an initial relevance value is beyond float's range, or a nonzero ε, γ, α, β or
+/// pool_epsilon rounds to 0 in float (naming the layer and the parameter).
 lrp_result_f32 lrp(const network& net, const float32_parameters& p, const forward_result_f32& fwd,
                    const lrp_options& options);
 

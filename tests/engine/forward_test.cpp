@@ -212,6 +212,10 @@ TEST_CASE("forward (fp32): values beyond float's range and parameters of another
   test::check_throws_with<error>([&] { forward(net, p, std::vector<double>{1.0, NAN}); }, {"flat index 1", "not finite"});
   test::check_throws_with<error>([&] { forward(net, float32_parameters{}, std::vector<double>{1.0, 2.0}); },
                                  {"float32 parameters have 0 weight", "1 layers", "to_float32"});
+  // A layer whose float output overflows (fp64 holds 1e39) is named, not passed on as inf.
+  test::check_throws_with<error>([&] { forward(net, p, std::vector<double>{3e38, 3e38}); },
+                                 {"layer 0", "'fc'", "output inf at flat index 0 overflows float32", "fp64"});
+  CHECK(forward(net, std::vector<double>{3e38, 3e38}).output()[0] == doctest::Approx(6e38));
   float32_parameters q = p;
   q.weight[0].pop_back();
   test::check_throws_with<error>([&] { forward(net, q, std::vector<double>{1.0, 2.0}); },

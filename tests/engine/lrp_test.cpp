@@ -168,9 +168,31 @@ TEST_CASE("2-2-1 in fp32: LRP-0's hand values (exact in float with biases kept),
   // Biases zeroed: c1 = −5.5/5 = −1.1 is not a float, so R_x are float's rounding of (−3.6, 4.1).
   o.bias = bias_mode::zeroed;
   r = lrp(net, p, f, o);
-  CHECK(r.input_relevance()[0] == doctest::Approx(-3.6).epsilon(1e-6));
+  // Replayed in float by hand: c1 = fl(−5.5/5) = −1.10000002, acc = fl(1·1.5 + fl(3·c1)) =
+  // fl(1.5 − 3.30000019) = −1.80000019, R_x0 = 2·acc = −3.60000038 — where double arithmetic
+  // rounded to float once would give fl(−3.6) = −3.5999999.
+  CHECK(r.input_relevance()[0] == -3.60000038f);
+  CHECK(r.input_relevance()[0] != static_cast<float>(-3.6));
   CHECK(r.input_relevance()[1] == doctest::Approx(4.1).epsilon(1e-6));
-  CHECK(r.input_relevance()[0] != -3.6);  // float, not double, arithmetic
+
+  // Rule parameters must be floats too: beyond float's range, or a nonzero one rounding to 0.
+  o.bias = bias_mode::kept;
+  o.layer_rules = {rules::gamma(1e39), rules::zero()};
+  provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); },
+                                                 {"linear layer 0", "'fc0'", "gamma 1e+39", "beyond the range"});
+  o.layer_rules = {rules::zero(), rules::epsilon(1e-50)};
+  provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); },
+                                                 {"linear layer 1", "'fc1'", "epsilon 1e-50 rounds to 0", "fp64"});
+  o.layer_rules = {rules::zbox(zbox_bound{-1e39, {}, {}}, zbox_bound{1, {}, {}}), rules::zero()};
+  provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); }, {"linear layer 0", "zbox bound L -1e+39"});
+  o.layer_rules = {rules::zero(), rules::zero()};
+  o.pool_epsilon = 1e-50;
+  provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); }, {"pool_epsilon 1e-50 rounds to 0"});
+  o.pool_epsilon = 1e-6;
+  // In fp64 the same parameters are fine.
+  o.layer_rules = {rules::gamma(1e39), rules::epsilon(1e-50)};
+  CHECK_NOTHROW(lrp(net, fwd221(), o));
+  o.layer_rules = {rules::zero(), rules::zero()};
 
   o.target = std::vector<double>{1e39};
   provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); }, {"initial relevance value 0", "float32"});
