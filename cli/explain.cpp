@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <numeric>
 #include <optional>
+#include <variant>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -68,6 +69,12 @@ void run_explain(const explain_options& o) {
   std::optional<circuit> c;
   if (!o.semirings.empty() || !o.annotation.empty() || !o.valuation.empty()) {
     c = build_from_selection(s, o.sel, {});
+    if (fp32 && r.target && engine::predicted(s.fwd) != *r.target &&
+        std::holds_alternative<engine::predicted_class>(s.options.target))
+      fmt::print(stderr,
+                 "provnn: note: fp32 predicts class {}, fp64 class {} (a near-tie): the relevance explains class {}, "
+                 "the fp64 circuit class {}; give --target to explain the same class in both\n",
+                 *r.target, engine::predicted(s.fwd), *r.target, engine::predicted(s.fwd));
     auto names = o.semirings.empty() ? std::vector<std::string>{"real"} : o.semirings;
     reports = evaluate_all(*c, names, o.valuation, o.annotation, o.max_terms);
   }
@@ -146,7 +153,8 @@ void add_explain_command(CLI::App& app) {
   cmd->add_option("--out,-o", o->out, "write the relevance as float64 .npy with the input's shape");
   cmd->add_option("--heatmap", o->heatmap, "write a PNG heatmap (blue–white–red, symmetric around 0)");
   cmd->add_flag("--overlay", o->overlay, "draw the input in grey under the heatmap");
-  cmd->add_flag("--json", o->json, "print {target, score, shape, relevance, sum, bias_share} as JSON");
+  cmd->add_flag("--json", o->json,
+                "print {target, score, shape, relevance, sum, bias_share, prediction, precision, …} as JSON");
   add_precision_option(*cmd, o->precision);
   cmd->add_option("--top", o->top, "how many features the summary lists (default 10)");
   cmd->add_option("--semiring,-s", o->semirings,

@@ -70,8 +70,9 @@ void add_budget_options(CLI::App& cmd, circuit_budget& b) {
 
 void add_precision_option(CLI::App& cmd, std::string& precision) {
   cmd.add_option("--precision", precision,
-                 "arithmetic of the numeric relevance: fp64 (default) or fp32 (float, as PyTorch and Zennit; about "
-                 "1.8x faster on large networks, within ~1e-4 of fp64's max |R|); circuits are always fp64")
+                 "arithmetic of the numeric relevance: fp64 (default) or fp32 (float, as PyTorch and Zennit: "
+                 "1.3-2.1x faster, 1.8x on vgg-small; typically within 1e-4 of fp64's max |R|, more where a ReLU or "
+                 "max-pool near-tie flips); circuits are always fp64")
       ->check(CLI::IsMember({"fp64", "fp32"}));
 }
 

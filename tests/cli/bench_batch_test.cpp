@@ -76,8 +76,10 @@ TEST_CASE("bench --json on a small synthetic MLP: every key, positive times, the
   CHECK(ra["eval_real_over_lrp_dense"].get<double>() ==
         doctest::Approx(j["phases_us"]["eval"]["real"].get<double>() / j["phases_us"]["lrp_dense"].get<double>()));
   CHECK(ra["eval_over_real"]["real"].get<double>() == doctest::Approx(1.0));
-  CHECK(ra["explanation_fp32_us"].get<double>() ==
+  CHECK(j["explanation_us"]["fp32"].get<double>() ==
         doctest::Approx(j["phases_us"]["forward_fp32"].get<double>() + j["phases_us"]["lrp_dense_fp32"].get<double>()));
+  CHECK(ra["explanation_fp32_over_fp64"].get<double>() ==
+        doctest::Approx(j["explanation_us"]["fp32"].get<double>() / j["explanation_us"]["fp64"].get<double>()));
   // fp32 against fp64 on this network (ε, U(0,1) input): float rounding, not a different answer.
   CHECK(ra["fp32_relevance_max_difference"].get<double>() > 0.0);
   CHECK(ra["fp32_relevance_max_difference"].get<double>() < 1e-4);
