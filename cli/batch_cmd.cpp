@@ -3,9 +3,9 @@
 //
 // Explains every sample of a batch on all cores. Workers pull sample indices from an atomic
 // counter; each sample's relevance is the numeric LRP (engine::lrp, the numbers `explain --out`
-// writes, in fp64 or with --precision fp32 in float), and with --semiring each worker also builds the sample's circuit, evaluates it and
-// drops it, so memory stays bounded by one circuit per worker (--keep-circuits DIR saves
-// DIR/sample_<i>.pvc instead of only dropping it).
+// writes, in fp64 or with --precision fp32 in float), and with --semiring each worker also
+// builds the sample's circuit (fp64), evaluates it and drops it, so memory stays bounded by one
+// circuit per worker (--keep-circuits DIR saves DIR/sample_<i>.pvc instead of only dropping it).
 // A failing sample is reported on stderr by index; its row of the output is NaN; the others
 // continue; the exit code is then 4.
 #include <algorithm>

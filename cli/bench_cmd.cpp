@@ -131,23 +131,26 @@ void run_bench(const bench_options& o) {
     sink = l.input_relevance()[0];
   }
   // The fp32 path (forward.hpp): its parameters are rounded once, as a loaded model's would be.
-  const auto t_start32 = clock_type::now();
-  const auto p32 = engine::to_float32(net);
-  const double t_to_float32 = micros_since(t_start32);
-  const auto fwd32 = engine::forward(net, p32, x);
-  for (std::size_t r = 0; r < o.repeat; ++r) {
-    auto t0 = clock_type::now();
-    const auto f = engine::forward(net, p32, x);
-    t_forward32.push_back(micros_since(t0));
-    sink = f.output()[0];
-    t0 = clock_type::now();
-    const auto l = engine::lrp(net, p32, fwd32, lopt);
-    t_lrp32.push_back(micros_since(t0));
-    sink = l.input_relevance()[0];
-  }
-  // How far the fp32 input relevance lies from the fp64 one, relative to the largest |R_j|.
-  double fp32_difference = 0.0;
-  {
+  // A model float cannot hold (a parameter, input or output beyond its range) is reported and
+  // the other phases still run.
+  double t_to_float32 = 0.0, fp32_difference = 0.0;
+  std::string fp32_refused;
+  try {
+    const auto t_start32 = clock_type::now();
+    const auto p32 = engine::to_float32(net);
+    t_to_float32 = micros_since(t_start32);
+    const auto fwd32 = engine::forward(net, p32, x);
+    for (std::size_t r = 0; r < o.repeat; ++r) {
+      auto t0 = clock_type::now();
+      const auto f = engine::forward(net, p32, x);
+      t_forward32.push_back(micros_since(t0));
+      sink = f.output()[0];
+      t0 = clock_type::now();
+      const auto l = engine::lrp(net, p32, fwd32, lopt);
+      t_lrp32.push_back(micros_since(t0));
+      sink = l.input_relevance()[0];
+    }
+    // How far the fp32 input relevance lies from the fp64 one, relative to the largest |R_j|.
     const auto r64 = engine::lrp(net, fwd, lopt).input_relevance();
     const auto r32 = engine::lrp(net, p32, fwd32, lopt).input_relevance();
     double big = 0.0, diff = 0.0;
@@ -156,7 +159,12 @@ void run_bench(const bench_options& o) {
       diff = std::max(diff, std::fabs(r64[i] - static_cast<double>(r32[i])));
     }
     fp32_difference = big > 0 ? diff / big : diff;
+  } catch (const error& e) {
+    fp32_refused = fmt::format("fp32 not timed: {}", e.what());
+    t_forward32.clear();
+    t_lrp32.clear();
   }
+  const bool have_fp32 = fp32_refused.empty();
 
   const double macs = multiply_adds(net);
   std::optional<circuit> c;
@@ -213,8 +221,8 @@ void run_bench(const bench_options& o) {
   };
   const auto forward_t = put("forward", t_forward);
   const auto lrp_t = put("lrp_dense", t_lrp);
-  const auto forward32_t = put("forward_fp32", t_forward32);
-  const auto lrp32_t = put("lrp_dense_fp32", t_lrp32);
+  const auto forward32_t = have_fp32 ? put("forward_fp32", t_forward32) : timing{};
+  const auto lrp32_t = have_fp32 ? put("lrp_dense_fp32", t_lrp32) : timing{};
   j["model"] = net.source;
   j["rules"] = to_string(comp);
   j["repeat"] = o.repeat;
@@ -225,10 +233,15 @@ void run_bench(const bench_options& o) {
   nlohmann::json ratios;
   ratios["lrp_dense_over_forward"] = lrp_t.median / forward_t.median;
   // A numeric explanation as Zennit's is timed (forward + LRP, model loaded), in both precisions.
-  j["explanation_us"] = {{"fp64", forward_t.median + lrp_t.median}, {"fp32", forward32_t.median + lrp32_t.median}};
-  ratios["explanation_fp32_over_fp64"] = (forward32_t.median + lrp32_t.median) / (forward_t.median + lrp_t.median);
-  ratios["fp32_relevance_max_difference"] = fp32_difference;  // relative to max |R_j| of fp64
-  j["to_float32_us"] = t_to_float32;
+  j["explanation_us"] = {{"fp64", forward_t.median + lrp_t.median}, {"fp32", nullptr}};
+  if (have_fp32) {
+    j["explanation_us"]["fp32"] = forward32_t.median + lrp32_t.median;
+    ratios["explanation_fp32_over_fp64"] = (forward32_t.median + lrp32_t.median) / (forward_t.median + lrp_t.median);
+    ratios["fp32_relevance_max_difference"] = fp32_difference;  // relative to max |R_j| of fp64
+    j["to_float32_us"] = t_to_float32;
+  } else {
+    j["fp32_refused"] = fp32_refused;
+  }
   if (c) {
     const auto build_t = put("build", t_build);
     med["eval"] = nlohmann::json::object();
@@ -280,8 +293,12 @@ void run_bench(const bench_options& o) {
   const auto row = [&](const std::string& name, double m, double n) { fmt::print("{:<22} {:>14.2f} {:>14.2f}\n", name, m, n); };
   row("forward", forward_t.median, forward_t.min);
   row("lrp_dense", lrp_t.median, lrp_t.min);
-  row("forward_fp32", forward32_t.median, forward32_t.min);
-  row("lrp_dense_fp32", lrp32_t.median, lrp32_t.min);
+  if (have_fp32) {
+    row("forward_fp32", forward32_t.median, forward32_t.min);
+    row("lrp_dense_fp32", lrp32_t.median, lrp32_t.min);
+  } else {
+    fmt::print("{}\n", fp32_refused);
+  }
   if (c) {
     row("build", med["build"].get<double>(), mins["build"].get<double>());
     for (const auto& [name, t] : t_eval)
@@ -297,8 +314,8 @@ void run_bench(const bench_options& o) {
   }
   // Four significant digits (fp32's relevance difference is ~1e-7), whole numbers from 1000 up.
   const auto readable = [](double v) { return std::fabs(v) >= 1000 ? fmt::format("{:.0f}", v) : fmt::format("{:.4g}", v); };
-  fmt::print("numeric explanation (forward + LRP, µs): fp64 {:.2f}, fp32 {:.2f}\n",
-             j["explanation_us"]["fp64"].get<double>(), j["explanation_us"]["fp32"].get<double>());
+  fmt::print("numeric explanation (forward + LRP, µs): fp64 {:.2f}{}\n", j["explanation_us"]["fp64"].get<double>(),
+             have_fp32 ? fmt::format(", fp32 {:.2f}", j["explanation_us"]["fp32"].get<double>()) : "");
   fmt::print("ratios\n");
   for (const auto& [k, v] : ratios.items()) {
     if (v.is_object()) {

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 #include <limits>
+#include <type_traits>
 
 #include "common/error.hpp"
 #include "engine/conv_gemm.hpp"

@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <type_traits>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "common/error.hpp"
@@ -59,16 +59,16 @@ using vals = std::array<T, N>;
 template <class T>
 struct dense_geom {
   const dense_op& op;
-  const T* weight;  // op's weights in T (out × in)
-  const T* biases;  // op's biases in T
+  const T* weight_data;  // op's weights in T (out × in)
+  const T* bias_data;    // op's biases in T
   std::size_t n_in() const noexcept { return op.in; }
   std::size_t n_out() const noexcept { return op.out; }
-  T bias(std::size_t k) const noexcept { return op.bias.empty() ? T{0} : biases[k]; }
+  T bias(std::size_t k) const noexcept { return op.bias.empty() ? T{0} : bias_data[k]; }
 
   template <std::size_t M, class F>
   void reduce(std::array<T*, M> d, F&& f) const {
     const std::size_t in = op.in;
-    const T* w = weight;
+    const T* w = weight_data;
     // Four partial sums break the add latency chain of a single accumulator (about 3x).
     for (std::size_t k = 0; k < op.out; ++k, w += in) {
       std::array<vals<T, M>, 4> s{};
@@ -97,7 +97,7 @@ struct dense_geom {
         any = any || ck[m] != 0;
       }
       if (!any) continue;  // inactive or irrelevant unit: its row contributes nothing
-      const T* __restrict w = weight + k * in;
+      const T* __restrict w = weight_data + k * in;
       for (std::size_t j = 0; j < in; ++j) {
         const vals<T, NA> t = f(w[j], ck);
         for (std::size_t m = 0; m < NA; ++m) acc[m][j] += t[m];
@@ -125,12 +125,12 @@ struct dense_geom {
 template <class T>
 struct conv_geom {
   const conv2d_op& op;
-  const T* weight;  // op's weights in T
-  const T* biases;  // op's biases in T
+  const T* weight_data;      // op's weights in T
+  const T* bias_data;        // op's biases in T
   std::size_t h, w, oh, ow;  // input and output planes
 
-  conv_geom(const conv2d_op& c, const T* weights, const T* bias_values, const shape_t& in, const shape_t& out)
-      : op(c), weight(weights), biases(bias_values) {
+  conv_geom(const conv2d_op& c, const T* weights, const T* biases, const shape_t& in, const shape_t& out)
+      : op(c), weight_data(weights), bias_data(biases) {
     PROVNN_ASSERT(in.size() == 3 && out.size() == 3);
     h = in[1];
     w = in[2];
@@ -139,14 +139,14 @@ struct conv_geom {
   }
   std::size_t n_in() const noexcept { return op.in_channels * h * w; }
   std::size_t n_out() const noexcept { return op.out_channels * oh * ow; }
-  T bias(std::size_t k) const noexcept { return op.bias.empty() ? T{0} : biases[k / (oh * ow)]; }
+  T bias(std::size_t k) const noexcept { return op.bias.empty() ? T{0} : bias_data[k / (oh * ow)]; }
 
   // f(k0, j0, n, w) for every run of edges sharing weight w (detail::conv_runs).
   template <class F>
   void runs(F&& f) const {
     detail::conv_runs(op, {op.in_channels, h, w}, {op.out_channels, oh, ow},
                       [&f, this](std::size_t k0, std::size_t j0, std::size_t n, std::size_t p, double) {
-                        f(k0, j0, n, weight[p]);
+                        f(k0, j0, n, weight_data[p]);
                       });
   }
 
@@ -185,13 +185,13 @@ struct conv_geom {
   shape_t in_shape() const { return {op.in_channels, h, w}; }
   shape_t out_shape() const { return {op.out_channels, oh, ow}; }
   void reduce_split(T* pos, T* neg, const T* x) const {
-    detail::conv_split_gemm(op, weight, in_shape(), out_shape(), x, pos, neg);
+    detail::conv_split_gemm(op, weight_data, in_shape(), out_shape(), x, pos, neg);
   }
   void scatter_split(T* acc, const T* cp, const T* cn) const {
-    detail::conv_split_transposed_gemm(op, weight, in_shape(), out_shape(), cp, cn, acc);
+    detail::conv_split_transposed_gemm(op, weight_data, in_shape(), out_shape(), cp, cn, acc);
   }
   void scatter_plain(T* acc, const T* c) const {
-    detail::conv_transposed_gemm(op, weight, in_shape(), out_shape(), c, acc);
+    detail::conv_transposed_gemm(op, weight_data, in_shape(), out_shape(), c, acc);
   }
 };
 
@@ -421,13 +421,13 @@ void check_float_rule(const rule& r, const network& net, std::size_t lin) {
   for (std::size_t i = 0, seen = 0; i < net.layers.size(); ++i)
     if (net.layers[i].is_linear() && seen++ == lin) l = &net.layers[i];
   const auto fail = [&](const std::string& what, double v, const char* how) {
-    throw error(fmt::format("{}: linear layer {} ('{}'): {} {} {} in float32; use fp64", net.source, lin,
+    throw error(fmt::format("{}: linear layer {} ('{}'): {} {} {}; use fp64", net.source, lin,
                             l ? l->name : std::string("?"), what, v, how));
   };
   const auto check = [&](const std::string& what, double v, bool nonzero_must_stay) {
     const auto f = static_cast<float>(v);
-    if (std::isfinite(v) && !std::isfinite(f)) fail(what, v, "is beyond the range of a float");
-    if (nonzero_must_stay && v != 0 && f == 0) fail(what, v, "rounds to 0");
+    if (std::isfinite(v) && !std::isfinite(f)) fail(what, v, "is beyond float32's range");
+    if (nonzero_must_stay && v != 0 && f == 0) fail(what, v, "rounds to 0 in float32");
   };
   check("epsilon", r.epsilon, true);
   if (r.kind == rule_kind::gamma) check("gamma", r.gamma, true);
@@ -473,8 +473,8 @@ basic_lrp_result<T> lrp_in(const network& net, const basic_forward_result<T>& fw
     throw error(fmt::format("lrp: pool_epsilon must be a finite number >= 0, got {}", options.pool_epsilon));
   if constexpr (std::is_same_v<T, float>)
     if (const auto f = static_cast<float>(options.pool_epsilon); !std::isfinite(f) || (options.pool_epsilon != 0 && f == 0))
-      throw error(fmt::format("lrp: pool_epsilon {} {} in float32; use fp64", options.pool_epsilon,
-                              std::isfinite(f) ? "rounds to 0" : "is beyond the range of a float"));
+      throw error(fmt::format("lrp: pool_epsilon {} {}; use fp64", options.pool_epsilon,
+                              std::isfinite(f) ? "rounds to 0 in float32" : "is beyond float32's range"));
 
   basic_lrp_result<T> res;
   const std::vector<T>& logits = fwd.output();

@@ -124,6 +124,22 @@ TEST_CASE("bench refuses a circuit above --max-edges but still times forward and
   CHECK(both.exit_code == 1);
 }
 
+TEST_CASE("bench times everything else when float cannot hold the input, and says why fp32 was not timed") {
+  const auto dir = provnn::test::scratch_dir("bench_fp32_refused");
+  std::vector<double> x(64, 0.5);
+  x[7] = 1e39;  // a double, beyond float's range
+  eng::write_npy(dir / "big.npy", {1, 64}, x);
+  const auto r = run_provnn("bench " + q(data("models/digits_mlp.onnx")) + " --input " + q(dir / "big.npy") +
+                            " --repeat 2 -s real --json");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["fp32_refused"].get<std::string>().find("flat index 7") != std::string::npos);
+  CHECK(j["explanation_us"]["fp32"].is_null());
+  CHECK(!j["phases_us"].contains("forward_fp32"));
+  CHECK(j["phases_us"]["lrp_dense"].get<double>() > 0.0);
+  CHECK(j["phases_us"]["eval"]["real"].get<double>() > 0.0);
+}
+
 TEST_CASE("batch equals explain --index i --out for every sample, bit for bit, with 1 and 2 threads") {
   const auto dir = provnn::test::scratch_dir("batch_equal");
   const auto input = data("inputs/mlp_batch_u8.npy");

@@ -179,7 +179,7 @@ TEST_CASE("2-2-1 in fp32: LRP-0's hand values (exact in float with biases kept),
   o.bias = bias_mode::kept;
   o.layer_rules = {rules::gamma(1e39), rules::zero()};
   provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); },
-                                                 {"linear layer 0", "'fc0'", "gamma 1e+39", "beyond the range"});
+                                                 {"linear layer 0", "'fc0'", "gamma 1e+39 is beyond float32's range"});
   o.layer_rules = {rules::zero(), rules::epsilon(1e-50)};
   provnn::test::check_throws_with<provnn::error>([&] { lrp(net, p, f, o); },
                                                  {"linear layer 1", "'fc1'", "epsilon 1e-50 rounds to 0", "fp64"});
