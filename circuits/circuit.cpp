@@ -11,7 +11,8 @@
 
 namespace provnn {
 namespace {
-constexpr std::string_view gate_kind_names[gate_kind_count] = {"zero", "one", "token", "plus", "times", "fused"};
+constexpr std::string_view gate_kind_names[gate_kind_count] = {"zero", "one", "token", "plus", "times", "fused",
+                                                                      "structured"};
 constexpr std::string_view root_kind_names[root_kind_count] = {"feature", "bias", "other"};
 }  // namespace
 
@@ -256,6 +257,65 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   return g;
 }
 
+std::uint32_t circuit::add_conv_stage(conv_stage st) {
+  const conv_geometry& g = st.geometry;
+  auto fail = [&](const std::string& what) {
+    throw error(fmt::format("circuit::add_conv_stage (stage {}, term {}): {}", st.layer, st.term, what));
+  };
+  if (!g.in_channels || !g.in_h || !g.in_w || !g.out_channels || !g.out_h || !g.out_w || !g.kernel_h || !g.kernel_w)
+    fail("a zero size in the geometry");
+  if (!g.stride_h || !g.stride_w || !g.dilation_h || !g.dilation_w) fail("a zero stride or dilation");
+  if (!g.group || g.in_channels % g.group || g.out_channels % g.group)
+    fail(fmt::format("{} input and {} output channels are not divisible by {} groups", g.in_channels, g.out_channels,
+                     g.group));
+  if (g.inputs() > 0xFFFFFFFFull || g.outputs() > 0xFFFFFFFFull || g.weights() > 0xFFFFFFFFull)
+    fail("more than 2^32 units or weights");
+  if (st.present.size() != g.weights())
+    fail(fmt::format("{} presence flags for {} weights", st.present.size(), g.weights()));
+  if (st.scaled.size() != g.outputs())
+    fail(fmt::format("{} scaled entries for {} output units", st.scaled.size(), g.outputs()));
+  if (st.parameters == no_token || std::size_t{st.parameters} + g.weights() > tokens_.size())
+    fail(fmt::format("parameter tokens {}..+{} do not exist ({} tokens)", st.parameters, g.weights(), tokens_.size()));
+  for (std::size_t k = 0; k < st.scaled.size(); ++k)
+    if (to_index(st.scaled[k]) >= size())
+      fail(fmt::format("scaled entry {} names gate {}, which does not exist ({} gates)", k, to_index(st.scaled[k]),
+                       size()));
+  if (conv_stages_.size() >= 0xFFFFFFFEu) throw limit_error("circuit: more than 2^32-2 conv stages");
+  require_memory(sizeof(conv_stage) * (conv_stages_.size() == conv_stages_.capacity() ? 2 * conv_stages_.size() + 1 : 0),
+                 "growing the conv-stage array");
+  conv_stages_.push_back(std::move(st));
+  return static_cast<std::uint32_t>(conv_stages_.size() - 1);
+}
+
+gate_id circuit::structured(gate_id phi, std::uint32_t stage, std::uint32_t lower) {
+  if (stage >= conv_stages_.size())
+    throw error(fmt::format("circuit::structured: conv stage {} does not exist ({} stages)", stage, conv_stages_.size()));
+  if (lower >= conv_stages_[stage].geometry.inputs())
+    throw error(fmt::format("circuit::structured: lower unit {} is out of range: conv stage {} has {} input units",
+                            lower, stage, conv_stages_[stage].geometry.inputs()));
+  PROVNN_ASSERT(to_index(phi) < size());
+  if (structured_gates_.size() == structured_gates_.capacity())
+    require_memory(12 * std::max<std::size_t>(1, 2 * structured_gates_.capacity()), "growing the structured-gate arrays");
+  auto room = [](auto& v) {
+    if (v.size() == v.capacity()) v.reserve(std::max<std::size_t>(16, 2 * v.capacity()));
+  };
+  room(structured_gates_);
+  room(structured_stage_);
+  room(structured_lower_);
+  const gate_id g = append(gate_kind::structured, std::span(&phi, 1));
+  structured_gates_.push_back(g);
+  structured_stage_.push_back(stage);
+  structured_lower_.push_back(lower);
+  return g;
+}
+
+std::size_t circuit::structured_edge_count() const {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < structured_gates_.size(); ++i)
+    conv_stages_[structured_stage_[i]].edges_of(structured_lower_[i], [&n](std::size_t, std::size_t) { ++n; });
+  return n;
+}
+
 bool circuit::same_children_as_previous(std::size_t i) const noexcept {
   if (i == 0) return false;
   const auto a = children(fused_gates_[i]), b = children(fused_gates_[i - 1]);
@@ -443,6 +503,9 @@ void circuit::shrink_to_fit() {
   shrink(fused_deltas_);
   shrink(scale_gates_);
   shrink(scale_units_);
+  shrink(structured_gates_);
+  shrink(structured_stage_);
+  shrink(structured_lower_);
   shrink(roots_);
   if (fits_memory(by_structure_.bytes() / 2)) by_structure_.shrink_to_fit();  // the new table is at most half
   if (fits_memory(tokens_.bytes())) tokens_.shrink_to_fit();
@@ -456,6 +519,8 @@ std::size_t circuit::bytes() const noexcept {
                   4 * fused_param_offsets_.capacity() + 4 * fused_param_first_.capacity() + 4 * fused_params_.capacity() +
                   4 * fused_delta_offsets_.capacity() + 2 * fused_deltas_.capacity() + 4 * scale_gates_.capacity() +
                   4 * scale_units_.capacity();
+  b += 12 * structured_gates_.capacity() + sizeof(conv_stage) * conv_stages_.capacity();
+  for (const auto& st : conv_stages_) b += st.present.capacity() + 4 * st.scaled.capacity();
   b += sizeof(std::vector<std::uint32_t>) * block_gate_.capacity();
   for (const auto& v : block_gate_) b += 4 * v.capacity();
   b += sizeof(root) * roots_.capacity() + root_index_.bytes();

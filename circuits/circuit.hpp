@@ -34,7 +34,7 @@ constexpr std::uint32_t to_index(gate_id g) noexcept { return static_cast<std::u
 constexpr gate_id zero_gate{0};
 constexpr gate_id one_gate{1};
 
-/// Gate kinds. Values 6..15 are reserved for structured kinds (issue 5); the file format
+/// Gate kinds. Values 7..15 are reserved for further structured kinds; the file format
 /// stores the byte as is and refuses kinds it does not know.
 ///   fused  F = φ ⊗ ⊕_i (ψ_i ⊗ S_i): children() are [φ, S_1, …, S_n] (gates), the ψ_i are
 ///          tokens read straight from the valuation (fused_parameters(): a run of consecutive
@@ -43,8 +43,12 @@ constexpr gate_id one_gate{1};
 ///          It stands for ⊕_i E_i ⊗ R_{k_i} with the edge gates E_i = φ ⊗ ψ_i ⊗ n_{k_i}^m of one
 ///          lower unit and term (DESIGN §5): 4 bytes per edge (6 when its
 ///          parameters are not consecutive tokens) instead of three gates.
-enum class gate_kind : std::uint8_t { zero = 0, one = 1, token = 2, plus = 3, times = 4, fused = 5 };
-inline constexpr std::uint8_t gate_kind_count = 6;
+///   structured  a convolution's fused gate whose edges are implied by the stage's geometry
+///          (DESIGN §5): children() are [φ] only; the edges ψ_i ⊗ S_i of lower unit j are
+///          those of conv_stage::edges_of(j) — nothing stored per edge. It stands for the
+///          fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i) with the same edges in the same order.
+enum class gate_kind : std::uint8_t { zero = 0, one = 1, token = 2, plus = 3, times = 4, fused = 5, structured = 6 };
+inline constexpr std::uint8_t gate_kind_count = 7;
 std::string_view to_string(gate_kind k) noexcept;
 
 inline constexpr token_index no_token = 0xFFFFFFFFu;
@@ -71,6 +75,66 @@ struct fused_context {
   std::uint32_t lower = 0;
   std::uint32_t term = 0;
   friend bool operator==(const fused_context&, const fused_context&) = default;
+};
+
+/// The geometry of a convolution stage over one NCHW image (batch 1): the input (C, H, W),
+/// the output (OC, OH, OW), kernel, stride, top/left padding, dilation and group count.
+struct conv_geometry {
+  std::uint32_t in_channels = 0, in_h = 0, in_w = 0;
+  std::uint32_t out_channels = 0, out_h = 0, out_w = 0;
+  std::uint32_t kernel_h = 0, kernel_w = 0;
+  std::uint32_t stride_h = 1, stride_w = 1;
+  std::uint32_t pad_top = 0, pad_left = 0;
+  std::uint32_t dilation_h = 1, dilation_w = 1;
+  std::uint32_t group = 1;
+  std::size_t inputs() const noexcept { return std::size_t{in_channels} * in_h * in_w; }
+  std::size_t outputs() const noexcept { return std::size_t{out_channels} * out_h * out_w; }
+  /// Weights: out_channels × in_channels/group × kernel_h × kernel_w.
+  std::size_t weights() const noexcept {
+    return group ? std::size_t{out_channels} * (in_channels / group) * kernel_h * kernel_w : 0;
+  }
+  friend bool operator==(const conv_geometry&, const conv_geometry&) = default;
+};
+
+/// One convolution stage's edges, for one explanation and one rule term m (DESIGN §5): the
+/// tables from which every structured gate of the stage reads its edges. Edge j → k with
+/// weight p = ((oc·icg + icl)·kh + ky)·kw + kx (icg = in_channels/group; the tensor's own
+/// layout) exists when the geometry connects them (input (ci, iy, ix) with iy = oy·sh + ky·dh
+/// − pad_top, ix likewise, ci = group(oc)·icg + icl), `present[p]` is 1 and `scaled[k]` is a
+/// gate. O(units + parameters) memory, whatever the number of edges.
+struct conv_stage {
+  std::uint32_t layer = 0;  ///< the linear stage (as fused_context::layer)
+  std::uint32_t term = 0;   ///< the rule term m
+  conv_geometry geometry;
+  token_index parameters = no_token;  ///< ψ_m(w_p) is the token parameters + p
+  std::vector<std::uint8_t> present;  ///< per weight p: 1 when its edges exist (ψ_m(w_p) ≠ 0 when built)
+  std::vector<gate_id> scaled;        ///< per upper unit k = (oc·OH + oy)·OW + ox: its scale gate S_k^m, or zero_gate
+
+  /// Calls f(k, p) for each edge of lower unit j (flat (ci, iy, ix)): ascending output channel,
+  /// kernel row, kernel column — the order of a fused gate's edges (build_circuit). O(edges
+  /// of j's receptive field).
+  template <class F>
+  void edges_of(std::size_t j, F&& f) const {
+    const conv_geometry& g = geometry;
+    const std::size_t icg = g.in_channels / g.group, ocg = g.out_channels / g.group;
+    const std::size_t ci = j / (std::size_t{g.in_h} * g.in_w), iy = j / g.in_w % g.in_h, ix = j % g.in_w;
+    const std::size_t grp = ci / icg, icl = ci % icg;
+    for (std::size_t oc = grp * ocg; oc < (grp + 1) * ocg; ++oc)
+      for (std::size_t ky = 0; ky < g.kernel_h; ++ky) {
+        const std::size_t ty = iy + g.pad_top, dy = ky * g.dilation_h;
+        if (ty < dy || (ty - dy) % g.stride_h) continue;
+        const std::size_t oy = (ty - dy) / g.stride_h;
+        if (oy >= g.out_h) continue;
+        for (std::size_t kx = 0; kx < g.kernel_w; ++kx) {
+          const std::size_t tx = ix + g.pad_left, dx = kx * g.dilation_w;
+          if (tx < dx || (tx - dx) % g.stride_w) continue;
+          const std::size_t ox = (tx - dx) / g.stride_w;
+          if (ox >= g.out_w) continue;
+          const std::size_t k = (oc * g.out_h + oy) * g.out_w + ox, p = ((oc * icg + icl) * g.kernel_h + ky) * g.kernel_w + kx;
+          if (present[p] && scaled[k] != gate_id{0}) f(k, p);
+        }
+      }
+  }
 };
 
 /// The parameter tokens of one fused gate, in edge order, stored in one of three ways: a run
@@ -216,6 +280,17 @@ class circuit {
   gate_id fused(gate_id phi, std::span<const token_index> parameters, std::span<const gate_id> scaled,
                 const fused_context& context);
 
+  /// Adds the tables of a convolution stage for structured gates (see conv_stage), and
+  /// returns its number. Throws provnn::error naming what is wrong when the geometry is
+  /// inconsistent (a zero size, stride or dilation, channels not divisible by the group
+  /// count), the tables' sizes do not match it, the parameter tokens do not exist or a scaled
+  /// entry is not an existing gate. O(units + parameters).
+  std::uint32_t add_conv_stage(conv_stage stage);
+  /// A structured gate φ ⊗ ⊕_i (ψ_i ⊗ S_i) for lower unit `lower` of conv stage `stage`: its
+  /// edges are the stage's conv_stage::edges_of(lower). Never shared. Throws provnn::error
+  /// when the stage or the unit does not exist. O(1).
+  gate_id structured(gate_id phi, std::uint32_t stage, std::uint32_t lower);
+
   /// Structural hashing on (default) or off. Off trades memory for build speed; the
   /// simplifications of plus()/times() stay on. Gates built while it was off are never
   /// found by later look-ups.
@@ -291,6 +366,14 @@ class circuit {
   std::span<const std::uint32_t> raw_fused_parameter_offsets() const noexcept { return fused_param_offsets_; }
   std::span<const std::uint16_t> raw_fused_parameter_deltas() const noexcept { return fused_deltas_; }
   std::span<const std::uint32_t> raw_fused_delta_offsets() const noexcept { return fused_delta_offsets_; }
+  /// The conv stages (add_conv_stage), and the structured gates in increasing id order with
+  /// their stage numbers and lower units (same order).
+  std::span<const conv_stage> conv_stages() const noexcept { return conv_stages_; }
+  std::span<const gate_id> structured_gates() const noexcept { return structured_gates_; }
+  std::span<const std::uint32_t> structured_stages() const noexcept { return structured_stage_; }
+  std::span<const std::uint32_t> structured_lowers() const noexcept { return structured_lower_; }
+  /// Number of edges the structured gates stand for. O(edges): they are enumerated.
+  std::size_t structured_edge_count() const;
   /// Scale gates in increasing id order and their upper units.
   std::span<const gate_id> scale_gates() const noexcept { return scale_gates_; }
   std::span<const std::uint32_t> scale_units() const noexcept { return scale_units_; }
@@ -367,6 +450,9 @@ class circuit {
   bool same_children_as_previous(std::size_t i) const noexcept;
   std::vector<gate_id> scale_gates_;
   std::vector<std::uint32_t> scale_units_;
+  std::vector<conv_stage> conv_stages_;
+  std::vector<gate_id> structured_gates_;
+  std::vector<std::uint32_t> structured_stage_, structured_lower_;
   std::vector<root> roots_;
   /// Root name → index in roots_: add_root's uniqueness check and find_root in O(1) (a linear
   /// scan made adding n roots O(n²): 5 % of a lenet5 build with its 784 feature roots). An

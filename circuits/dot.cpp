@@ -107,7 +107,8 @@ void write_dot(std::ostream& out, const circuit& c, const dot_options& o) {
         break;
       }
       case gate_kind::plus: label = "⊕", shape = "circle"; break;
-      case gate_kind::fused: label = "⊗⊕", shape = "circle"; break;  // refused above; kept for -Wswitch
+      case gate_kind::fused:
+      case gate_kind::structured: label = "⊗⊕", shape = "circle"; break;  // refused above; kept for -Wswitch
       case gate_kind::times: {
         shape = "circle";
         label = "⊗";

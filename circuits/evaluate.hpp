@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "circuits/circuit.hpp"
+#include "circuits/detail/conv_kernel.hpp"
 #include "circuits/edge_annotation.hpp"
 #include "circuits/fused.hpp"
 #include "common/error.hpp"
@@ -392,6 +394,117 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
   }
 }
 
+/// The sums ⊕_i ψ_i ⊗ S_i of structured gates (DESIGN §5), a whole conv stage at a time: at
+/// its first structured gate a stage is computed by one pass over its upper units k that have
+/// a scale gate, adding ψ_p ⊗ S_k into every lower unit of k's receptive field that has a
+/// structured gate to be evaluated — the active edges only, each once, with no per-edge
+/// storage. ⊕ is commutative, so the order (k-major rather than a fused gate's j-major) gives
+/// the same value in every semiring; in ℝ the same up to rounding.
+template <semiring S, class T>
+class structured_sums {
+ public:
+  using V = typename S::value_type;
+  structured_sums(const circuit& c, const S& s, const T* tv, const std::uint8_t* mask, std::uint32_t end)
+      : c_(c), s_(s), tv_(tv), acc_(c.conv_stages().size()), has_(c.conv_stages().size()), want_(c.conv_stages().size()) {
+    const auto gates = c.structured_gates();
+    for (std::size_t i = 0; i < gates.size() && to_index(gates[i]) < end; ++i) {
+      if (mask && !mask[to_index(gates[i])]) continue;
+      auto& w = want_[c.structured_stages()[i]];
+      if (w.empty()) w.assign(c.conv_stages()[c.structured_stages()[i]].geometry.inputs(), 0);
+      w[c.structured_lowers()[i]] = 1;
+    }
+  }
+  /// The sum of structured gate number i (in structured_gates() order), moved out: each is read once.
+  V take(std::size_t i, const stored_value_t<S>* val) {
+    const std::uint32_t st = c_.structured_stages()[i], j = c_.structured_lowers()[i];
+    if (acc_[st].empty()) compute(st, val);
+    if (!has_[st].empty() && !has_[st][j]) return s_.zero();
+    V out = std::move(acc_[st][j]);
+    acc_[st][j] = s_.zero();  // (values that own memory give it back)
+    return out;
+  }
+
+ private:
+  void compute(std::uint32_t stage, const stored_value_t<S>* val) {
+    const conv_stage& st = c_.conv_stages()[stage];
+    const conv_geometry& g = st.geometry;
+    const std::uint8_t* want = want_[stage].data();
+    auto& acc = acc_[stage];
+    constexpr bool real = std::is_same_v<S, real_semiring>;
+    acc.assign(g.inputs(), s_.zero());
+    if constexpr (real) {
+      if (dense_real(st, val, acc.data())) return;
+    }
+    if constexpr (!real) has_[stage].assign(g.inputs(), 0);
+    std::uint8_t* has = has_[stage].data();
+    const T* psi = tv_ + st.parameters;
+    const std::uint8_t* present = st.present.data();
+    const std::size_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w, kh = g.kernel_h, kw = g.kernel_w;
+    const std::size_t icg = g.in_channels / g.group, ocg = g.out_channels / g.group;
+    const auto pt = static_cast<std::ptrdiff_t>(g.pad_top), pl = static_cast<std::ptrdiff_t>(g.pad_left);
+    for (std::size_t oc = 0; oc < g.out_channels; ++oc) {
+      const std::size_t grp = oc / ocg;
+      for (std::size_t oy = 0; oy < OH; ++oy)
+        for (std::size_t ox = 0; ox < OW; ++ox) {
+          const gate_id sg = st.scaled[(oc * OH + oy) * OW + ox];
+          if (sg == zero_gate) continue;
+          const auto& sv = val[to_index(sg)];
+          for (std::size_t icl = 0; icl < icg; ++icl) {
+            const std::size_t ci = grp * icg + icl, wbase = (oc * icg + icl) * kh * kw;
+            for (std::size_t ky = 0; ky < kh; ++ky) {
+              const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * g.stride_h + ky * g.dilation_h) - pt;
+              if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(H)) continue;
+              const std::size_t row = (ci * H + static_cast<std::size_t>(iy)) * W;
+              for (std::size_t kx = 0; kx < kw; ++kx) {
+                const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox * g.stride_w + kx * g.dilation_w) - pl;
+                if (ix < 0 || ix >= static_cast<std::ptrdiff_t>(W)) continue;
+                const std::size_t j = row + static_cast<std::size_t>(ix), p = wbase + ky * kw + kx;
+                if (!want[j] || !present[p]) continue;
+                if constexpr (real) {
+                  acc[j] += psi[p] * sv;
+                } else if (has[j]) {
+                  acc[j] = s_.plus(acc[j], s_.times(token_value(s_, psi[p]), sv));
+                } else {
+                  acc[j] = s_.times(token_value(s_, psi[p]), sv);
+                  has[j] = 1;
+                }
+              }
+            }
+          }
+        }
+    }
+  }
+
+  // ℝ: the stage as one transposed convolution over every structural edge (a matrix
+  // product: faster than visiting the active edges one by one), with the weights of absent
+  // edges and the scale values of units without a scale gate at 0. Exact only when every
+  // other value is finite (0 · ∞ is not 0): false, and nothing done, otherwise.
+  bool dense_real(const conv_stage& st, const stored_value_t<S>* val, double* acc) {
+    const conv_geometry& g = st.geometry;
+    weights_.resize(g.weights());
+    scale_values_.resize(g.outputs());
+    bool finite = true;
+    for (std::size_t p = 0; p < weights_.size(); ++p) {
+      weights_[p] = st.present[p] ? tv_[st.parameters + p] : 0.0;
+      finite &= std::isfinite(weights_[p]);
+    }
+    for (std::size_t k = 0; k < scale_values_.size(); ++k) {
+      scale_values_[k] = st.scaled[k] == zero_gate ? 0.0 : val[to_index(st.scaled[k])];
+      finite &= std::isfinite(scale_values_[k]);
+    }
+    if (!finite) return false;
+    conv_transposed_real(g, weights_.data(), scale_values_.data(), acc);
+    return true;
+  }
+
+  const circuit& c_;
+  const S& s_;
+  const T* tv_;
+  std::vector<double> weights_, scale_values_;
+  std::vector<std::vector<V>> acc_;
+  std::vector<std::vector<std::uint8_t>> has_, want_;
+};
+
 /// The forward loop. Gates [0, end) are evaluated, those with mask[g] == 0 skipped (left as
 /// they were) when Masked; edge gates take theta_values when Annotated. hook(g, value) runs
 /// after each evaluated gate (expansion limits use it). The flags are template parameters
@@ -419,6 +532,12 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
   const token_index* fparams = c.raw_fused_parameters().data();
   const std::uint32_t* foff = c.raw_fused_parameter_offsets().data();
   std::size_t next_fused = 0;  // fused gates come in id order; a masked loop skips some
+  const auto structured_gates = c.structured_gates();
+  std::size_t next_structured = 0;
+  std::optional<structured_sums<S, T>> sums;
+  if constexpr (Fused) {
+    if (!structured_gates.empty()) sums.emplace(c, s, tv, Masked ? mask : nullptr, end);
+  }
   for (std::uint32_t g = 0; g < end; ++g) {
     if constexpr (Annotated) {
       if (g == next_edge_gate) [[unlikely]] {
@@ -459,6 +578,12 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
           val[g] = fused_of(
               s, val, ch, b, e, [tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; }, buf, same, next_fused);
         }
+        hook(g, val[g]);
+        continue;
+      }
+      if (k == gate_kind::structured) {
+        while (to_index(structured_gates[next_structured]) < g) ++next_structured;
+        val[g] = s.times(val[to_index(ch[b])], sums->take(next_structured, val));
         hook(g, val[g]);
         continue;
       }

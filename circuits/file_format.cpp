@@ -59,6 +59,12 @@ struct circuit_access {
     c.fused_same_.resize(c.fused_gates_.size());
     for (std::size_t i = 0; i < c.fused_gates_.size(); ++i) c.fused_same_[i] = c.same_children_as_previous(i);
   }
+  // One structured gate's record (the gate exists already; the reader validated the record).
+  static void add_structured(circuit& c, gate_id g, std::uint32_t stage, std::uint32_t lower) {
+    c.structured_gates_.push_back(g);
+    c.structured_stage_.push_back(stage);
+    c.structured_lower_.push_back(lower);
+  }
   // firsts: per gate a run's first token, or no_token for a listed gate (version 2 files
   // list every gate; the circuit's own rule decides how each list is kept: run, 16-bit
   // offsets or tokens); gate_offsets: the gates' child offsets (a run's length is its gate's).
@@ -103,11 +109,11 @@ constexpr std::array<unsigned char, 8> magic = {0x89, 'P', 'V', 'C', 0x0D, 0x0A,
 // Version 3 fused records: a first token of 0xFFFFFFFE announces a base token and 16-bit
 // offsets (no token has that index: tables hold at most 2^32 − 2).
 constexpr std::uint32_t offsets_marker = 0xFFFFFFFEu;
-constexpr std::size_t section_count = 8;  // version 2; version 1 has the first 7
-constexpr std::size_t sections_of(std::uint32_t version) { return version == 1 ? 7 : 8; }
+constexpr std::size_t section_count = 9;  // version 4; version 1 has the first 7, versions 2 and 3 the first 8
+constexpr std::size_t sections_of(std::uint32_t version) { return version == 1 ? 7 : version < 4 ? 8 : 9; }
 constexpr std::size_t header_size_of(std::size_t sections) { return 24 + 8 * sections; }
-constexpr std::array<const char*, section_count> section_names = {"tokens", "coords", "values",   "gates",
-                                                                  "edges",  "roots",  "metadata", "fused"};
+constexpr std::array<const char*, section_count> section_names = {
+    "tokens", "coords", "values", "gates", "edges", "roots", "metadata", "fused", "structured"};
 
 // CRC-32 (ISO-HDLC, the polynomial of zlib, PNG and Boost's crc_32_type) by zlib, whose
 // word-at-a-time implementation is several times faster than a byte-wise table: the
@@ -313,8 +319,9 @@ std::string serialize_circuit(const circuit& c) {
     s[6].str(k);
     s[6].str(v);
   }
-  // fused (versions 2, 3: plain circuits stay version 1; this build writes 3)
-  const std::uint32_t version = v2 ? 3 : 1;
+  // fused (versions 2 to 4: plain circuits stay version 1; without structured gates, 3)
+  const bool v4 = !c.structured_gates().empty() || !c.conv_stages().empty();
+  const std::uint32_t version = v4 ? 4 : v2 ? 3 : 1;
   if (version >= 2) {
     s[7].u64(tt.block_count());
     for (std::size_t i = 0; i < tt.block_count(); ++i) {
@@ -360,6 +367,30 @@ std::string serialize_circuit(const circuit& c) {
     for (std::size_t i = 0; i < c.scale_gates().size(); ++i) {
       s[7].u32(to_index(c.scale_gates()[i]));
       s[7].u32(c.scale_units()[i]);
+    }
+  }
+  // structured (version 4)
+  if (version >= 4) {
+    s[8].u64(c.conv_stages().size());
+    for (const conv_stage& st : c.conv_stages()) {
+      const conv_geometry& g = st.geometry;
+      for (const std::uint32_t x : {st.layer, st.term, g.in_channels, g.in_h, g.in_w, g.out_channels, g.out_h, g.out_w,
+                                    g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_top, g.pad_left,
+                                    g.dilation_h, g.dilation_w, g.group, st.parameters})
+        s[8].u32(x);
+      for (std::size_t w = 0; w < st.present.size(); w += 64) {
+        std::uint64_t word = 0;
+        for (std::size_t b = 0; b < 64 && w + b < st.present.size(); ++b)
+          word |= std::uint64_t{st.present[w + b] != 0} << b;
+        s[8].u64(word);
+      }
+      s[8].array(reinterpret_cast<const std::uint32_t*>(st.scaled.data()), st.scaled.size());
+    }
+    s[8].u64(c.structured_gates().size());
+    for (std::size_t i = 0; i < c.structured_gates().size(); ++i) {
+      s[8].u32(to_index(c.structured_gates()[i]));
+      s[8].u32(c.structured_stages()[i]);
+      s[8].u32(c.structured_lowers()[i]);
     }
   }
   const std::size_t nsec = sections_of(version);
@@ -612,6 +643,14 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
           if (token_seen[t]++) r.fail(fmt::format("token {} ('{}') has two gates", t, tt.name(t)));
           break;
         }
+        case static_cast<std::uint8_t>(gate_kind::structured):
+          if (version < 4) r.fail(fmt::format("gate {} is structured, which version {} files cannot hold", g, version));
+          if (slots != 1) r.fail(fmt::format("structured gate {} has {} children (φ alone expected)", g, slots));
+          for (std::uint32_t i = offsets[g]; i < offsets[g + 1]; ++i)
+            if (to_index(children[i]) >= g)
+              r.fail(fmt::format("gate {} has child {}: children must come before their parents", g,
+                                 to_index(children[i])));
+          break;
         case static_cast<std::uint8_t>(gate_kind::fused):
           if (version < 2) r.fail(fmt::format("gate {} is fused, which version {} files cannot hold", g, version));
           if (slots < 2) r.fail(fmt::format("fused gate {} has {} children (φ and at least one edge expected)", g, slots));
@@ -748,8 +787,80 @@ circuit deserialize_circuit(std::string_view bytes, std::string_view source) {
   detail::circuit_access::set_fused(c, std::move(fused_gates), std::move(fused_contexts), std::move(param_firsts),
                                     std::move(param_offsets), std::move(params), offsets, std::move(scale_gates),
                                     std::move(scale_units));
+  std::size_t structured_in_gates = 0;
+  for (const auto k : kinds) structured_in_gates += k == static_cast<std::uint8_t>(gate_kind::structured);
   detail::circuit_access::set_gates(c, std::move(kinds), std::move(offsets), std::move(children), std::move(edge_gates),
                                     std::move(contexts));
+  // conv stages and structured gates (version 4)
+  if (version >= 4) {
+    reader r(sec[8], source, "structured");
+    const auto ns = r.count(72);
+    for (std::uint64_t i = 0; i < ns; ++i) {
+      conv_stage st;
+      conv_geometry& g = st.geometry;
+      st.layer = r.u32(), st.term = r.u32();
+      for (std::uint32_t* x : {&g.in_channels, &g.in_h, &g.in_w, &g.out_channels, &g.out_h, &g.out_w, &g.kernel_h,
+                               &g.kernel_w, &g.stride_h, &g.stride_w, &g.pad_top, &g.pad_left, &g.dilation_h,
+                               &g.dilation_w, &g.group})
+        *x = r.u32();
+      st.parameters = r.u32();
+      // Sizes checked before anything is allocated by them (each product of u32s, bounded).
+      const auto bounded = [&](std::initializer_list<std::uint64_t> xs, const char* what) {
+        std::uint64_t p = 1;
+        for (const auto x : xs) {
+          p *= x;
+          if (p > 0xFFFFFFFFull) r.fail(fmt::format("conv stage {}: more {} than 32-bit indices allow", i, what));
+        }
+        return p;
+      };
+      if (g.group == 0 || g.in_channels % g.group || g.out_channels % g.group)
+        r.fail(fmt::format("conv stage {}: {} input and {} output channels are not divisible by {} groups", i,
+                           g.in_channels, g.out_channels, g.group));
+      const std::uint64_t weights = bounded({g.out_channels, g.in_channels / g.group, g.kernel_h, g.kernel_w}, "weights");
+      const std::uint64_t outputs = bounded({g.out_channels, g.out_h, g.out_w}, "output units");
+      bounded({g.in_channels, g.in_h, g.in_w}, "input units");
+      const std::uint64_t words = (weights + 63) / 64;
+      r.need(8 * words + 4 * outputs);
+      st.present.resize(weights);
+      for (std::uint64_t w = 0; w < words; ++w) {
+        const std::uint64_t x = r.u64();
+        if (w + 1 == words && weights % 64 != 0 && (x >> (weights % 64)) != 0)
+          r.fail(fmt::format("conv stage {}: its presence bitmap holds weights past its {}", i, weights));
+        for (std::uint64_t b = 0; b < 64 && w * 64 + b < weights; ++b) st.present[w * 64 + b] = (x >> b) & 1;
+      }
+      st.scaled.resize(outputs);
+      r.u32s(reinterpret_cast<std::uint32_t*>(st.scaled.data()), st.scaled.size());
+      try {
+        c.add_conv_stage(std::move(st));
+      } catch (const error& e) {
+        r.fail(fmt::format("conv stage {}: {}", i, e.what()));
+      }
+    }
+    const auto n = r.count(12);
+    if (n != structured_in_gates) r.fail(fmt::format("{} structured records for {} structured gates", n, structured_in_gates));
+    // A stage's scale gates must come before every structured gate that reads them.
+    std::vector<std::uint32_t> last_scaled(c.conv_stages().size(), 0);
+    for (std::size_t i = 0; i < c.conv_stages().size(); ++i)
+      for (const gate_id x : c.conv_stages()[i].scaled) last_scaled[i] = std::max(last_scaled[i], to_index(x));
+    std::uint32_t previous = 0;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const auto g = r.u32(), stage = r.u32(), lower = r.u32();
+      if (g >= c.size() || c.kind(gate_id{g}) != gate_kind::structured)
+        r.fail(fmt::format("structured record {} names gate {}, which is not a structured gate", i, g));
+      if (i > 0 && previous >= g) r.fail(fmt::format("structured record {} (gate {}) is out of order", i, g));
+      previous = g;
+      if (stage >= c.conv_stages().size())
+        r.fail(fmt::format("structured gate {} names conv stage {}, there are {}", g, stage, c.conv_stages().size()));
+      if (last_scaled[stage] >= g)
+        r.fail(fmt::format("structured gate {} reads gate {} of conv stage {}: children must come before their parents",
+                           g, last_scaled[stage], stage));
+      if (lower >= c.conv_stages()[stage].geometry.inputs())
+        r.fail(fmt::format("structured gate {} names lower unit {}, conv stage {} has {}", g, lower, stage,
+                           c.conv_stages()[stage].geometry.inputs()));
+      detail::circuit_access::add_structured(c, gate_id{g}, stage, lower);
+    }
+    r.expect_end();
+  }
   // roots
   {
     reader r(sec[5], source, "roots");

@@ -1,13 +1,14 @@
-// The circuit file format (.pvc), versions 1 to 3. All integers little-endian. A circuit
-// with fused gates or token blocks (circuits/fused.hpp, tokens.hpp) is written as version 3,
-// any other as version 1, so plain circuits stay readable by older builds. Version 2 files
-// (fused, without the compact encodings of version 3) are still read.
+// The circuit file format (.pvc), versions 1 to 4. All integers little-endian. A circuit
+// with structured gates or conv stages (circuit.hpp, DESIGN §5) is written as version 4, one
+// with fused gates or token blocks (circuits/fused.hpp, tokens.hpp) but neither as version
+// 3, any other as version 1, so each circuit stays readable by the oldest build that can
+// hold it. Version 2 files (fused, without the compact encodings of version 3) are still read.
 //
 //   offset  size  field
 //   0       8     magic  89 'P' 'V' 'C' 0D 0A 1A 0A   (PNG-style: catches text-mode mangling)
-//   8       4     format version (1, 2 or 3)
+//   8       4     format version (1 to 4)
 //   12      4     flags (0; a reader refuses bits it does not know)
-//   16      8     number of sections S (7 in version 1, 8 in versions 2 and 3)
+//   16      8     number of sections S (7 in version 1, 8 in versions 2 and 3, 9 in 4)
 //   24      S×8   byte size of each section, in the order below
 //   24+8S   …     the sections, back to back
 //   end-4   4     CRC-32 (IEEE 802.3, as zlib's crc32) of every byte before it
@@ -36,6 +37,15 @@
 //                0xFFFFFFFE base u32, u16 × n (token − base), 0-padding to a multiple of 4;
 //                else nothing (the run first, first+1, …);
 //                then scale gates: count u64; per scale gate: gate u32, upper unit u32.
+//   9 structured (version 4) conv stages: count u64; per stage: layer, term, in_channels,
+//                in_h, in_w, out_channels, out_h, out_w, kernel_h, kernel_w, stride_h,
+//                stride_w, pad_top, pad_left, dilation_h, dilation_w, group, first parameter
+//                token (u32 each; weight p of the (oc, ic/group, ky, kx) tensor is token
+//                first + p); which weights have an edge, a bitmap u64 × ⌈weights / 64⌉ (bit p
+//                % 64 of word p / 64, none past the weights); the scale gate of each upper unit
+//                u32 × outputs (0: none); then structured gates: count u64; per gate: gate
+//                u32, stage u32, lower unit u32, in gate order. A structured gate has one child
+//                slot (φ); its stage's scale gates come before it.
 //   In versions 2 and 3 sections 1–2 list the single tokens only (in token order, around the
 //   blocks); section 3 holds the value of every token.
 //
@@ -56,7 +66,7 @@
 namespace provnn {
 
 /// The newest version this build writes and reads (it reads every older one).
-inline constexpr std::uint32_t pvc_format_version = 3;
+inline constexpr std::uint32_t pvc_format_version = 4;
 
 /// The file's bytes. O(size of the circuit).
 std::string serialize_circuit(const circuit& c);

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "common/error.hpp"
 #include "circuits/detail/id_table.hpp"
@@ -36,7 +38,7 @@ circuit expand_fused(const circuit& c, std::vector<gate_id>* gate_map) {
   std::vector<std::uint8_t> plain_use(n, 0);
   for (std::uint32_t g = 0; g < n; ++g) {
     const gate_id id{g};
-    if (c.kind(id) == gate_kind::fused) continue;
+    if (c.kind(id) == gate_kind::fused || c.kind(id) == gate_kind::structured) continue;
     for (auto ch : c.children(id)) plain_use[to_index(ch)] = 1;
   }
   for (const auto& r : c.roots()) plain_use[to_index(r.gate)] = 1;
@@ -47,7 +49,48 @@ circuit expand_fused(const circuit& c, std::vector<gate_id>* gate_map) {
   std::size_t next_edge = 0, next_fused = 0, next_scale = 0;
   const auto edge_gates = c.edge_gates();
   const auto scale_gates = c.scale_gates();
-  out.reserve(n + 2 * c.fused_edge_count(), c.raw_children().size() + 4 * c.fused_edge_count());
+  const std::size_t implied = c.fused_edge_count() + c.structured_edge_count();
+  out.reserve(n + 2 * implied, c.raw_children().size() + 4 * implied);
+  // The edges (ψ_i, S_i) of the fused or structured gate g, as ⊕_i E_i ⊗ R_i.
+  std::vector<std::pair<token_index, gate_id>> edge_list;
+  std::size_t next_structured = 0;
+  auto expand_edges = [&](std::uint32_t g, gate_id phi, const fused_context& ctx) {
+    products.clear();
+    for (std::size_t i = 0; i < edge_list.size(); ++i) {
+      const gate_id s = edge_list[i].second;
+      const auto unit = c.scaled_unit(s);
+      const auto sc = c.children(s);
+      if (!unit || sc.size() != 2)
+        throw error(fmt::format("expand_fused: edge {} of {} gate {} uses gate {}, which is not a scale gate "
+                                "(R ⊗ n made by circuit::scale)",
+                                i, to_string(c.kind(gate_id{g})), g, to_index(s)));
+      auto is_norm = [&](gate_id x) {
+        return c.kind(x) == gate_kind::token && tt.kind(c.token_of(x)) == token_kind::normaliser;
+      };
+      // scale() stores its two children in id order; the normaliser is the token one.
+      const bool first_is_n = is_norm(sc[0]) && !is_norm(sc[1]);
+      if (!first_is_n && !is_norm(sc[1]))
+        throw error(fmt::format("expand_fused: scale gate {} (edge {} of {} gate {}) has no normaliser token",
+                                to_index(s), i, to_string(c.kind(gate_id{g})), g));
+      const gate_id nn = map[to_index(first_is_n ? sc[0] : sc[1])];
+      const gate_id r = map[to_index(first_is_n ? sc[1] : sc[0])];
+      const token_index param = edge_list[i].first;
+      const gate_id ps = out.token(param);
+      const edge_key key{to_index(phi), to_index(ps), to_index(nn)};
+      auto [it, fresh] = edges.try_emplace(key, zero_gate);
+      if (fresh) {
+        edge_context e;
+        e.layer = ctx.layer;
+        e.lower = ctx.lower;
+        e.upper = *unit;
+        e.term = ctx.term;
+        e.parameter = param;
+        it->second = out.edge({phi, ps, nn}, e);
+      }
+      products.push_back(out.times({it->second, r}));
+    }
+    return out.plus(products);
+  };
   for (std::uint32_t g = 0; g < n; ++g) {
     const gate_id id{g};
     const bool is_edge = next_edge < edge_gates.size() && to_index(edge_gates[next_edge]) == g;
@@ -70,45 +113,23 @@ circuit expand_fused(const circuit& c, std::vector<gate_id>* gate_map) {
         break;
       }
       case gate_kind::fused: {
-        const auto& ctx = c.fused_contexts()[next_fused];
         const auto params = c.fused_parameters(next_fused);
         const auto ch = c.children(id);
-        const gate_id phi = map[to_index(ch[0])];
-        products.clear();
-        for (std::size_t i = 0; i + 1 < ch.size(); ++i) {
-          const gate_id s = ch[i + 1];
-          const auto unit = c.scaled_unit(s);
-          const auto sc = c.children(s);
-          if (!unit || sc.size() != 2)
-            throw error(fmt::format("expand_fused: edge {} of fused gate {} uses gate {}, which is not a scale gate "
-                                    "(R ⊗ n made by circuit::scale)",
-                                    i, g, to_index(s)));
-          auto is_norm = [&](gate_id x) {
-            return c.kind(x) == gate_kind::token && tt.kind(c.token_of(x)) == token_kind::normaliser;
-          };
-          // scale() stores its two children in id order; the normaliser is the token one.
-          const bool first_is_n = is_norm(sc[0]) && !is_norm(sc[1]);
-          if (!first_is_n && !is_norm(sc[1]))
-            throw error(fmt::format("expand_fused: scale gate {} (edge {} of fused gate {}) has no normaliser token",
-                                    to_index(s), i, g));
-          const gate_id nn = map[to_index(first_is_n ? sc[0] : sc[1])];
-          const gate_id r = map[to_index(first_is_n ? sc[1] : sc[0])];
-          const gate_id ps = out.token(params[i]);
-          const edge_key key{to_index(phi), to_index(ps), to_index(nn)};
-          auto [it, fresh] = edges.try_emplace(key, zero_gate);
-          if (fresh) {
-            edge_context e;
-            e.layer = ctx.layer;
-            e.lower = ctx.lower;
-            e.upper = *unit;
-            e.term = ctx.term;
-            e.parameter = params[i];
-            it->second = out.edge({phi, ps, nn}, e);
-          }
-          products.push_back(out.times({it->second, r}));
-        }
-        map[g] = out.plus(products);
+        edge_list.clear();
+        for (std::size_t i = 0; i + 1 < ch.size(); ++i) edge_list.emplace_back(params[i], ch[i + 1]);
+        map[g] = expand_edges(g, map[to_index(ch[0])], c.fused_contexts()[next_fused]);
         ++next_fused;
+        break;
+      }
+      case gate_kind::structured: {
+        const conv_stage& st = c.conv_stages()[c.structured_stages()[next_structured]];
+        const std::uint32_t lower = c.structured_lowers()[next_structured];
+        edge_list.clear();
+        st.edges_of(lower, [&](std::size_t k, std::size_t p) {
+          edge_list.emplace_back(static_cast<token_index>(st.parameters + p), st.scaled[k]);
+        });
+        map[g] = expand_edges(g, map[to_index(c.children(id)[0])], fused_context{st.layer, lower, st.term});
+        ++next_structured;
         break;
       }
     }
@@ -121,7 +142,10 @@ circuit expand_fused(const circuit& c, std::vector<gate_id>* gate_map) {
     out.add_root(std::move(x));
   }
   out.metadata() = c.metadata();
-  if (has_fused_gates(c)) out.metadata()["layout"] = "plain, expanded from fused";
+  if (has_fused_gates(c)) {
+    const auto layout = c.metadata().find("layout");
+    out.metadata()["layout"] = "plain, expanded from " + (layout != c.metadata().end() ? layout->second : std::string("fused"));
+  }
   out.set_sharing(c.sharing());
   if (gate_map) *gate_map = std::move(map);
   return out;
@@ -130,7 +154,8 @@ circuit expand_fused(const circuit& c, std::vector<gate_id>* gate_map) {
 void require_edge_gates(const circuit& c, std::string_view what) {
   if (!has_fused_gates(c)) return;
   throw unsupported_error(fmt::format(
-      "{} need the circuit's edge gates, and this circuit keeps its edges inside fused gates (layout 'fused'); "
+      "{} need the circuit's edge gates, and this circuit keeps its edges inside fused or structured gates (layout "
+      "'fused' or 'structured'); "
       "expand it with expand_fused() first (the command line and Python do), or build it with the plain layout",
       what));
 }

@@ -15,6 +15,7 @@ namespace provnn {
 
 /// The plain circuit c stands for. Tokens (indices, names, values), roots (names, kinds,
 /// order) and metadata are kept (metadata "layout" becomes "plain, expanded from fused").
+/// A structured gate expands as the fused gate with its conv_stage::edges_of() edges.
 /// Every fused gate F = φ ⊗ ⊕_i ψ_i ⊗ S_i, S_i = R_i ⊗ n_i a scale gate of upper unit k_i,
 /// becomes ⊕_i E_i ⊗ R_i with the edge gate E_i = φ ⊗ ψ_i ⊗ n_i (factors in that order,
 /// context: F's layer, lower unit and term, upper unit k_i, parameter ψ_i). Edge gates with
@@ -31,9 +32,11 @@ circuit expand_fused(const circuit& c, std::vector<gate_id>* gate_map = nullptr)
 /// c itself when it has no fused gates, else expand_fused(c): for readers of edge gates.
 circuit with_edge_gates(circuit c);
 
-/// Whether c keeps edges in fused gates (and so needs expand_fused() for edge annotations
-/// and DOT).
-inline bool has_fused_gates(const circuit& c) noexcept { return !c.fused_gates().empty(); }
+/// Whether c keeps edges in fused or structured gates (and so needs expand_fused() for edge
+/// annotations and DOT).
+inline bool has_fused_gates(const circuit& c) noexcept {
+  return !c.fused_gates().empty() || !c.structured_gates().empty();
+}
 
 /// Throws unsupported_error when c has fused gates: `what` (e.g. "edge annotations", "DOT
 /// export") reads edge gates, and the message says to expand_fused() first. The one check
