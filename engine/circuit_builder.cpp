@@ -519,7 +519,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
 
   // Whether φ_m(a_j) ≠ 0, at phi_nz[m·n_in + j]: for the fused layout's visits below.
   std::vector<std::uint8_t> phi_nz;
-  if (opt_.layout == circuit_layout::fused && !pool && needing) {
+  if (opt_.layout != circuit_layout::plain && !pool && needing) {
     phi_nz.resize(T * n_in);
     for (std::size_t m = 0; m < T; ++m)
       for (std::size_t j = 0; j < n_in; ++j) phi_nz[m * n_in + j] = phi_value(rt.terms[m].phi, j) != 0;
@@ -575,7 +575,10 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   // Count the edges first, so every array is reserved once. The fused layout also counts
   // them per bucket (lower unit j, term m) here, for its counting sort below (a dense stage
   // within max_recorded_edges is bucketed at once instead: bucket_dense_edges).
-  const bool fuse = opt_.layout == circuit_layout::fused && !pool;
+  // The structured layout keeps a convolution's edges in structured gates (below), a dense
+  // layer's in fused gates.
+  const bool structure = opt_.layout == circuit_layout::structured && conv;
+  const bool fuse = opt_.layout != circuit_layout::plain && !pool && !structure;
   std::vector<std::uint32_t> start(fuse ? n_in * T + 1 : 0, 0);
   std::size_t n_edges = 0;
   std::vector<std::size_t> per_group(groups_.size(), 0);
@@ -608,7 +611,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     n_edges = bucket_dense_edges(*dense, T, reach, phi_nz, psi, r.gamma, start, e_k.get(), e_p.get(), e_w.get(), per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
-  } else if (needing) {
+  } else if (needing && !structure) {
     auto count_edge = [&](std::size_t k, std::size_t j, std::size_t p, std::size_t m) {
       ++n_edges;
       if (fuse) {
@@ -642,6 +645,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // A dense layer's gates take runs of their j-major parameter block (no entries); a
     // convolution's list their shared weights, one entry per edge.
     c_.reserve_fused(groups_.size() * T * n_in, dense ? 0 : products);
+  } else if (structure) {
+    // Per explanation and term: a scale gate per upper unit, a structured gate per lower
+    // unit (one child each), a ⊕ per lower unit over the terms.
+    c_.reserve(c_.size() + groups_.size() * T * (n_in + n_out) + groups_.size() * n_in + 4 * n_in + bias_gates + 64,
+               c_.raw_children().size() + groups_.size() * (T + 1) * (2 * n_out + n_in) + 2 * n_in + bias_refs + 64);
   } else
     c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + bias_gates + 64,
                c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + bias_refs + 64);
@@ -959,6 +967,124 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     }
   }
 
+  // Structured layout (DESIGN §5): per explanation and term a conv_stage — the scale gates
+  // S_k^m = R_k ⊗ n_k^m of the units with R_k and c_mk ≠ 0, by k, and which weights have a
+  // nonzero ψ_m — and per lower unit j with at least one edge the structured gate
+  // φ_m(a_j) ⊗ ⊕ ψ ⊗ S over the edges those tables imply: exactly the fused layout's edges,
+  // in its order, with nothing stored per edge.
+  if (structure && needing) {
+    fused_r.assign(groups_.size(), std::vector<gate_id>(n_in, zero_gate));
+    conv_geometry geo;
+    geo.in_channels = static_cast<std::uint32_t>(l.in_shape[0]);
+    geo.in_h = static_cast<std::uint32_t>(l.in_shape[1]);
+    geo.in_w = static_cast<std::uint32_t>(l.in_shape[2]);
+    geo.out_channels = static_cast<std::uint32_t>(l.out_shape[0]);
+    geo.out_h = static_cast<std::uint32_t>(l.out_shape[1]);
+    geo.out_w = static_cast<std::uint32_t>(l.out_shape[2]);
+    geo.kernel_h = static_cast<std::uint32_t>(conv->kernel_h);
+    geo.kernel_w = static_cast<std::uint32_t>(conv->kernel_w);
+    geo.stride_h = static_cast<std::uint32_t>(conv->stride_h);
+    geo.stride_w = static_cast<std::uint32_t>(conv->stride_w);
+    geo.pad_top = static_cast<std::uint32_t>(conv->pad_top);
+    geo.pad_left = static_cast<std::uint32_t>(conv->pad_left);
+    geo.dilation_h = static_cast<std::uint32_t>(conv->dilation_h);
+    geo.dilation_w = static_cast<std::uint32_t>(conv->dilation_w);
+    geo.group = static_cast<std::uint32_t>(conv->group);
+    const std::size_t n_w = conv->weight.size();
+    // ψ tokens: one dense block per parameter variant in the tensor's own layout (the token of
+    // weight p is first + p), and which of them are nonzero.
+    std::array<token_index, token_variant_count> psi_first;
+    psi_first.fill(no_token);
+    std::array<std::vector<std::uint8_t>, token_variant_count> present;
+    for (std::size_t m = 0; m < T; ++m) {
+      const V v = rt.terms[m].psi;
+      const auto vi = static_cast<std::size_t>(v);
+      if (psi_first[vi] != no_token) continue;
+      if (!c_.fits_memory(9 * n_w))
+        throw limit_error(fmt::format("circuit: the {} parameter tokens of stage {} would take the arena above the "
+                                      "memory limit max_memory = {} bytes",
+                                      n_w, layer_no, opt_.max_memory));
+      std::vector<double> vals(n_w);
+      present[vi].resize(n_w);
+      for (std::size_t p = 0; p < n_w; ++p) {
+        vals[p] = psi_value(v, conv->weight[p]);
+        present[vi][p] = vals[p] != 0;
+      }
+      const std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
+      const std::uint8_t natural[] = {0, 1, 2, 3};
+      psi_first[vi] = c_.tokens().add_block(K::parameter, v, layer_no, shp, natural, 0, {}, vals);
+    }
+    // The first explanation needing each unit: an edge is counted once, as in the fused layout.
+    std::vector<std::uint32_t> first_group(n_out, unset);
+    for (std::size_t gi = groups_.size(); gi-- > 0;)
+      for (std::size_t k = 0; k < n_out; ++k)
+        if (groups_[gi].r[k] != zero_gate) first_group[k] = static_cast<std::uint32_t>(gi);
+    const std::size_t H = geo.in_h, W = geo.in_w, OH = geo.out_h, OW = geo.out_w, kh = geo.kernel_h, kw = geo.kernel_w;
+    const std::size_t icg = geo.in_channels / geo.group, ocg = geo.out_channels / geo.group;
+    // stage_no[gi·T + m]: the conv stage of explanation gi and term m (unset: no edge);
+    // has_edge[(gi·T + m)·n_in + j]: whether lower unit j has an edge there.
+    std::vector<std::uint32_t> stage_no(groups_.size() * T, unset);
+    std::vector<std::uint8_t> has_edge(groups_.size() * T * n_in, 0);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+      for (std::size_t m = 0; m < T; ++m) {
+        const auto vi = static_cast<std::size_t>(rt.terms[m].psi);
+        conv_stage st;
+        st.layer = layer_no;
+        st.term = static_cast<std::uint32_t>(m);
+        st.geometry = geo;
+        st.parameters = psi_first[vi];
+        st.present = present[vi];
+        st.scaled.assign(n_out, zero_gate);
+        const std::uint8_t* pz = phi_nz.data() + m * n_in;
+        const std::uint8_t* pr = present[vi].data();
+        std::uint8_t* mark = has_edge.data() + (gi * T + m) * n_in;
+        std::size_t counted = 0;
+        // The lower units with an edge, visited from the upper units that have one.
+        for (std::size_t oc = 0; oc < geo.out_channels; ++oc) {
+          const std::size_t grp = oc / ocg;
+          for (std::size_t u = 0; u < OH * OW; ++u) {
+            const std::size_t k = oc * OH * OW + u;
+            if (groups_[gi].r[k] == zero_gate || coef[m][k] == 0) continue;
+            const std::size_t oy = u / OW, ox = u % OW;
+            std::size_t n = 0;
+            for (std::size_t icl = 0; icl < icg; ++icl) {
+              const std::size_t ci = grp * icg + icl, wbase = (oc * icg + icl) * kh * kw;
+              for (std::size_t ky = 0; ky < kh; ++ky) {
+                const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * geo.stride_h + ky * geo.dilation_h) -
+                                          static_cast<std::ptrdiff_t>(geo.pad_top);
+                if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(H)) continue;
+                const std::size_t row = (ci * H + static_cast<std::size_t>(iy)) * W;
+                for (std::size_t kx = 0; kx < kw; ++kx) {
+                  const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox * geo.stride_w + kx * geo.dilation_w) -
+                                            static_cast<std::ptrdiff_t>(geo.pad_left);
+                  if (ix < 0 || ix >= static_cast<std::ptrdiff_t>(W)) continue;
+                  const std::size_t j = row + static_cast<std::size_t>(ix);
+                  if (pz[j] && pr[wbase + ky * kw + kx]) mark[j] = 1, ++n;
+                }
+              }
+            }
+            if (n == 0) continue;  // no edge reaches this unit's scale gate: it is not made
+            if (first_group[k] == gi) counted += n;
+            st.scaled[k] = c_.scale(groups_[gi].r[k], n_gate(m, k), static_cast<std::uint32_t>(k));
+          }
+        }
+        edges_ += counted;
+        if (std::find(mark, mark + n_in, std::uint8_t{1}) != mark + n_in)
+          stage_no[gi * T + m] = c_.add_conv_stage(std::move(st));
+      }
+    std::vector<std::vector<gate_id>> per_j(groups_.size());
+    for (std::size_t j = 0; j < n_in; ++j) {
+      for (auto& v : per_j) v.clear();
+      for (std::size_t m = 0; m < T; ++m)
+        for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+          if (has_edge[(gi * T + m) * n_in + j])
+            per_j[gi].push_back(
+                c_.structured(phi_gate(rt.terms[m].phi, j), stage_no[gi * T + m], static_cast<std::uint32_t>(j)));
+      for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+        if (!per_j[gi].empty()) fused_r[gi][j] = c_.plus(per_j[gi]);
+    }
+  }
+
   // Edge gates E_jk^m, shared by every explanation, and the products E ⊗ R_k per explanation.
   if (n_edges && !fuse) {
     stage_edges(l, [&](std::size_t k, std::size_t j, std::size_t p, double w) {
@@ -1014,7 +1140,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     }
   }
 
-  if (fuse) {
+  if (fuse || structure) {
+    if (fused_r.empty()) fused_r.assign(groups_.size(), std::vector<gate_id>(n_in, zero_gate));  // nothing needed
     for (std::size_t gi = 0; gi < groups_.size(); ++gi) groups_[gi].r = std::move(fused_r[gi]);
     stage_rules_.push_back(fmt::format("{}={}", s, to_string(r)));
     return;
@@ -1124,6 +1251,7 @@ circuit builder::run(circuit_build_info* info) {
   md["rules"] = fmt::format("{}", fmt::join(stage_rules_, "; "));
   md["bias"] = keep_bias_ ? "kept" : "zeroed";
   if (opt_.layout == circuit_layout::fused) md["layout"] = "fused";
+  if (opt_.layout == circuit_layout::structured) md["layout"] = "structured";
   md["builder"] = "provnn build_circuit (DESIGN §3)";
   if (info) {
     info->targets = std::move(targets);

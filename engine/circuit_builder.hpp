@@ -56,7 +56,12 @@ inline constexpr std::size_t default_max_memory = std::size_t{8} << 30;
 ///   fused  one fused gate per lower unit and term, 4–8 bytes per edge (circuits/fused.hpp);
 ///          equal values in every semiring and equal polynomials; expand_fused() gives the
 ///          plain circuit when edge gates are needed. Average pools stay plain.
-enum class circuit_layout : std::uint8_t { plain, fused };
+///   structured  dense layers as fused; a convolution's edges implied by its geometry
+///          (structured gates, DESIGN §5): per lower unit and term one gate with no per-edge
+///          storage, per stage tables of O(units + parameters). Same values, same polynomials,
+///          the same plain circuit once expanded; memory no longer grows with the
+///          multiply-adds.
+enum class circuit_layout : std::uint8_t { plain, fused, structured };
 
 struct circuit_options {
   circuit_layout layout = circuit_layout::plain;
