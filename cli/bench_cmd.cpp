@@ -227,7 +227,9 @@ void run_bench(const bench_options& o) {
   j["rules"] = to_string(comp);
   j["repeat"] = o.repeat;
   j["multiply_adds"] = macs;
-  j["layout"] = copt.layout == engine::circuit_layout::fused ? "fused" : "plain";
+  j["layout"] = copt.layout == engine::circuit_layout::fused        ? "fused"
+                : copt.layout == engine::circuit_layout::structured ? "structured"
+                                                                    : "plain";
   // Page faults dominate large builds on some machines: say how malloc was set up.
   j["malloc_huge_pages"] = malloc_uses_huge_pages();
   nlohmann::json ratios;

@@ -56,7 +56,11 @@ void add_build_command(CLI::App& app) {
     engine::circuit_build_info info;
     const circuit c = build_from_selection(s, o->sel, o->targets, &info);
     save_circuit(c, o->out);
-    if (c.fused_gates().empty())
+    if (!c.structured_gates().empty())
+      fmt::print("wrote {}: {} gates ({} fused, {} structured over {} conv stages; {} edges in all), {} tokens, {} roots\n",
+                 o->out, c.size(), c.fused_gates().size(), c.structured_gates().size(), c.conv_stages().size(),
+                 info.edges, c.tokens().size(), c.roots().size());
+    else if (c.fused_gates().empty())
       fmt::print("wrote {}: {} gates, {} edge gates, {} tokens, {} roots\n", o->out, c.size(), info.edges,
                  c.tokens().size(), c.roots().size());
     else

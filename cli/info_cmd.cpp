@@ -37,6 +37,8 @@ void add_info_command(CLI::App& app) {
     g["edge"] = c.edge_gates().size();
     g["fused_edges"] = c.fused_edge_count();
     g["scale"] = c.scale_gates().size();
+    g["structured_edges"] = c.structured_edge_count();
+    g["conv_stages"] = c.conv_stages().size();
     g["child_references"] = c.child_count();
     j["gates"] = g;
     nlohmann::ordered_json t;
@@ -60,6 +62,9 @@ void add_info_command(CLI::App& app) {
     if (!c.fused_gates().empty())
       fmt::print("  fused          {} fused gates holding {} edges (8 bytes each), {} scale gates\n",
                  c.fused_gates().size(), c.fused_edge_count(), c.scale_gates().size());
+    if (!c.structured_gates().empty())
+      fmt::print("  structured     {} structured gates over {} conv stages, standing for {} edges\n",
+                 c.structured_gates().size(), c.conv_stages().size(), c.structured_edge_count());
     std::string tk;
     for (std::size_t k = 0; k < token_kind_count; ++k)
       if (tokens[k]) tk += fmt::format("{}{} {}", tk.empty() ? "" : ", ", tokens[k], to_string(static_cast<token_kind>(k)));

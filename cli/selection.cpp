@@ -63,9 +63,10 @@ void add_budget_options(CLI::App& cmd, circuit_budget& b) {
                              engine::default_max_memory >> 30))
       ->transform(CLI::AsSizeValue(false));
   cmd.add_option("--layout", b.layout,
-                 "circuit layout: plain (an edge gate per edge, default) or fused (4–8 bytes per edge, edges inside "
-                 "fused gates; same values, expanded when DOT or an edge annotation needs edge gates)")
-      ->check(CLI::IsMember({"plain", "fused"}));
+                 "circuit layout: plain (an edge gate per edge, default), fused (4–8 bytes per edge, edges inside "
+                 "fused gates) or structured (dense layers fused, a convolution's edges implied by its geometry: "
+                 "nothing stored per edge); same values, expanded when DOT or an edge annotation needs edge gates")
+      ->check(CLI::IsMember({"plain", "fused", "structured"}));
 }
 
 void add_precision_option(CLI::App& cmd, std::string& precision) {

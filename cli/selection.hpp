@@ -25,7 +25,9 @@ struct circuit_budget {
   void apply(engine::circuit_options& co) const {
     co.max_gates = max_gates;
     co.max_memory = max_memory;
-    co.layout = layout == "fused" ? engine::circuit_layout::fused : engine::circuit_layout::plain;
+    co.layout = layout == "fused"        ? engine::circuit_layout::fused
+                : layout == "structured" ? engine::circuit_layout::structured
+                                         : engine::circuit_layout::plain;
   }
 };
 

@@ -241,8 +241,11 @@ py_circuit build(const model& m, const py::object& x, const explain_args& a, std
   co.max_memory = max_memory;
   if (layout == "fused")
     co.layout = engine::circuit_layout::fused;
+  else if (layout == "structured")
+    co.layout = engine::circuit_layout::structured;
   else if (layout != "plain")
-    throw parse_error(fmt::format("layout: '{}' is not a circuit layout; use 'plain' or 'fused'", layout));
+    throw parse_error(
+        fmt::format("layout: '{}' is not a circuit layout; use 'plain', 'fused' or 'structured'", layout));
   py_circuit out;
   {
     py::gil_scoped_release release;
@@ -355,8 +358,9 @@ feature (and per bias that absorbs relevance). Evaluated in the real semiring it
     input: a label stored in the circuit's metadata.
     max_gates, max_memory: the circuit's budget (gates; bytes held, growth included; defaults
         2**31 gates and 8 GiB). Hitting either raises provnn.LimitError naming it.
-    layout: 'plain' (an edge gate per edge) or 'fused' (about 16 bytes per edge inside fused gates:
-        the same values; edge annotations and to_dot() expand it on the fly).
+    layout: 'plain' (an edge gate per edge), 'fused' (about 16 bytes per edge inside fused gates)
+        or 'structured' (also a convolution's edges implied by its geometry: about 2 bytes per
+        edge). The same values; edge annotations and to_dot() expand it on the fly.
 )") + explain_options_doc)
               .c_str());
 }

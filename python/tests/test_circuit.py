@@ -97,11 +97,12 @@ def test_circuit_budget(cnn):
     assert "max_memory" in str(e.value)
 
 
-def test_fused_layout_gives_the_plain_values_and_expands_for_annotations_and_dot(cnn, tmp_path):
+@pytest.mark.parametrize("layout", ["fused", "structured"])
+def test_fused_and_structured_layouts_give_the_plain_values_and_expand_for_annotations_and_dot(cnn, tmp_path, layout):
     model, x = cnn
     plain = model.circuit(x, rule="alphabeta")
-    fused = model.circuit(x, rule="alphabeta", layout="fused")
-    assert fused.info()["metadata"]["layout"] == "fused"
+    fused = model.circuit(x, rule="alphabeta", layout=layout)
+    assert fused.info()["metadata"]["layout"] == layout
     np.testing.assert_allclose(fused.evaluate("real"), plain.evaluate("real"), rtol=1e-12, atol=1e-15)
     assert np.array_equal(fused.evaluate("counting"), plain.evaluate("counting"))
     for ann in ("threshold:0", "viterbi-maxnorm"):

@@ -215,15 +215,31 @@ TEST_CASE("circuit commands refuse bad input with a named error and exit≠0") {
   CHECK_FALSE(std::filesystem::exists(f.dir / "o.npy"));
 }
 
-TEST_CASE("build --layout fused: a version-3 file whose eval (with and without edge annotations), poly and dot "
-          "answer as the plain circuit's") {
+TEST_CASE("build --layout fused|structured: a version-3|4 file whose eval (with and without edge annotations), "
+          "poly and dot answer as the plain circuit's") {
   const std::string model = "models/digits_cnn.onnx", input = "inputs/cnn_input_0.npy";
-  for (const std::string rule : {"epsilon", "alphabeta"}) {
+  struct variant {
+    std::string layout, rule;
+    int version;
+  };
+  for (const auto& [layout, rule, version] : std::vector<variant>{
+           {"fused", "epsilon", 3}, {"fused", "alphabeta", 3}, {"structured", "epsilon", 4}, {"structured", "alphabeta", 4}}) {
+    CAPTURE(layout);
     CAPTURE(rule);
     const auto plain = built("fused-plain", model, input, "--rule " + rule);
-    const auto fused = built("fused-fused", model, input, "--rule " + rule + " --layout fused");
-    CHECK(provnn::test::slurp(fused.pvc)[8] == 3);  // format version 3 holds fused gates
+    const auto fused = built("fused-" + layout, model, input, "--rule " + rule + " --layout " + layout);
+    CHECK(provnn::test::slurp(fused.pvc)[8] == version);  // 3 holds fused gates, 4 also structured ones
     CHECK(std::filesystem::file_size(fused.pvc) < std::filesystem::file_size(plain.pvc) / 2);
+    // info counts every edge once: an edge gate of the plain circuit is here an edge gate (a
+    // pool's), an edge inside a fused gate, or one a structured gate stands for.
+    const auto ip = run_provnn("info " + q(plain.pvc) + " --json"), ifu = run_provnn("info " + q(fused.pvc) + " --json");
+    REQUIRE_MESSAGE(ifu.exit_code == 0, ifu.err);
+    const auto gp = nlohmann::json::parse(ip.out)["gates"], gf = nlohmann::json::parse(ifu.out)["gates"];
+    CHECK(gf["edge"].get<std::size_t>() + gf["fused_edges"].get<std::size_t>() +
+              gf["structured_edges"].get<std::size_t>() ==
+          gp["edge"].get<std::size_t>());
+    CHECK((gf["structured_edges"].get<std::size_t>() > 0) == (layout == "structured"));
+    CHECK(gf["conv_stages"].get<std::size_t>() == (layout == "structured" ? (rule == "alphabeta" ? 4u : 2u) : 0u));
     // Numeric semirings: the same reading to rounding; counting exactly.
     const auto jp = eval_json(plain, "-s real -s counting"), jf = eval_json(fused, "-s real -s counting");
     const auto rp = features(jp, 0), rf = features(jf, 0);
