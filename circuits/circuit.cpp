@@ -268,8 +268,23 @@ std::uint32_t circuit::add_conv_stage(conv_stage st) {
   if (!g.group || g.in_channels % g.group || g.out_channels % g.group)
     fail(fmt::format("{} input and {} output channels are not divisible by {} groups", g.in_channels, g.out_channels,
                      g.group));
-  if (g.inputs() > 0xFFFFFFFFull || g.outputs() > 0xFFFFFFFFull || g.weights() > 0xFFFFFFFFull)
-    fail("more than 2^32 units or weights");
+  // In 128 bits: inputs(), outputs() and weights() wrap in 64 for huge (damaged) sizes.
+  using u128 = unsigned __int128;
+  const u128 inputs = u128{g.in_channels} * g.in_h * g.in_w, outputs = u128{g.out_channels} * g.out_h * g.out_w;
+  const u128 weights = u128{g.out_channels} * (g.in_channels / g.group) * g.kernel_h * g.kernel_w;
+  if (inputs > 0xFFFFFFFFu || outputs > 0xFFFFFFFFu || weights > 0xFFFFFFFFu) fail("more than 2^32 units or weights");
+  // What any convolution satisfies (the bottom/right padding, not stored, is ≥ 0): the
+  // kernel's extent fits in 32 bits, and the input is no larger than the outputs' strides and
+  // one kernel extent cover. So every offset stays small, and a damaged geometry cannot claim
+  // input units out of proportion to the outputs and weights it stores.
+  const u128 extent_h = u128{g.kernel_h - 1} * g.dilation_h, extent_w = u128{g.kernel_w - 1} * g.dilation_w;
+  if (extent_h > 0xFFFFFFFFu || extent_w > 0xFFFFFFFFu)
+    fail(fmt::format("a {}x{} kernel with dilation {}x{} spans more than 2^32 inputs", g.kernel_h, g.kernel_w,
+                     g.dilation_h, g.dilation_w));
+  if (g.in_h > u128{g.out_h} * g.stride_h + extent_h || g.in_w > u128{g.out_w} * g.stride_w + extent_w)
+    fail(fmt::format("an input of {}x{} cannot give {}x{} outputs with a {}x{} kernel, stride {}x{} and dilation {}x{}",
+                     g.in_h, g.in_w, g.out_h, g.out_w, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h,
+                     g.dilation_w));
   if (st.present.size() != g.weights())
     fail(fmt::format("{} presence flags for {} weights", st.present.size(), g.weights()));
   if (st.scaled.size() != g.outputs())

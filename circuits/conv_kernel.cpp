@@ -18,7 +18,7 @@ void conv_transposed_real(const conv_geometry& g, const double* w, const double*
   const std::size_t K = icg * g.kernel_h * g.kernel_w, P = std::size_t{g.out_h} * g.out_w;
   const std::size_t plane = std::size_t{g.in_h} * g.in_w;
   // Output positions in blocks of whole rows, so that the product stays near 8 MB.
-  const std::size_t rows = std::max<std::size_t>(1, (std::size_t{1} << 20) / std::max<std::size_t>(1, K * g.out_w));
+  const std::size_t rows = std::max<std::size_t>(1, conv_transposed_max_block / std::max<std::size_t>(1, K * g.out_w));
   thread_local std::vector<double> cols;
   cols.resize(K * std::min<std::size_t>(P, rows * g.out_w));
   using strided = Eigen::Map<const matrix, 0, Eigen::OuterStride<>>;
@@ -46,8 +46,8 @@ void conv_transposed_real(const conv_geometry& g, const double* w, const double*
               const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * g.stride_h) + offy;
               if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(g.in_h)) continue;
               const double* src = row + (oy - oy0) * g.out_w;
-              double* dst = in + iy * W + offx;
-              for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox) dst[ox * sw] += src[ox];
+              double* dst = in + iy * W;
+              for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox) dst[ox * sw + offx] += src[ox];
             }
           }
       }

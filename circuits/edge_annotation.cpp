@@ -125,11 +125,10 @@ std::vector<std::uint8_t> cone_mask(const circuit& c, std::span<const gate_id> r
   }
   const auto edges = c.edge_gates();
   std::size_t e = edges.size();
-  // A structured gate reads its stage's scale gates (all of them: evaluation computes a
-  // stage at once); each stage's are marked once.
+  // A structured gate reads the scale gates its edges reach (conv_stage::edges_of): those
+  // are marked, and evaluation leaves the stage's others out of its sums.
   const auto structured = c.structured_gates();
   std::size_t st = structured.size();
-  std::vector<std::uint8_t> stage_marked(c.conv_stages().size(), 0);
   for (std::uint32_t g = static_cast<std::uint32_t>(c.size()); g-- > 0;) {
     const bool is_edge = stop_at_edges && e > 0 && to_index(edges[e - 1]) == g;
     if (is_edge) --e;
@@ -138,11 +137,8 @@ std::vector<std::uint8_t> cone_mask(const circuit& c, std::span<const gate_id> r
     if (!need[g] || is_edge) continue;
     for (auto ch : c.children(static_cast<gate_id>(g))) need[to_index(ch)] = 1;
     if (is_structured) {
-      const std::uint32_t s = c.structured_stages()[st];
-      if (!stage_marked[s]) {
-        stage_marked[s] = 1;
-        for (const gate_id x : c.conv_stages()[s].scaled) need[to_index(x)] = 1;
-      }
+      const conv_stage& stage = c.conv_stages()[c.structured_stages()[st]];
+      stage.edges_of(c.structured_lowers()[st], [&](std::size_t k, std::size_t) { need[to_index(stage.scaled[k])] = 1; });
     }
   }
   return need;

@@ -29,8 +29,11 @@
 #include "circuits/edge_annotation.hpp"
 #include "circuits/fused.hpp"
 #include "common/error.hpp"
+#include "semirings/boolean.hpp"
 #include "semirings/counting.hpp"
+#include "semirings/max_plus.hpp"
 #include "semirings/real.hpp"
+#include "semirings/viterbi.hpp"
 #include "semirings/semiring.hpp"
 
 namespace provnn {
@@ -394,6 +397,35 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
   }
 }
 
+// Boolean, max-plus, Viterbi: the stage as the same dense product in the semiring
+// (conv_transposed_semiring), the weights of absent edges and the values of units without
+// a scale gate (or outside the cone) at zero. Scalar operations only: −∞ + x and 0 · x
+// are what times() gives wherever max can see them (as in the semirings' run_sum).
+template <class S, class = void>
+struct dense_op : std::false_type {};
+template <class S>
+struct dense_op<S, std::enable_if_t<std::is_same_v<S, max_plus_semiring>>> : std::true_type {
+  using scalar = double;
+  static constexpr double zero = max_plus_semiring::minus_infinity;
+  static double plus(double a, double b) noexcept { return a < b ? b : a; }
+  static double times(double a, double b) noexcept { return a + b; }
+};
+template <class S>
+struct dense_op<S, std::enable_if_t<std::is_same_v<S, viterbi_semiring>>> : std::true_type {
+  using scalar = double;
+  static constexpr double zero = 0.0;
+  static double plus(double a, double b) noexcept { return a < b ? b : a; }
+  static double times(double a, double b) noexcept { return a * b; }
+};
+template <class S>
+struct dense_op<S, std::enable_if_t<std::is_same_v<S, boolean_semiring>>> : std::true_type {
+  using scalar = std::uint8_t;
+  static constexpr std::uint8_t zero = 0;
+  static std::uint8_t plus(std::uint8_t a, std::uint8_t b) noexcept { return a | b; }
+  static std::uint8_t times(std::uint8_t a, std::uint8_t b) noexcept { return a & b; }
+};
+
+
 /// The sums ⊕_i ψ_i ⊗ S_i of structured gates (DESIGN §5), a whole conv stage at a time: at
 /// its first structured gate a stage is computed by one pass over its upper units k that have
 /// a scale gate, adding ψ_p ⊗ S_k into every lower unit of k's receptive field that has a
@@ -404,21 +436,31 @@ template <semiring S, class T>
 class structured_sums {
  public:
   using V = typename S::value_type;
+  /// mask: the gates being evaluated (cone_mask), or null for all. A masked scale gate
+  /// outside the mask is left out of the sums: no wanted lower unit has an edge to it.
   structured_sums(const circuit& c, const S& s, const T* tv, const std::uint8_t* mask, std::uint32_t end)
-      : c_(c), s_(s), tv_(tv), acc_(c.conv_stages().size()), has_(c.conv_stages().size()), want_(c.conv_stages().size()) {
+      : c_(c), s_(s), tv_(tv), mask_(mask), acc_(c.conv_stages().size()), has_(c.conv_stages().size()),
+        want_(c.conv_stages().size()) {
     const auto gates = c.structured_gates();
     for (std::size_t i = 0; i < gates.size() && to_index(gates[i]) < end; ++i) {
       if (mask && !mask[to_index(gates[i])]) continue;
       auto& w = want_[c.structured_stages()[i]];
       if (w.empty()) w.assign(c.conv_stages()[c.structured_stages()[i]].geometry.inputs(), 0);
-      w[c.structured_lowers()[i]] = 1;
+      auto& n = w[c.structured_lowers()[i]];
+      n += n < 255;  // how many structured gates read this sum (255: many)
     }
   }
-  /// The sum of structured gate number i (in structured_gates() order), moved out: each is read once.
+  /// The sum of structured gate number i (in structured_gates() order): moved out by the
+  /// last gate that reads it, copied for the others (two gates of one lower unit and stage).
   V take(std::size_t i, const stored_value_t<S>* val) {
     const std::uint32_t st = c_.structured_stages()[i], j = c_.structured_lowers()[i];
     if (acc_[st].empty()) compute(st, val);
     if (!has_[st].empty() && !has_[st][j]) return s_.zero();
+    auto& readers = want_[st][j];
+    if (readers > 1) {
+      readers -= readers < 255;
+      return acc_[st][j];
+    }
     V out = std::move(acc_[st][j]);
     acc_[st][j] = s_.zero();  // (values that own memory give it back)
     return out;
@@ -434,34 +476,54 @@ class structured_sums {
     acc.assign(g.inputs(), s_.zero());
     if constexpr (real) {
       if (dense_real(st, val, acc.data())) return;
+    } else if constexpr (dense_op<S>::value) {
+      if (dense_semiring(st, val, acc.data())) return;
     }
-    if constexpr (!real) has_[stage].assign(g.inputs(), 0);
+    // Values that own memory start from the first product rather than from zero ⊕ it; plain
+    // ones (Boolean, max-plus, Viterbi, …) need no flag: zero ⊕ x = x.
+    constexpr bool flagged = !std::is_trivially_copyable_v<V>;
+    if constexpr (flagged) has_[stage].assign(g.inputs(), 0);
     std::uint8_t* has = has_[stage].data();
+    const bool all_wanted = std::all_of(want, want + g.inputs(), [](std::uint8_t w) { return w != 0; });
     const T* psi = tv_ + st.parameters;
     const std::uint8_t* present = st.present.data();
-    const std::size_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w, kh = g.kernel_h, kw = g.kernel_w;
+    const std::size_t H = g.in_h, OH = g.out_h, OW = g.out_w, kh = g.kernel_h, kw = g.kernel_w;
     const std::size_t icg = g.in_channels / g.group, ocg = g.out_channels / g.group;
     const auto pt = static_cast<std::ptrdiff_t>(g.pad_top), pl = static_cast<std::ptrdiff_t>(g.pad_left);
+    const auto W = static_cast<std::ptrdiff_t>(g.in_w), dw = static_cast<std::ptrdiff_t>(g.dilation_w);
+    // Per output column ox, the kernel columns whose input column ox·sw + kx·dw − pad_left
+    // lies inside the image: [kx0, kx1).
+    kx_range_.resize(2 * OW);
+    for (std::size_t ox = 0; ox < OW; ++ox) {
+      const std::ptrdiff_t base = static_cast<std::ptrdiff_t>(ox * g.stride_w) - pl;  // ix at kx = 0
+      const std::ptrdiff_t lo = base >= 0 ? 0 : (-base + dw - 1) / dw;
+      const std::ptrdiff_t hi = W - base <= 0 ? 0 : std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(kw), (W - base + dw - 1) / dw);
+      kx_range_[2 * ox] = lo, kx_range_[2 * ox + 1] = std::max(lo, hi);
+    }
     for (std::size_t oc = 0; oc < g.out_channels; ++oc) {
       const std::size_t grp = oc / ocg;
       for (std::size_t oy = 0; oy < OH; ++oy)
         for (std::size_t ox = 0; ox < OW; ++ox) {
           const gate_id sg = st.scaled[(oc * OH + oy) * OW + ox];
-          if (sg == zero_gate) continue;
+          if (sg == zero_gate || (mask_ && !mask_[to_index(sg)])) continue;
           const auto& sv = val[to_index(sg)];
+          const std::ptrdiff_t kx0 = kx_range_[2 * ox], kx1 = kx_range_[2 * ox + 1];
+          const std::ptrdiff_t ix0 = static_cast<std::ptrdiff_t>(ox * g.stride_w) - pl;
           for (std::size_t icl = 0; icl < icg; ++icl) {
             const std::size_t ci = grp * icg + icl, wbase = (oc * icg + icl) * kh * kw;
             for (std::size_t ky = 0; ky < kh; ++ky) {
               const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * g.stride_h + ky * g.dilation_h) - pt;
               if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(H)) continue;
-              const std::size_t row = (ci * H + static_cast<std::size_t>(iy)) * W;
-              for (std::size_t kx = 0; kx < kw; ++kx) {
-                const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox * g.stride_w + kx * g.dilation_w) - pl;
-                if (ix < 0 || ix >= static_cast<std::ptrdiff_t>(W)) continue;
-                const std::size_t j = row + static_cast<std::size_t>(ix), p = wbase + ky * kw + kx;
-                if (!want[j] || !present[p]) continue;
+              const std::ptrdiff_t row = static_cast<std::ptrdiff_t>((ci * H + static_cast<std::size_t>(iy)) * g.in_w) + ix0;
+              const std::size_t prow = wbase + ky * kw;
+              for (std::ptrdiff_t kx = kx0; kx < kx1; ++kx) {
+                const auto j = static_cast<std::size_t>(row + kx * dw);
+                const std::size_t p = prow + static_cast<std::size_t>(kx);
+                if (!present[p] || (!all_wanted && !want[j])) continue;
                 if constexpr (real) {
                   acc[j] += psi[p] * sv;
+                } else if constexpr (!flagged) {
+                  acc[j] = s_.plus(acc[j], s_.times(token_value(s_, psi[p]), sv));
                 } else if (has[j]) {
                   acc[j] = s_.plus(acc[j], s_.times(token_value(s_, psi[p]), sv));
                 } else {
@@ -489,19 +551,47 @@ class structured_sums {
       finite &= std::isfinite(weights_[p]);
     }
     for (std::size_t k = 0; k < scale_values_.size(); ++k) {
-      scale_values_[k] = st.scaled[k] == zero_gate ? 0.0 : val[to_index(st.scaled[k])];
+      const gate_id x = st.scaled[k];
+      scale_values_[k] = x == zero_gate || (mask_ && !mask_[to_index(x)]) ? 0.0 : val[to_index(x)];
       finite &= std::isfinite(scale_values_[k]);
     }
-    if (!finite) return false;
+    // (a column block of one output row must stay near the kernel's 8 MB: else the scatter)
+    if (!finite || std::size_t{g.in_channels / g.group} * g.kernel_h * g.kernel_w > conv_transposed_max_block / g.out_w)
+      return false;
     conv_transposed_real(g, weights_.data(), scale_values_.data(), acc);
+    return true;
+  }
+
+  template <class Acc>
+  bool dense_semiring(const conv_stage& st, const stored_value_t<S>* val, Acc* acc) {
+    using op = dense_op<S>;
+    using D = typename op::scalar;
+    static_assert(std::is_same_v<Acc, D>, "the stage's sums are stored as the kernel's values");
+    const conv_geometry& g = st.geometry;
+    if (std::size_t{g.in_channels / g.group} * g.kernel_h * g.kernel_w > conv_transposed_max_block / g.out_w)
+      return false;
+    auto& wv = dense_weights_;
+    auto& sv = dense_scales_;
+    wv.resize(g.weights());
+    sv.resize(g.outputs());
+    for (std::size_t p = 0; p < wv.size(); ++p) wv[p] = st.present[p] ? static_cast<D>(token_value(s_, tv_[st.parameters + p])) : op::zero;
+    for (std::size_t k = 0; k < sv.size(); ++k) {
+      const gate_id x = st.scaled[k];
+      sv[k] = x == zero_gate || (mask_ && !mask_[to_index(x)]) ? op::zero : static_cast<D>(val[to_index(x)]);
+    }
+    conv_transposed_semiring<op>(g, wv.data(), sv.data(), acc);
     return true;
   }
 
   const circuit& c_;
   const S& s_;
   const T* tv_;
+  const std::uint8_t* mask_;
+  std::vector<std::conditional_t<std::is_same_v<V, bool>, std::uint8_t, double>> dense_weights_, dense_scales_;
   std::vector<double> weights_, scale_values_;
-  std::vector<std::vector<V>> acc_;
+  // (bool sums as bytes: std::vector<bool>'s bit access costs more than the sum)
+  std::vector<std::vector<std::conditional_t<std::is_same_v<V, bool>, std::uint8_t, V>>> acc_;
+  std::vector<std::ptrdiff_t> kx_range_;
   std::vector<std::vector<std::uint8_t>> has_, want_;
 };
 
@@ -735,11 +825,29 @@ values_of<S> evaluate_gates_hooked(const circuit& c, const S& s, std::span<const
       for (std::uint32_t g = 0; g < end; ++g)
         if (mask[g])
           for (auto ch : c.children(gate_id{g})) last_use[to_index(ch)] = g;
+      // A conv stage reads its scale gates (not children of its structured gates) when its
+      // first structured gate in the cone is evaluated: structured_sums sums the stage then.
+      const auto structured = c.structured_gates();
+      std::vector<std::uint32_t> stage_first(c.conv_stages().size(), 0);
+      for (std::size_t i = 0; i < structured.size() && to_index(structured[i]) < end; ++i)
+        if (mask[to_index(structured[i])] && !stage_first[c.structured_stages()[i]])
+          stage_first[c.structured_stages()[i]] = to_index(structured[i]);
+      for (std::size_t st = 0; st < stage_first.size(); ++st)
+        if (stage_first[st])
+          for (const gate_id x : c.conv_stages()[st].scaled)
+            if (x != zero_gate && to_index(x) < end)
+              last_use[to_index(x)] = std::max(last_use[to_index(x)], stage_first[st]);
       for (auto g : gates) last_use[to_index(g)] = 0;
       auto releasing = [&](std::uint32_t g, const auto& v) {  // a stored value: no conversion
         hook(g, v);
         for (auto ch : c.children(gate_id{g}))
           if (last_use[to_index(ch)] == g) all[to_index(ch)] = stored_value_t<S>{};
+        if (c.kind(gate_id{g}) == gate_kind::structured)
+          for (std::size_t st = 0; st < stage_first.size(); ++st)
+            if (stage_first[st] == g)
+              for (const gate_id x : c.conv_stages()[st].scaled)
+                if (x != zero_gate && to_index(x) < end && last_use[to_index(x)] == g)
+                  all[to_index(x)] = stored_value_t<S>{};
       };
       evaluate_loop(c, s, valuation, nullptr, mask.data(), end, all, releasing);
       values_of<S> out;

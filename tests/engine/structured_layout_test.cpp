@@ -39,9 +39,11 @@
 #include "semirings/counting.hpp"
 #include "semirings/fuzzy.hpp"
 #include "semirings/homomorphism.hpp"
+#include "semirings/max_plus.hpp"
 #include "semirings/nx.hpp"
 #include "semirings/real.hpp"
 #include "semirings/security.hpp"
+#include "semirings/viterbi.hpp"
 #include "tests/engine/engine_test_util.hpp"
 
 using namespace provnn;
@@ -114,6 +116,8 @@ struct layouts {
     CHECK(roots_in(structured, boolean_semiring{}) == roots_in(fused, boolean_semiring{}));
     CHECK(roots_in(structured, fuzzy_semiring{}) == roots_in(fused, fuzzy_semiring{}));
     CHECK(roots_in(structured, security_semiring{}) == roots_in(fused, security_semiring{}));
+    CHECK(roots_in(structured, max_plus_semiring{}) == roots_in(fused, max_plus_semiring{}));
+    CHECK(roots_in(structured, viterbi_semiring{}) == roots_in(fused, viterbi_semiring{}));
     // Lazily expanded: the fused layout's expansion, edge for edge.
     const circuit es = expand_fused(structured), ef = expand_fused(fused);
     CHECK_FALSE(has_fused_gates(es));
@@ -129,6 +133,9 @@ struct layouts {
 struct conv_geometry_case {
   const char* what;
   std::size_t cin, cout, h, w, kh, kw, stride, pad, group, dilation = 1;
+  // width and the other sides, where they differ (0 / npos: as stride, dilation, pad)
+  std::size_t stride_w = 0, dilation_w = 0, pad_left = npos, pad_bottom = npos, pad_right = npos;
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 };
 const conv_geometry_case geometries[] = {
     {"groups 2, 3x2 kernel", 4, 6, 6, 5, 3, 2, 1, 1, 2},
@@ -136,15 +143,18 @@ const conv_geometry_case geometries[] = {
     {"dense 5x5, padded 2", 2, 4, 8, 8, 5, 5, 1, 2, 1},
     {"3x3 dilated 2, stride 2, padded", 2, 3, 9, 8, 3, 3, 2, 1, 1, 2},
     {"1x1", 3, 5, 4, 3, 1, 1, 1, 0, 1},
+    {"stride 2x1, dilation 1x2, pads top 1 left 0 bottom 2 right 1", 2, 3, 7, 9, 3, 2, 2, 1, 1, 1, 1, 2, 0, 2, 1},
 };
 
 conv2d_op conv_of(const conv_geometry_case& gm, std::uint32_t& seed) {
   conv2d_op c;
   c.in_channels = gm.cin, c.out_channels = gm.cout, c.kernel_h = gm.kh, c.kernel_w = gm.kw;
-  c.stride_h = c.stride_w = gm.stride;
-  c.pad_top = c.pad_left = c.pad_bottom = c.pad_right = gm.pad;
+  const auto npos = conv_geometry_case::npos;
+  c.stride_h = gm.stride, c.stride_w = gm.stride_w ? gm.stride_w : gm.stride;
+  c.pad_top = gm.pad, c.pad_left = gm.pad_left != npos ? gm.pad_left : gm.pad;
+  c.pad_bottom = gm.pad_bottom != npos ? gm.pad_bottom : gm.pad, c.pad_right = gm.pad_right != npos ? gm.pad_right : gm.pad;
   c.group = gm.group;
-  c.dilation_h = c.dilation_w = gm.dilation;
+  c.dilation_h = gm.dilation, c.dilation_w = gm.dilation_w ? gm.dilation_w : gm.dilation;
   c.weight = test::pseudo_random(gm.cout * (gm.cin / gm.group) * gm.kh * gm.kw, seed++);
   c.bias = test::pseudo_random(gm.cout, seed++, -0.1, 0.1);
   return c;
@@ -382,6 +392,15 @@ TEST_CASE("structured layout: one root's cone, and a non-finite valuation, give 
                          std::span(&gs, 1)) ==
           evaluate_gates(L.fused, counting_semiring{}, std::span<const stored_value_t<counting_semiring>>(cf),
                          std::span(&gf, 1)));
+    const auto one_root = [&](const auto& s) {
+      const auto lf = lift_valuation(L.fused, s), ls = lift_valuation(L.structured, s);
+      using stored = stored_value_t<std::decay_t<decltype(s)>>;
+      CHECK(evaluate_gates(L.structured, s, std::span<const stored>(ls), std::span(&gs, 1)) ==
+            evaluate_gates(L.fused, s, std::span<const stored>(lf), std::span(&gf, 1)));
+    };
+    one_root(boolean_semiring{});
+    one_root(max_plus_semiring{});
+    one_root(viterbi_semiring{});
   }
   // A weight of the first convolution set to +∞: ℝ's matrix product would turn 0·∞ into NaN
   // where the circuit has no edge; the structured sums must fall back to the active edges.
@@ -469,9 +488,9 @@ TEST_CASE("structured layout: a version-4 file round-trips byte for byte, and da
   }
   {
     std::string d = bytes;
-    write_u32(d, stage0 + 4 * 3, 60000);  // in_h: the stage claims far more than the file holds
-    write_u32(d, stage0 + 4 * 4, 60000);
-    CHECK_THROWS_AS(deserialize_circuit([&] { reseal(d); return d; }(), "<test>"), provnn::parse_error);
+    write_u32(d, stage0 + 4 * 3, 2000);  // in_h, in_w: far more inputs than its outputs can cover
+    write_u32(d, stage0 + 4 * 4, 2000);
+    refused(d, "input size", "cannot give");
   }
   {
     // The last structured record's lower unit, past its stage's input units.
@@ -486,4 +505,95 @@ TEST_CASE("structured layout: a version-4 file round-trips byte for byte, and da
   }
   for (std::size_t n : {at, at + 8, stage0 + 40, bytes.size() - 5})
     CHECK_THROWS_AS(deserialize_circuit(std::string_view(bytes).substr(0, n), "<test>"), provnn::parse_error);
+}
+
+// A stage by hand: input 1×1×2, one 1×1 weight w = 2, output 1×1×2, so lower unit j has the
+// one edge to upper unit k = j; φ = a = 3, S_k = R_k ⊗ n_k with R_k = 5 + k, n_k = 0.5.
+struct hand_stage {
+  circuit c;
+  gate_id phi, S[2], R[2];
+  std::uint32_t stage = 0;
+  hand_stage() {
+    auto& t = c.tokens();
+    const token_index w = t.intern(token_kind::parameter, token_variant::plain, 1, {0, 0, 0, 0});
+    t.set_value(w, 2.0);
+    const token_index a = t.intern(token_kind::activation, token_variant::plain, 0, {0});
+    t.set_value(a, 3.0);
+    phi = c.token(a);
+    for (std::uint32_t k = 0; k < 2; ++k) {
+      const token_index r = t.intern(token_kind::activation, token_variant::plain, 1, {k});
+      t.set_value(r, 5.0 + k);
+      const token_index n = t.intern(token_kind::normaliser, token_variant::plain, 1, {k}, 0);
+      t.set_value(n, 0.5);
+      R[k] = c.token(r);
+      S[k] = c.scale(R[k], c.token(n), k);
+    }
+    conv_stage st;
+    st.layer = 1;
+    st.geometry = conv_geometry{1, 1, 2, 1, 1, 2, 1, 1};
+    st.parameters = w;
+    st.present = {1};
+    st.scaled = {S[0], S[1]};
+    stage = c.add_conv_stage(std::move(st));
+  }
+};
+
+TEST_CASE("structured gates by hand: two for one lower unit, a scale gate with a plain parent, one root's cone, "
+          "geometries no convolution has") {
+  SUBCASE("two structured gates of one lower unit both read its sum (= the expansion)") {
+    hand_stage h;
+    const gate_id g1 = h.c.structured(h.phi, h.stage, 0), g2 = h.c.structured(h.phi, h.stage, 0);
+    const gate_id root = h.c.plus({g1, g2});
+    h.c.add_root(provnn::root{"r", root, root_kind::other});
+    const auto v = evaluate(h.c, real_semiring{}, h.c.tokens().values());
+    CHECK(v[to_index(g1)] == 15.0);  // 3 · 2 · 0.5 · 5
+    CHECK(v[to_index(g2)] == 15.0);
+    std::vector<gate_id> map;
+    const circuit e = expand_fused(h.c, &map);
+    CHECK(evaluate(e, real_semiring{}, e.tokens().values())[to_index(map[to_index(root)])] == 30.0);
+    CHECK(roots_in(h.c, counting_semiring{}) == roots_in(e, counting_semiring{}));
+    const circuit back = deserialize_circuit(serialize_circuit(h.c), "<test>");
+    CHECK(roots_real(back) == std::vector<double>{30.0});
+  }
+  SUBCASE("N[X] keeps a scale gate that a plain gate reads first until its stage is summed") {
+    hand_stage h;
+    const gate_id t = h.c.times({h.S[0], h.phi});
+    const gate_id g = h.c.structured(h.phi, h.stage, 0);
+    const gate_id root = h.c.plus({t, g});
+    h.c.add_root(provnn::root{"r", root, root_kind::other});
+    std::vector<gate_id> map;
+    const circuit e = expand_fused(h.c, &map);
+    const polynomial p = expand(h.c, root, 1000), pe = expand(e, map[to_index(root)], 1000);
+    CHECK(p.size() == 2);  // a·R0·n0 and a·W·R0·n0
+    CHECK(p == pe);
+  }
+  SUBCASE("a root's cone holds the scale gates its edges reach, no others") {
+    hand_stage h;
+    const gate_id g = h.c.structured(h.phi, h.stage, 0);
+    const auto m = provnn::detail::cone_mask(h.c, std::span(&g, 1), false);
+    CHECK(m[to_index(h.S[0])] == 1);
+    CHECK(m[to_index(h.S[1])] == 0);
+    CHECK(m[to_index(h.R[1])] == 0);
+    CHECK(evaluate_gates(h.c, real_semiring{}, h.c.tokens().values(), std::span(&g, 1))[0] == 15.0);
+    CHECK(evaluate_gates(h.c, counting_semiring{}, std::span<const stored_value_t<counting_semiring>>(
+                                                       lift_valuation(h.c, counting_semiring{})),
+                         std::span(&g, 1))[0] == 1);
+  }
+  SUBCASE("sizes that wrap 64 bits, and an input larger than its outputs can cover, are refused") {
+    hand_stage h;
+    conv_stage st;
+    st.parameters = 0;
+    st.geometry = conv_geometry{1, 1, 1, 1u << 21, 1u << 21, 1u << 22, 1u << 21, 1u << 22};  // products ≡ 0 mod 2^64
+    CHECK_THROWS_WITH_AS(h.c.add_conv_stage(st), doctest::Contains("more than 2^32"), provnn::error);
+    st.geometry = conv_geometry{1, 60000, 60000, 1, 1, 1, 1, 1};  // a 1×1 kernel, stride 1: 1 output for 3.6e9 inputs
+    st.present = {1};
+    st.scaled = {h.S[0]};
+    CHECK_THROWS_WITH_AS(h.c.add_conv_stage(st), doctest::Contains("cannot give 1x1 outputs"), provnn::error);
+    st.geometry = conv_geometry{1, 1, 2, 1, 1, 2, 2, 1, 1, 1, 0, 0, 1u << 31, 1};  // (2−1)·2^31: fine
+    st.present = {1, 1};
+    st.scaled = {h.S[0], h.S[1]};
+    CHECK_NOTHROW(h.c.add_conv_stage(st));
+    st.geometry.kernel_h = 4;  // (4−1)·2^31 > 2^32
+    CHECK_THROWS_WITH_AS(h.c.add_conv_stage(st), doctest::Contains("spans more than 2^32"), provnn::error);
+  }
 }
