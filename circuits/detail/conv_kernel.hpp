@@ -22,6 +22,38 @@ inline constexpr std::size_t conv_transposed_max_block = std::size_t{1} << 20;
 /// kernel_w · out_w ≤ conv_transposed_max_block.
 void conv_transposed_real(const conv_geometry& g, const double* w, const double* ck, double* acc);
 
+/// The scatter that ends a transposed convolution: row (icl, ky, kx) of `cols` (one column
+/// per output position oy0 ≤ oy < oy1, all ox) holds what flows to input (ci, oy·sh + ky·dh −
+/// pad_top, ox·sw + kx·dw − pad_left) of group grp, which `plus` adds into acc. Padding has
+/// no input and gets nothing.
+template <class V, class Plus>
+void scatter_columns(const conv_geometry& g, std::size_t grp, std::size_t oy0, std::size_t oy1, const V* cols, V* acc,
+                     Plus plus) {
+  const std::size_t icg = g.in_channels / g.group, pb = (oy1 - oy0) * g.out_w;
+  const std::size_t plane = std::size_t{g.in_h} * g.in_w;
+  const auto sw = static_cast<std::ptrdiff_t>(g.stride_w), W = static_cast<std::ptrdiff_t>(g.in_w);
+  for (std::size_t icl = 0, r = 0; icl < icg; ++icl) {
+    V* in = acc + (grp * icg + icl) * plane;
+    for (std::size_t ky = 0; ky < g.kernel_h; ++ky)
+      for (std::size_t kx = 0; kx < g.kernel_w; ++kx, ++r) {
+        const V* row = cols + r * pb;
+        const auto offy = static_cast<std::ptrdiff_t>(ky * g.dilation_h) - static_cast<std::ptrdiff_t>(g.pad_top);
+        const auto offx = static_cast<std::ptrdiff_t>(kx * g.dilation_w) - static_cast<std::ptrdiff_t>(g.pad_left);
+        // the output columns whose input column ox·sw + offx lies inside the image
+        const std::ptrdiff_t ox0 = offx >= 0 ? 0 : (-offx + sw - 1) / sw;
+        const std::ptrdiff_t ox1 =
+            std::min(static_cast<std::ptrdiff_t>(g.out_w), W - offx <= 0 ? 0 : (W - offx + sw - 1) / sw);
+        for (std::size_t oy = oy0; oy < oy1; ++oy) {
+          const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * g.stride_h) + offy;
+          if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(g.in_h)) continue;
+          const V* __restrict src = row + (oy - oy0) * g.out_w;
+          V* __restrict dst = in + iy * W;
+          for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox) dst[ox * sw + offx] = plus(dst[ox * sw + offx], src[ox]);
+        }
+      }
+  }
+}
+
 /// The same transposed convolution in a semiring whose ⊕ is max or ∨ over plain values V
 /// (Op: static V plus(V, V), times(V, V), and V zero): acc[j] = acc[j] ⊕ w_p ⊗ ck[k] over
 /// every edge the geometry implies. Per weight and output plane one contiguous ⊕-⊗ loop the
@@ -33,12 +65,10 @@ template <class Op, class V>
 void conv_transposed_semiring(const conv_geometry& g, const V* w, const V* ck, V* acc) {
   const std::size_t icg = g.in_channels / g.group, ocg = g.out_channels / g.group;
   const std::size_t K = icg * g.kernel_h * g.kernel_w, P = std::size_t{g.out_h} * g.out_w;
-  const std::size_t plane = std::size_t{g.in_h} * g.in_w;
   const std::size_t rows =
       std::max<std::size_t>(1, (std::size_t{1} << 18) / std::max<std::size_t>(1, K * g.out_w * sizeof(V)));
   thread_local std::vector<V> cols;
   cols.resize(K * std::min<std::size_t>(P, rows * g.out_w));
-  const auto sw = static_cast<std::ptrdiff_t>(g.stride_w), W = static_cast<std::ptrdiff_t>(g.in_w);
   for (std::size_t grp = 0; grp < g.group; ++grp)
     for (std::size_t oy0 = 0; oy0 < g.out_h; oy0 += rows) {
       const std::size_t oy1 = std::min<std::size_t>(g.out_h, oy0 + rows), pb = (oy1 - oy0) * g.out_w;
@@ -53,27 +83,7 @@ void conv_transposed_semiring(const conv_geometry& g, const V* w, const V* ck, V
           for (std::size_t q = 0; q < pb; ++q) dst[q] = Op::plus(dst[q], Op::times(wv, from[q]));
         }
       }
-      // Row (icl, ky, kx) of the columns holds, per output position, what flows to input
-      // (ci, oy·sh + ky·dh − pad_top, ox·sw + kx·dw − pad_left).
-      for (std::size_t icl = 0, r = 0; icl < icg; ++icl) {
-        V* in = acc + (grp * icg + icl) * plane;
-        for (std::size_t ky = 0; ky < g.kernel_h; ++ky)
-          for (std::size_t kx = 0; kx < g.kernel_w; ++kx, ++r) {
-            const V* row = cols.data() + r * pb;
-            const auto offy = static_cast<std::ptrdiff_t>(ky * g.dilation_h) - static_cast<std::ptrdiff_t>(g.pad_top);
-            const auto offx = static_cast<std::ptrdiff_t>(kx * g.dilation_w) - static_cast<std::ptrdiff_t>(g.pad_left);
-            const std::ptrdiff_t ox0 = offx >= 0 ? 0 : (-offx + sw - 1) / sw;
-            const std::ptrdiff_t ox1 =
-                std::min(static_cast<std::ptrdiff_t>(g.out_w), W - offx <= 0 ? 0 : (W - offx + sw - 1) / sw);
-            for (std::size_t oy = oy0; oy < oy1; ++oy) {
-              const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * g.stride_h) + offy;
-              if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(g.in_h)) continue;
-              const V* __restrict s = row + (oy - oy0) * g.out_w;
-              V* __restrict dst = in + iy * W;
-              for (std::ptrdiff_t ox = ox0; ox < ox1; ++ox) dst[ox * sw + offx] = Op::plus(dst[ox * sw + offx], s[ox]);
-            }
-          }
-      }
+      scatter_columns(g, grp, oy0, oy1, cols.data(), acc, [](V a, V b) { return Op::plus(a, b); });
     }
 }
 

@@ -2,7 +2,6 @@
 
 #include <doctest/doctest.h>
 
-#include <boost/crc.hpp>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +12,7 @@
 #include "layered.hpp"
 #include "semirings/boolean.hpp"
 #include "semirings/real.hpp"
+#include "tests/common/pvc_bytes.hpp"
 
 using namespace provnn;
 namespace fs = std::filesystem;
@@ -36,23 +36,11 @@ circuit sample_circuit() {
   return std::move(net.c);
 }
 
-std::uint64_t read_u64(const std::string& s, std::size_t at) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(s[at + i])} << (8 * i);
-  return v;
-}
-void write_u32(std::string& s, std::size_t at, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xFF);
-}
-void write_u64(std::string& s, std::size_t at, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xFF);
-}
-// Recomputes the trailing CRC, to test the checks behind it.
-void reseal(std::string& s) {
-  boost::crc_32_type crc;
-  crc.process_bytes(s.data(), s.size() - 4);
-  write_u32(s, s.size() - 4, crc.checksum());
-}
+using test::read_u64;
+using test::reseal;
+using test::write_u32;
+using test::write_u64;
+
 // Start offset of each section, and the end.
 std::vector<std::size_t> section_starts(const std::string& s) {
   std::vector<std::size_t> starts{header_size};

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -17,9 +18,13 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "circuits/circuit.hpp"
 #include "engine/network.hpp"
+#include "engine/npy.hpp"
+#include "engine/rules.hpp"
 
 namespace provnn::test {
 
@@ -234,6 +239,31 @@ inline engine::layer conv_layer(engine::conv2d_op c, engine::shape_t in) {
   l.in_shape = std::move(in);
   l.op = std::move(c);
   return l;
+}
+
+/// Edge contexts (layer, lower, upper, term, parameter by name), sorted: two layouts of one
+/// explanation number their gates and tokens differently but have the same edges.
+inline std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>>
+sorted_contexts(const circuit& c) {
+  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>> out;
+  for (const auto& e : c.edge_contexts())
+    out.emplace_back(e.layer, e.lower, e.upper, e.term, e.parameter == no_token ? "-" : c.tokens().name(e.parameter));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// The rules of one rule spec as the CLI's --rule takes it ("epsilon", "gamma:0.25", …) or,
+/// after "preset:", of a composite preset ("preset:epsilon-plus"), resolved for net with any
+/// bounds loaded from their .npy files.
+inline std::vector<engine::rule> rules_from_spec(const std::string& spec, const engine::network& net) {
+  engine::composite c;
+  if (spec.rfind("preset:", 0) == 0)
+    c = engine::parse_composite(spec.substr(7));
+  else
+    engine::add_rule_option(c, spec);
+  auto rs = engine::resolve(c, net);
+  engine::resolve_bounds(rs, [](const std::string& p) { return engine::read_npy(p).data; });
+  return rs;
 }
 
 }  // namespace provnn::test

@@ -45,6 +45,8 @@ using namespace provnn::engine;
 
 namespace {
 
+using test::sorted_contexts;
+
 const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
 
 struct model_case {
@@ -61,16 +63,7 @@ const std::vector<std::string> rule_specs = {"zero",   "epsilon", "epsilon:0.1",
                                              "alphabeta", "flat", "wsquare",     "preset:epsilon-plus",
                                              "preset:epsilon-gamma-box:0,1",      "preset:epsilon-alpha2-beta1"};
 
-std::vector<rule> rules_of(const std::string& spec, const network& net) {
-  composite c;
-  if (spec.rfind("preset:", 0) == 0)
-    c = parse_composite(spec.substr(7));
-  else
-    add_rule_option(c, spec);
-  auto rs = resolve(c, net);
-  resolve_bounds(rs, [](const std::string& p) { return read_npy(p).data; });
-  return rs;
-}
+std::vector<rule> rules_of(const std::string& spec, const network& net) { return test::rules_from_spec(spec, net); }
 
 // The ε circuit of a synthetic network in the fused layout, and issue 5's memory target on it.
 struct fused_epsilon {
@@ -106,15 +99,6 @@ double max_abs(const std::vector<double>& v) {
   return m;
 }
 
-// Edge contexts with the parameter by name: the two layouts intern tokens in different orders.
-std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>> sorted_contexts(
-    const circuit& c) {
-  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>> out;
-  for (const auto& e : c.edge_contexts())
-    out.emplace_back(e.layer, e.lower, e.upper, e.term, e.parameter == no_token ? "-" : c.tokens().name(e.parameter));
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 }  // namespace
 

@@ -19,7 +19,6 @@
 #include <tuple>
 #include <vector>
 
-#include <boost/crc.hpp>
 #include <fmt/format.h>
 
 #include "circuits/dot.hpp"
@@ -44,6 +43,7 @@
 #include "semirings/real.hpp"
 #include "semirings/security.hpp"
 #include "semirings/viterbi.hpp"
+#include "tests/common/pvc_bytes.hpp"
 #include "tests/engine/engine_test_util.hpp"
 
 using namespace provnn;
@@ -51,18 +51,11 @@ using namespace provnn::engine;
 
 namespace {
 
+using test::sorted_contexts;
+
 const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
 
-std::vector<rule> rules_named(const std::string& spec, const network& net) {
-  composite c;
-  if (spec.rfind("preset:", 0) == 0)
-    c = parse_composite(spec.substr(7));
-  else
-    add_rule_option(c, spec);
-  auto rs = resolve(c, net);
-  resolve_bounds(rs, [](const std::string& p) { return read_npy(p).data; });
-  return rs;
-}
+std::vector<rule> rules_named(const std::string& spec, const network& net) { return test::rules_from_spec(spec, net); }
 
 template <class S>
 auto roots_in(const circuit& c, const S& s) {
@@ -86,15 +79,6 @@ double relative_gap(const std::vector<double>& a, const std::vector<double>& b) 
   return gap / std::max(1e-300, max_abs(a));
 }
 
-// Edge contexts with the parameter by name (the layouts number their tokens differently).
-std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>> sorted_contexts(
-    const circuit& c) {
-  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, std::uint32_t, std::string>> out;
-  for (const auto& e : c.edge_contexts())
-    out.emplace_back(e.layer, e.lower, e.upper, e.term, e.parameter == no_token ? "-" : c.tokens().name(e.parameter));
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // The fused and structured circuits of one network, rule and target, with the checks of 1.–2.
 struct layouts {
@@ -160,20 +144,9 @@ conv2d_op conv_of(const conv_geometry_case& gm, std::uint32_t& seed) {
   return c;
 }
 
-// A little-endian u64 of a serialized circuit (the header's section sizes).
-std::uint64_t read_u64(const std::string& s, std::size_t at) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(s[at + i])} << (8 * i);
-  return v;
-}
-void write_u32(std::string& s, std::size_t at, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xFF);
-}
-void reseal(std::string& s) {  // the trailing CRC, so that the checks behind it are reached
-  boost::crc_32_type crc;
-  crc.process_bytes(s.data(), s.size() - 4);
-  write_u32(s, s.size() - 4, crc.checksum());
-}
+using test::read_u64;
+using test::reseal;
+using test::write_u32;
 
 }  // namespace
 
