@@ -649,7 +649,14 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
     // A new gate kind must get its own branch before the final `else`.
     const auto k = static_cast<gate_kind>(kinds[g]);
     if constexpr (Fused) {
-      if (k == gate_kind::fused) {
+      // (one compare for the other kinds: fused and structured are the two largest)
+      if (k >= gate_kind::fused) {
+        if (k == gate_kind::structured) {
+          while (to_index(structured_gates[next_structured]) < g) ++next_structured;
+          val[g] = s.times(val[to_index(ch[b])], sums->take(next_structured, val));
+          hook(g, val[g]);
+          continue;
+        }
         while (to_index(fused_gates[next_fused]) < g) ++next_fused;
         if (const token_index first = ffirst[next_fused]; first != no_token) {
           const auto* base = tv + first;
@@ -668,12 +675,6 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
           val[g] = fused_of(
               s, val, ch, b, e, [tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; }, buf, same, next_fused);
         }
-        hook(g, val[g]);
-        continue;
-      }
-      if (k == gate_kind::structured) {
-        while (to_index(structured_gates[next_structured]) < g) ++next_structured;
-        val[g] = s.times(val[to_index(ch[b])], sums->take(next_structured, val));
         hook(g, val[g]);
         continue;
       }
