@@ -215,9 +215,13 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
   if (runs_.empty()) runs_.push_back({0, 0, -1});  // the singles so far (possibly none)
   runs_.push_back({b.first, 0, static_cast<std::int32_t>(blocks_.size())});
   blocks_.push_back(std::move(b));
-  // Exact room plus a little for the singles that follow (units, normalisers): resize()
-  // alone could double the capacity, and a block may be most of the table.
-  values_.reserve(values_.size() + count + std::max<std::size_t>(1024, (values_.size() + count) / 16));
+  // Room for the block plus a little for the singles that follow (units, normalisers), and at
+  // least half the capacity again: a builder adds several blocks per stage, and exact room
+  // copied the whole table at each (a third of vgg-small's build). Not resize()'s doubling:
+  // a block may be most of the table. shrink_to_fit() trims what is left over.
+  const std::size_t need = values_.size() + count;
+  if (need > values_.capacity())
+    values_.reserve(std::max(need + std::max<std::size_t>(1024, need / 16), values_.capacity() + values_.capacity() / 2));
   if (values.empty())
     values_.resize(values_.size() + count, 0.0);
   else

@@ -657,7 +657,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // Tokens: at most one per (parameter, term) and per (unit, term) on either side.
     const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
     // (The fused layout keeps parameters in blocks, outside this estimate.)
-    const std::size_t est = (fuse ? 0 : std::min(n_params_all * T, n_edges)) + (n_in + n_out) * T + 16;
+    // (The structured layout makes its per-unit tokens as blocks too: the bias shares' at most.)
+    const std::size_t est = structure ? 2 * n_out / plane * rt.bias.size() + 16
+                                      : (fuse ? 0 : std::min(n_params_all * T, n_edges)) + (n_in + n_out) * T + 16;
     // A hint as for the gates: skipped when it would not fit the budget (est is an upper bound).
     // Coordinates are stored for single tokens only, at most four each (block tokens compute
     // theirs): room for the new ones, not for every token (that reserved 8 bytes per edge).
@@ -675,13 +677,20 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   // Token gate caches: φ per (variant, j), ψ per (variant, p), n per (m, k).
   std::array<std::vector<std::uint32_t>, token_variant_count> phi_cache, psi_cache;
   std::vector<std::uint32_t> n_cache(T * n_out, unset);
+  // Per-unit tokens made as blocks (the structured layout): token of φ variant v at unit j,
+  // of normaliser (m, k); unset where the block holds none (interned by name then).
+  std::array<std::vector<std::uint32_t>, token_variant_count> phi_block;
+  std::vector<std::vector<std::uint32_t>> n_block;
   const std::size_t n_params = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
   auto phi_gate = [&](V v, std::size_t j) {
     auto& cache = phi_cache[static_cast<std::size_t>(v)];
     if (cache.empty()) cache.assign(n_in, unset);
     if (cache[j] == unset) {
       gate_id g;
-      if (reads_x) {
+      const auto& blk = phi_block[static_cast<std::size_t>(v)];
+      if (!blk.empty() && blk[j] != unset) {
+        g = c_.token(blk[j]);
+      } else if (reads_x) {
         unravel(j, net_.input_shape, idx_);
         g = token_gate(K::input, v, 0, idx_, phi_value(v, j));
       } else {
@@ -703,6 +712,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   };
   auto n_gate = [&](std::size_t m, std::size_t k) {
     auto& slot = n_cache[m * n_out + k];
+    if (slot == unset && m < n_block.size() && !n_block[m].empty() && n_block[m][k] != unset)
+      slot = to_index(c_.token(n_block[m][k]));
     if (slot == unset) {
       unravel(k, l.out_shape, idx_);
       slot = to_index(token_gate(K::normaliser, V::plain, layer_no, idx_, coef[m][k], static_cast<std::uint32_t>(m)));
@@ -990,7 +1001,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     geo.dilation_h = static_cast<std::uint32_t>(conv->dilation_h);
     geo.dilation_w = static_cast<std::uint32_t>(conv->dilation_w);
     geo.group = static_cast<std::uint32_t>(conv->group);
-    const std::size_t n_w = conv->weight.size();
+    const std::vector<double>& weights = conv->weight;
+    const std::size_t n_w = weights.size();
     // ψ tokens: one dense block per parameter variant in the tensor's own layout (the token of
     // weight p is first + p), and which of them are nonzero.
     std::array<token_index, token_variant_count> psi_first;
@@ -1007,12 +1019,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       std::vector<double> vals(n_w);
       present[vi].resize(n_w);
       for (std::size_t p = 0; p < n_w; ++p) {
-        vals[p] = psi_value(v, conv->weight[p]);
+        vals[p] = psi_value(v, weights[p]);
         present[vi][p] = vals[p] != 0;
       }
       const std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
-      const std::uint8_t natural[] = {0, 1, 2, 3};
-      psi_first[vi] = c_.tokens().add_block(K::parameter, v, layer_no, shp, natural, 0, {}, vals);
+      psi_first[vi] = c_.tokens().add_block(K::parameter, v, layer_no, shp, {}, 0, {}, vals);
     }
     // The first explanation needing each unit: an edge is counted once, as in the fused layout.
     std::vector<std::uint32_t> first_group(n_out, unset);
@@ -1021,10 +1032,174 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         if (groups_[gi].r[k] != zero_gate) first_group[k] = static_cast<std::uint32_t>(gi);
     const std::size_t H = geo.in_h, W = geo.in_w, OH = geo.out_h, OW = geo.out_w, kh = geo.kernel_h, kw = geo.kernel_w;
     const std::size_t icg = geo.in_channels / geo.group, ocg = geo.out_channels / geo.group;
+    const std::size_t n_groups = geo.group, plane_in = H * W, plane_out = OH * OW, taps = icg * kh * kw;
+    // full[vi][oc]: whether every weight of output channel oc has a nonzero ψ. Such a channel's
+    // edges depend on the ψ only through φ: unit k = (oc, u) has one edge per kernel tap over a
+    // lower unit with φ ≠ 0, n_k = win[grp·OH·OW + u] below, and reaches every such lower unit
+    // under its window. Only the other channels are visited edge by edge.
+    std::array<std::vector<std::uint8_t>, token_variant_count> full;
+    for (std::size_t m = 0; m < T; ++m) {
+      const auto vi = static_cast<std::size_t>(rt.terms[m].psi);
+      if (!full[vi].empty()) continue;
+      full[vi].resize(geo.out_channels);
+      for (std::size_t oc = 0; oc < geo.out_channels; ++oc) {
+        const std::uint8_t* pr = present[vi].data() + oc * taps;
+        full[vi][oc] = std::find(pr, pr + taps, std::uint8_t{0}) == pr + taps;
+      }
+    }
+    // The kernel taps over the input plane of output position u: rows iy of taps ky in
+    // [ky_lo, ky_hi), columns likewise (those inside the input; the rest are padding).
+    auto tap_range = [](std::size_t o, std::size_t stride, std::size_t dil, std::size_t pad, std::size_t k,
+                        std::size_t n) {
+      std::size_t lo = 0, hi = k;
+      const std::ptrdiff_t base = static_cast<std::ptrdiff_t>(o * stride) - static_cast<std::ptrdiff_t>(pad);
+      while (lo < hi && base + static_cast<std::ptrdiff_t>(lo * dil) < 0) ++lo;
+      while (hi > lo && base + static_cast<std::ptrdiff_t>((hi - 1) * dil) >= static_cast<std::ptrdiff_t>(n)) --hi;
+      return std::pair<std::size_t, std::ptrdiff_t>{(hi - lo) << 8 | lo, base};
+    };
+    std::vector<std::uint32_t> ty(OH), tx(OW);  // (count << 8 | first tap), kernels ≤ 255 taps a side
+    std::vector<std::ptrdiff_t> by(OH), bx(OW);
+    const bool small_kernel = kh < 256 && kw < 256;
+    if (small_kernel) {
+      for (std::size_t oy = 0; oy < OH; ++oy) {
+        auto [c, b] = tap_range(oy, geo.stride_h, geo.dilation_h, geo.pad_top, kh, H);
+        ty[oy] = static_cast<std::uint32_t>(c), by[oy] = b;
+      }
+      for (std::size_t ox = 0; ox < OW; ++ox) {
+        auto [c, b] = tap_range(ox, geo.stride_w, geo.dilation_w, geo.pad_left, kw, W);
+        tx[ox] = static_cast<std::uint32_t>(c), bx[ox] = b;
+      }
+    }
+    // Visit the input-plane offsets under output position u's window.
+    auto window = [&](std::size_t u, auto&& f) {
+      const std::size_t oy = u / OW, ox = u % OW;
+      const std::size_t ly = ty[oy] & 255, ny = ty[oy] >> 8, lx = tx[ox] & 255, nx = tx[ox] >> 8;
+      for (std::size_t ky = ly; ky < ly + ny; ++ky) {
+        const std::size_t row = static_cast<std::size_t>(by[oy] + static_cast<std::ptrdiff_t>(ky * geo.dilation_h)) * W;
+        for (std::size_t kx = lx; kx < lx + nx; ++kx)
+          f(ky * kw + kx, row + static_cast<std::size_t>(bx[ox] + static_cast<std::ptrdiff_t>(kx * geo.dilation_w)));
+      }
+    };
+    // win[m][grp·OH·OW + u]: the lower units with φ_m ≠ 0 under position u's window over
+    // group grp's input channels (the edge count of a full channel's unit there).
+    std::vector<std::vector<std::uint32_t>> win(T);
+    if (small_kernel) {
+      std::vector<std::uint32_t> csum(plane_in);
+      for (std::size_t m = 0; m < T; ++m) {
+        win[m].assign(n_groups * plane_out, 0);
+        const std::uint8_t* pz = phi_nz.data() + m * n_in;
+        for (std::size_t grp = 0; grp < n_groups; ++grp) {
+          std::fill(csum.begin(), csum.end(), 0);
+          for (std::size_t icl = 0; icl < icg; ++icl) {
+            const std::uint8_t* row = pz + (grp * icg + icl) * plane_in;
+            for (std::size_t q = 0; q < plane_in; ++q) csum[q] += row[q];
+          }
+          std::uint32_t* w = win[m].data() + grp * plane_out;
+          for (std::size_t u = 0; u < plane_out; ++u) window(u, [&](std::size_t, std::size_t q) { w[u] += csum[q]; });
+        }
+      }
+    }
     // stage_no[gi·T + m]: the conv stage of explanation gi and term m (unset: no edge);
     // has_edge[(gi·T + m)·n_in + j]: whether lower unit j has an edge there.
     std::vector<std::uint32_t> stage_no(groups_.size() * T, unset);
     std::vector<std::uint8_t> has_edge(groups_.size() * T * n_in, 0);
+    std::vector<std::uint8_t> reach(plane_in), live(plane_out);
+    // cnt[(gi·T + m)·n_out + k]: the edges of unit k's scale gate there (0: none, not made).
+    std::vector<std::uint32_t> cnt(groups_.size() * T * n_out, 0);
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi)
+      for (std::size_t m = 0; m < T; ++m) {
+        const auto vi = static_cast<std::size_t>(rt.terms[m].psi);
+        const std::uint8_t* pz = phi_nz.data() + m * n_in;
+        const std::uint8_t* pr = present[vi].data();
+        std::uint8_t* mark = has_edge.data() + (gi * T + m) * n_in;
+        std::uint32_t* nk = cnt.data() + (gi * T + m) * n_out;
+        const std::vector<gate_id>& rg = groups_[gi].r;
+        for (std::size_t grp = 0; grp < n_groups; ++grp) {
+          // live[u]: some full channel of the group has a unit at u with R_k and c_mk ≠ 0.
+          std::fill(live.begin(), live.end(), 0);
+          bool any_live = false;
+          for (std::size_t oc = grp * ocg; oc < (grp + 1) * ocg; ++oc) {
+            const bool whole = small_kernel && full[vi][oc];
+            for (std::size_t u = 0; u < plane_out; ++u) {
+              const std::size_t k = oc * plane_out + u;
+              if (rg[k] == zero_gate || coef[m][k] == 0) continue;
+              std::size_t n = 0;
+              if (whole) {
+                n = win[m][grp * plane_out + u];
+                if (n) live[u] = 1, any_live = true;
+              } else {
+                // A channel with absent weights: its edges one by one.
+                const std::size_t oy = u / OW, ox = u % OW;
+                for (std::size_t icl = 0; icl < icg; ++icl) {
+                  const std::size_t ci = grp * icg + icl, wbase = (oc * icg + icl) * kh * kw;
+                  for (std::size_t ky = 0; ky < kh; ++ky) {
+                    const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * geo.stride_h + ky * geo.dilation_h) -
+                                              static_cast<std::ptrdiff_t>(geo.pad_top);
+                    if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(H)) continue;
+                    const std::size_t row = (ci * H + static_cast<std::size_t>(iy)) * W;
+                    for (std::size_t kx = 0; kx < kw; ++kx) {
+                      const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox * geo.stride_w + kx * geo.dilation_w) -
+                                                static_cast<std::ptrdiff_t>(geo.pad_left);
+                      if (ix < 0 || ix >= static_cast<std::ptrdiff_t>(W)) continue;
+                      const std::size_t j = row + static_cast<std::size_t>(ix);
+                      if (pz[j] && pr[wbase + ky * kw + kx]) mark[j] = 1, ++n;
+                    }
+                  }
+                }
+              }
+              nk[k] = static_cast<std::uint32_t>(n);
+            }
+          }
+          if (!any_live) continue;
+          // The full channels' lower units: φ ≠ 0 under the window of a live position.
+          std::fill(reach.begin(), reach.end(), 0);
+          for (std::size_t u = 0; u < plane_out; ++u)
+            if (live[u]) window(u, [&](std::size_t, std::size_t q) { reach[q] = 1; });
+          for (std::size_t icl = 0; icl < icg; ++icl) {
+            const std::size_t base = (grp * icg + icl) * plane_in;
+            for (std::size_t q = 0; q < plane_in; ++q) mark[base + q] |= static_cast<std::uint8_t>(reach[q] & pz[base + q]);
+          }
+        }
+      }
+    // The stage's per-unit tokens as sparse blocks, made at once and in unit order rather than
+    // interned one by one by name: per φ variant the lower units some structured gate reads,
+    // per term the normalisers of the scale gates made. The same tokens, names and values.
+    {
+      std::vector<std::uint32_t> held;
+      std::vector<double> vals;
+      auto block = [&](K kind, V v, std::uint32_t layer, const shape_t& shape, std::uint32_t term,
+                       std::vector<std::uint32_t>& tok) {
+        const std::vector<std::uint32_t> shp(shape.begin(), shape.end());
+        const token_index first = c_.tokens().add_block(kind, v, layer, shp, {}, term, held, vals);
+        tok.assign(element_count(shape), unset);
+        for (std::size_t x = 0; x < held.size(); ++x) tok[held[x]] = first + static_cast<token_index>(x);
+      };
+      for (std::size_t m = 0; m < T; ++m) {
+        const auto vi = static_cast<std::size_t>(rt.terms[m].phi);
+        if (!phi_block[vi].empty()) continue;
+        held.clear(), vals.clear();
+        for (std::size_t j = 0; j < n_in; ++j) {
+          bool used = false;
+          for (std::size_t gi = 0; gi < groups_.size() && !used; ++gi)
+            for (std::size_t t = 0; t < T && !used; ++t)
+              used = rt.terms[t].phi == rt.terms[m].phi && has_edge[(gi * T + t) * n_in + j];
+          if (used) held.push_back(static_cast<std::uint32_t>(j)), vals.push_back(phi_value(rt.terms[m].phi, j));
+        }
+        if (!held.empty())
+          block(reads_x ? K::input : K::activation, rt.terms[m].phi, reads_x ? 0 : layer_no - 1,
+                reads_x ? net_.input_shape : l.in_shape, 0, phi_block[vi]);
+      }
+      n_block.resize(T);
+      for (std::size_t m = 0; m < T; ++m) {
+        held.clear(), vals.clear();
+        for (std::size_t k = 0; k < n_out; ++k) {
+          bool used = false;
+          for (std::size_t gi = 0; gi < groups_.size() && !used; ++gi) used = cnt[(gi * T + m) * n_out + k] != 0;
+          if (used) held.push_back(static_cast<std::uint32_t>(k)), vals.push_back(coef[m][k]);
+        }
+        if (!held.empty()) block(K::normaliser, V::plain, layer_no, l.out_shape, static_cast<std::uint32_t>(m), n_block[m]);
+      }
+    }
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t m = 0; m < T; ++m) {
         const auto vi = static_cast<std::size_t>(rt.terms[m].psi);
@@ -1035,38 +1210,13 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         st.parameters = psi_first[vi];
         st.present = present[vi];
         st.scaled.assign(n_out, zero_gate);
-        const std::uint8_t* pz = phi_nz.data() + m * n_in;
-        const std::uint8_t* pr = present[vi].data();
-        std::uint8_t* mark = has_edge.data() + (gi * T + m) * n_in;
+        const std::uint8_t* mark = has_edge.data() + (gi * T + m) * n_in;
+        const std::uint32_t* nk = cnt.data() + (gi * T + m) * n_out;
         std::size_t counted = 0;
-        // The lower units with an edge, visited from the upper units that have one.
-        for (std::size_t oc = 0; oc < geo.out_channels; ++oc) {
-          const std::size_t grp = oc / ocg;
-          for (std::size_t u = 0; u < OH * OW; ++u) {
-            const std::size_t k = oc * OH * OW + u;
-            if (groups_[gi].r[k] == zero_gate || coef[m][k] == 0) continue;
-            const std::size_t oy = u / OW, ox = u % OW;
-            std::size_t n = 0;
-            for (std::size_t icl = 0; icl < icg; ++icl) {
-              const std::size_t ci = grp * icg + icl, wbase = (oc * icg + icl) * kh * kw;
-              for (std::size_t ky = 0; ky < kh; ++ky) {
-                const std::ptrdiff_t iy = static_cast<std::ptrdiff_t>(oy * geo.stride_h + ky * geo.dilation_h) -
-                                          static_cast<std::ptrdiff_t>(geo.pad_top);
-                if (iy < 0 || iy >= static_cast<std::ptrdiff_t>(H)) continue;
-                const std::size_t row = (ci * H + static_cast<std::size_t>(iy)) * W;
-                for (std::size_t kx = 0; kx < kw; ++kx) {
-                  const std::ptrdiff_t ix = static_cast<std::ptrdiff_t>(ox * geo.stride_w + kx * geo.dilation_w) -
-                                            static_cast<std::ptrdiff_t>(geo.pad_left);
-                  if (ix < 0 || ix >= static_cast<std::ptrdiff_t>(W)) continue;
-                  const std::size_t j = row + static_cast<std::size_t>(ix);
-                  if (pz[j] && pr[wbase + ky * kw + kx]) mark[j] = 1, ++n;
-                }
-              }
-            }
-            if (n == 0) continue;  // no edge reaches this unit's scale gate: it is not made
-            if (first_group[k] == gi) counted += n;
-            st.scaled[k] = c_.scale(groups_[gi].r[k], n_gate(m, k), static_cast<std::uint32_t>(k));
-          }
+        for (std::size_t k = 0; k < n_out; ++k) {
+          if (nk[k] == 0) continue;  // no edge reaches this unit's scale gate: it is not made
+          if (first_group[k] == gi) counted += nk[k];
+          st.scaled[k] = c_.scale(groups_[gi].r[k], n_gate(m, k), static_cast<std::uint32_t>(k));
         }
         edges_ += counted;
         if (std::find(mark, mark + n_in, std::uint8_t{1}) != mark + n_in)
