@@ -1277,10 +1277,13 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         for (const auto& bs : rt.bias) {
           const double bv = psi_value(bs.psi, b);
           if (bv == 0) continue;
+          gate_id bg = zero_gate;  // the bias token's gate, interned once per channel (not per unit)
           for (std::size_t k = bc * plane; k < (bc + 1) * plane; ++k) {
             if (g.r[k] == zero_gate || coef[bs.term][k] == 0) continue;
-            const std::uint32_t bi[] = {static_cast<std::uint32_t>(bc)};
-            const gate_id bg = token_gate(K::bias, bs.psi, layer_no, bi, bv);
+            if (bg == zero_gate) {
+              const std::uint32_t bi[] = {static_cast<std::uint32_t>(bc)};
+              bg = token_gate(K::bias, bs.psi, layer_no, bi, bv);
+            }
             kids.push_back(c_.times({bg, n_gate(bs.term, k), g.r[k]}));
           }
         }
