@@ -56,7 +56,8 @@ void scatter_columns(const conv_geometry& g, std::size_t grp, std::size_t oy0, s
 
 /// The same transposed convolution in a semiring whose ⊕ is max or ∨ over plain values V
 /// (Op: static V plus(V, V), times(V, V), and V zero): acc[j] = acc[j] ⊕ w_p ⊗ ck[k] over
-/// every edge the geometry implies. Per weight and output plane one contiguous ⊕-⊗ loop the
+/// every edge the geometry implies. Per weight (four output channels at a time) and output
+/// plane one contiguous ⊕-⊗ loop the
 /// compiler vectorises, into columns (blocks of whole output rows, 256 KB: they stay in L2),
 /// then the columns ⊕-scattered to the inputs. ⊕ is exact and order-free, so the value is
 /// the edge-by-edge one. Absent weights and units must be zero, which ⊗ makes zero (or NaN,
@@ -73,14 +74,35 @@ void conv_transposed_semiring(const conv_geometry& g, const V* w, const V* ck, V
     for (std::size_t oy0 = 0; oy0 < g.out_h; oy0 += rows) {
       const std::size_t oy1 = std::min<std::size_t>(g.out_h, oy0 + rows), pb = (oy1 - oy0) * g.out_w;
       std::fill(cols.begin(), cols.begin() + static_cast<std::ptrdiff_t>(K * pb), Op::zero);
-      for (std::size_t oc = grp * ocg; oc < (grp + 1) * ocg; ++oc) {
-        const V* src = ck + oc * P + oy0 * g.out_w;
+      // Four output channels per pass over a column row where their weights are all present:
+      // the row is read and written once for four products rather than once per product (a
+      // third less time for vgg-small's max-plus). Each column still takes the products in
+      // output-channel order, as one channel at a time would.
+      const std::size_t oc_end = (grp + 1) * ocg;
+      for (std::size_t oc0 = grp * ocg; oc0 < oc_end; oc0 += 4) {
+        const std::size_t nb = std::min<std::size_t>(4, oc_end - oc0);
         for (std::size_t r = 0; r < K; ++r) {
-          const V wv = w[oc * K + r];
-          if (wv == Op::zero) continue;
           V* __restrict dst = cols.data() + r * pb;  // (no alias with src: lets byte loops vectorise)
-          const V* __restrict from = src;
-          for (std::size_t q = 0; q < pb; ++q) dst[q] = Op::plus(dst[q], Op::times(wv, from[q]));
+          bool all = nb == 4;
+          for (std::size_t b = 0; b < nb; ++b) all = all && w[(oc0 + b) * K + r] != Op::zero;
+          if (all) {
+            const V* __restrict s0 = ck + oc0 * P + oy0 * g.out_w;
+            const V* __restrict s1 = s0 + P;
+            const V* __restrict s2 = s1 + P;
+            const V* __restrict s3 = s2 + P;
+            const V w0 = w[oc0 * K + r], w1 = w[(oc0 + 1) * K + r], w2 = w[(oc0 + 2) * K + r], w3 = w[(oc0 + 3) * K + r];
+            for (std::size_t q = 0; q < pb; ++q)
+              dst[q] = Op::plus(
+                  Op::plus(Op::plus(Op::plus(dst[q], Op::times(w0, s0[q])), Op::times(w1, s1[q])), Op::times(w2, s2[q])),
+                  Op::times(w3, s3[q]));
+            continue;
+          }
+          for (std::size_t b = 0; b < nb; ++b) {
+            const V wb = w[(oc0 + b) * K + r];
+            if (wb == Op::zero) continue;
+            const V* __restrict from = ck + (oc0 + b) * P + oy0 * g.out_w;
+            for (std::size_t q = 0; q < pb; ++q) dst[q] = Op::plus(dst[q], Op::times(wb, from[q]));
+          }
         }
       }
       scatter_columns(g, grp, oy0, oy1, cols.data(), acc, [](V a, V b) { return Op::plus(a, b); });
