@@ -478,6 +478,8 @@ class structured_sums {
       if (dense_real(st, val, acc.data())) return;
     } else if constexpr (dense_op<S>::value) {
       if (dense_semiring(st, val, acc.data())) return;
+    } else if constexpr (std::is_same_v<S, checked_u63_semiring>) {
+      if (dense_counting(st, val, acc.data())) return;
     }
     // Values that own memory start from the first product rather than from zero ⊕ it; plain
     // ones (Boolean, max-plus, Viterbi, …) need no flag: zero ⊕ x = x.
@@ -583,10 +585,47 @@ class structured_sums {
     return true;
   }
 
+  // Counting in 64 bits: the same kernel over plain +, × when no sum can reach 2^63 — a bound
+  // from the largest ψ and S and the most edges one lower unit has (out_channels/group ·
+  // kernel); else false, and the edge-by-edge visit checks every operation.
+  struct u63_op {
+    using scalar = std::uint64_t;
+    static constexpr std::uint64_t zero = 0;
+    static std::uint64_t plus(std::uint64_t a, std::uint64_t b) noexcept { return a + b; }
+    static std::uint64_t times(std::uint64_t a, std::uint64_t b) noexcept { return a * b; }
+  };
+  bool dense_counting(const conv_stage& st, const stored_value_t<S>* val, std::uint64_t* acc) {
+    const conv_geometry& g = st.geometry;
+    if (std::size_t{g.in_channels / g.group} * g.kernel_h * g.kernel_w > conv_transposed_max_block / g.out_w)
+      return false;
+    auto& wv = count_weights_;
+    auto& sv = count_scales_;
+    wv.resize(g.weights());
+    sv.resize(g.outputs());
+    std::uint64_t wmax = 0, smax = 0;
+    for (std::size_t p = 0; p < wv.size(); ++p) {
+      wv[p] = st.present[p] ? static_cast<std::uint64_t>(token_value(s_, tv_[st.parameters + p])) : 0;
+      wmax = std::max(wmax, wv[p]);
+    }
+    for (std::size_t k = 0; k < sv.size(); ++k) {
+      const gate_id x = st.scaled[k];
+      sv[k] = x == zero_gate || (mask_ && !mask_[to_index(x)]) ? 0 : static_cast<std::uint64_t>(val[to_index(x)]);
+      smax = std::max(smax, sv[k]);
+    }
+    std::uint64_t bound;
+    if (__builtin_mul_overflow(wmax, smax, &bound) ||
+        __builtin_mul_overflow(bound, std::uint64_t{g.out_channels / g.group} * g.kernel_h * g.kernel_w, &bound) ||
+        bound >= checked_u63_semiring::limit)
+      return false;
+    conv_transposed_semiring<u63_op>(g, wv.data(), sv.data(), acc);
+    return true;
+  }
+
   const circuit& c_;
   const S& s_;
   const T* tv_;
   const std::uint8_t* mask_;
+  std::vector<std::uint64_t> count_weights_, count_scales_;
   std::vector<std::conditional_t<std::is_same_v<V, bool>, std::uint8_t, double>> dense_weights_, dense_scales_;
   std::vector<double> weights_, scale_values_;
   // (bool sums as bytes: std::vector<bool>'s bit access costs more than the sum)

@@ -552,6 +552,23 @@ TEST_CASE("structured gates by hand: two for one lower unit, a scale gate with a
                                                        lift_valuation(h.c, counting_semiring{})),
                          std::span(&g, 1))[0] == 1);
   }
+  SUBCASE("counting: the stage's 64-bit kernel below 2^63, big integers past it, both exact") {
+    hand_stage h;
+    const gate_id g = h.c.structured(h.phi, h.stage, 0);
+    using big = boost::multiprecision::cpp_int;
+    auto val = lift_valuation(h.c, counting_semiring{});
+    val[h.c.tokens().at("a1[0]")] = 4;  // S_0 = 4 ⊗ n_0 (lifted 1) = 4; φ lifted 1
+    // Bound ψ·S·(edges per lower unit: 1) = 2^59·4 = 2^61 < 2^63: the 64-bit kernel runs.
+    val[h.c.tokens().at("W1[0,0,0,0]")] = std::uint64_t{1} << 59;
+    auto v = evaluate_gates(h.c, counting_semiring{}, std::span<const stored_value_t<counting_semiring>>(val),
+                            std::span(&g, 1));
+    CHECK(big(v[0]) == (big(1) << 61));
+    // ψ·S = 2^62·4 = 2^64: past the 64-bit path, evaluated again in big integers.
+    val[h.c.tokens().at("W1[0,0,0,0]")] = std::uint64_t{1} << 62;
+    v = evaluate_gates(h.c, counting_semiring{}, std::span<const stored_value_t<counting_semiring>>(val),
+                       std::span(&g, 1));
+    CHECK(big(v[0]) == (big(1) << 64));
+  }
   SUBCASE("sizes that wrap 64 bits, and an input larger than its outputs can cover, are refused") {
     hand_stage h;
     conv_stage st;
