@@ -564,24 +564,32 @@ class structured_sums {
     return true;
   }
 
-  template <class Acc>
-  bool dense_semiring(const conv_stage& st, const stored_value_t<S>* val, Acc* acc) {
-    using op = dense_op<S>;
-    using D = typename op::scalar;
-    static_assert(std::is_same_v<Acc, D>, "the stage's sums are stored as the kernel's values");
+  // A dense kernel's inputs: the weights with edges (the others `zero`) and the scale values
+  // (`zero` for units without a scale gate or outside the mask). False, nothing gathered,
+  // when one output row's column block would exceed the kernel's 8 MB.
+  template <class D>
+  bool gather_dense(const conv_stage& st, const stored_value_t<S>* val, D zero, std::vector<D>& wv,
+                    std::vector<D>& sv) {
     const conv_geometry& g = st.geometry;
     if (std::size_t{g.in_channels / g.group} * g.kernel_h * g.kernel_w > conv_transposed_max_block / g.out_w)
       return false;
-    auto& wv = dense_weights_;
-    auto& sv = dense_scales_;
     wv.resize(g.weights());
     sv.resize(g.outputs());
-    for (std::size_t p = 0; p < wv.size(); ++p) wv[p] = st.present[p] ? static_cast<D>(token_value(s_, tv_[st.parameters + p])) : op::zero;
+    for (std::size_t p = 0; p < wv.size(); ++p)
+      wv[p] = st.present[p] ? static_cast<D>(token_value(s_, tv_[st.parameters + p])) : zero;
     for (std::size_t k = 0; k < sv.size(); ++k) {
       const gate_id x = st.scaled[k];
-      sv[k] = x == zero_gate || (mask_ && !mask_[to_index(x)]) ? op::zero : static_cast<D>(val[to_index(x)]);
+      sv[k] = x == zero_gate || (mask_ && !mask_[to_index(x)]) ? zero : static_cast<D>(val[to_index(x)]);
     }
-    conv_transposed_semiring<op>(g, wv.data(), sv.data(), acc);
+    return true;
+  }
+
+  template <class Acc>
+  bool dense_semiring(const conv_stage& st, const stored_value_t<S>* val, Acc* acc) {
+    using op = dense_op<S>;
+    static_assert(std::is_same_v<Acc, typename op::scalar>, "the stage's sums are stored as the kernel's values");
+    if (!gather_dense(st, val, op::zero, dense_weights_, dense_scales_)) return false;
+    conv_transposed_semiring<op>(st.geometry, dense_weights_.data(), dense_scales_.data(), acc);
     return true;
   }
 
@@ -596,28 +604,15 @@ class structured_sums {
   };
   bool dense_counting(const conv_stage& st, const stored_value_t<S>* val, std::uint64_t* acc) {
     const conv_geometry& g = st.geometry;
-    if (std::size_t{g.in_channels / g.group} * g.kernel_h * g.kernel_w > conv_transposed_max_block / g.out_w)
-      return false;
-    auto& wv = count_weights_;
-    auto& sv = count_scales_;
-    wv.resize(g.weights());
-    sv.resize(g.outputs());
-    std::uint64_t wmax = 0, smax = 0;
-    for (std::size_t p = 0; p < wv.size(); ++p) {
-      wv[p] = st.present[p] ? static_cast<std::uint64_t>(token_value(s_, tv_[st.parameters + p])) : 0;
-      wmax = std::max(wmax, wv[p]);
-    }
-    for (std::size_t k = 0; k < sv.size(); ++k) {
-      const gate_id x = st.scaled[k];
-      sv[k] = x == zero_gate || (mask_ && !mask_[to_index(x)]) ? 0 : static_cast<std::uint64_t>(val[to_index(x)]);
-      smax = std::max(smax, sv[k]);
-    }
+    if (!gather_dense(st, val, std::uint64_t{0}, count_weights_, count_scales_)) return false;
+    const std::uint64_t wmax = *std::max_element(count_weights_.begin(), count_weights_.end());
+    const std::uint64_t smax = *std::max_element(count_scales_.begin(), count_scales_.end());
     std::uint64_t bound;
     if (__builtin_mul_overflow(wmax, smax, &bound) ||
         __builtin_mul_overflow(bound, std::uint64_t{g.out_channels / g.group} * g.kernel_h * g.kernel_w, &bound) ||
         bound >= checked_u63_semiring::limit)
       return false;
-    conv_transposed_semiring<u63_op>(g, wv.data(), sv.data(), acc);
+    conv_transposed_semiring<u63_op>(g, count_weights_.data(), count_scales_.data(), acc);
     return true;
   }
 
