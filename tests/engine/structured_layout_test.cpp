@@ -569,6 +569,44 @@ TEST_CASE("structured gates by hand: two for one lower unit, a scale gate with a
                        std::span(&g, 1));
     CHECK(big(v[0]) == (big(1) << 64));
   }
+  SUBCASE("counting: the 64-bit kernel's bound counts every edge of a lower unit, so no sum wraps 2^64") {
+    // One lower unit, eight output channels: eight edges of ψ ⊗ S = 2^61 · 3 each, 24 · 2^61 =
+    // 3 · 2^64 in all. Each product is below 2^63; only the factor 8 in the bound sends the
+    // stage to the checked visit (a bound of one edge would let the 64-bit sum wrap to 0).
+    using big = boost::multiprecision::cpp_int;
+    circuit c;
+    auto& t = c.tokens();
+    const token_index w0 = t.intern(token_kind::parameter, token_variant::plain, 1, {0, 0, 0, 0});
+    for (std::uint32_t k = 1; k < 8; ++k)  // consecutive: the stage's weight p is token w0 + p
+      REQUIRE(t.intern(token_kind::parameter, token_variant::plain, 1, {k, 0, 0, 0}) == w0 + k);
+    const token_index a = t.intern(token_kind::activation, token_variant::plain, 0, {0});
+    std::vector<gate_id> S;
+    std::vector<token_index> rn;
+    for (std::uint32_t k = 0; k < 8; ++k) {
+      const token_index r = t.intern(token_kind::activation, token_variant::plain, 1, {k});
+      const token_index n = t.intern(token_kind::normaliser, token_variant::plain, 1, {k}, 0);
+      rn.push_back(r), rn.push_back(n);
+      S.push_back(c.scale(c.token(r), c.token(n), k));
+    }
+    conv_stage st;
+    st.layer = 1;
+    st.geometry = conv_geometry{1, 1, 1, 8, 1, 1, 1, 1};
+    st.parameters = w0;
+    st.present.assign(8, 1);
+    st.scaled = S;
+    const std::uint32_t stage = c.add_conv_stage(std::move(st));
+    const gate_id g = c.structured(c.token(a), stage, 0);
+    auto val = lift_valuation(c, counting_semiring{});
+    val[a] = 1;
+    for (std::uint32_t k = 0; k < 8; ++k) {
+      val[w0 + k] = std::uint64_t{1} << 61;
+      val[rn[2 * k]] = 3;
+      val[rn[2 * k + 1]] = 1;
+    }
+    const auto v = evaluate_gates(c, counting_semiring{}, std::span<const stored_value_t<counting_semiring>>(val),
+                                  std::span(&g, 1));
+    CHECK(big(v[0]) == (big(24) << 61));
+  }
   SUBCASE("sizes that wrap 64 bits, and an input larger than its outputs can cover, are refused") {
     hand_stage h;
     conv_stage st;
