@@ -1001,8 +1001,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     geo.dilation_h = static_cast<std::uint32_t>(conv->dilation_h);
     geo.dilation_w = static_cast<std::uint32_t>(conv->dilation_w);
     geo.group = static_cast<std::uint32_t>(conv->group);
-    const std::vector<double>& weights = conv->weight;
-    const std::size_t n_w = weights.size();
+    const std::size_t n_w = conv->weight.size();
     // ψ tokens: one dense block per parameter variant in the tensor's own layout (the token of
     // weight p is first + p), and which of them are nonzero.
     std::array<token_index, token_variant_count> psi_first;
@@ -1019,11 +1018,12 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       std::vector<double> vals(n_w);
       present[vi].resize(n_w);
       for (std::size_t p = 0; p < n_w; ++p) {
-        vals[p] = psi_value(v, weights[p]);
+        vals[p] = psi_value(v, conv->weight[p]);
         present[vi][p] = vals[p] != 0;
       }
       const std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
-      psi_first[vi] = c_.tokens().add_block(K::parameter, v, layer_no, shp, {}, 0, {}, vals);
+      const std::uint8_t natural[] = {0, 1, 2, 3};
+      psi_first[vi] = c_.tokens().add_block(K::parameter, v, layer_no, shp, natural, 0, {}, vals);
     }
     // The first explanation needing each unit: an edge is counted once, as in the fused layout.
     std::vector<std::uint32_t> first_group(n_out, unset);

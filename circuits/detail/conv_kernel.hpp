@@ -57,11 +57,11 @@ void scatter_columns(const conv_geometry& g, std::size_t grp, std::size_t oy0, s
 /// The same transposed convolution in a semiring whose ⊕ is max or ∨ over plain values V
 /// (Op: static V plus(V, V), times(V, V), and V zero): acc[j] = acc[j] ⊕ w_p ⊗ ck[k] over
 /// every edge the geometry implies. Per weight (four output channels at a time) and output
-/// plane one contiguous ⊕-⊗ loop the
-/// compiler vectorises, into columns (blocks of whole output rows, 256 KB: they stay in L2),
-/// then the columns ⊕-scattered to the inputs. ⊕ is exact and order-free, so the value is
-/// the edge-by-edge one. Absent weights and units must be zero, which ⊗ makes zero (or NaN,
-/// which max ignores) and ⊕ ignores; zero weights are skipped. O(weights · output positions).
+/// plane one contiguous ⊕-⊗ loop the compiler vectorises, into columns (blocks of whole
+/// output rows, 256 KB: they stay in L2), then the columns ⊕-scattered to the inputs. ⊕ is
+/// exact and order-free, so the value is the edge-by-edge one. Absent weights and units must
+/// be zero, which ⊗ makes zero (or NaN, which max ignores) and ⊕ ignores; zero weights are
+/// skipped. O(weights · output positions).
 template <class Op, class V>
 void conv_transposed_semiring(const conv_geometry& g, const V* w, const V* ck, V* acc) {
   const std::size_t icg = g.in_channels / g.group, ocg = g.out_channels / g.group;
