@@ -223,8 +223,22 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   if (parameters.size() != scaled.size() || scaled.empty())
     throw error(fmt::format("circuit::fused: {} parameters for {} scaled children (equal and nonzero expected)",
                             parameters.size(), scaled.size()));
+  return add_fused(phi, parameters, scan_parameters(parameters), scaled, context);  // (one pass for both uses)
+}
+
+gate_id circuit::fused_run(gate_id phi, token_index first, std::span<const gate_id> scaled,
+                           const fused_context& context) {
+  if (scaled.empty()) throw error("circuit::fused_run: no scaled children (at least one expected)");
+  if (first >= tokens_.size() || scaled.size() - 1 > tokens_.size() - 1 - first)
+    throw error(fmt::format("circuit::fused_run: parameter tokens {} … {} do not exist ({} tokens)", first,
+                            std::uint64_t{first} + scaled.size() - 1, tokens_.size()));
+  const auto last = static_cast<token_index>(first + (scaled.size() - 1));
+  return add_fused(phi, std::span(&first, 1), parameter_scan{true, first, last}, scaled, context);
+}
+
+gate_id circuit::add_fused(gate_id phi, std::span<const token_index> ps, const parameter_scan& scan,
+                           std::span<const gate_id> scaled, const fused_context& context) {
   PROVNN_ASSERT(to_index(phi) < size());
-  const parameter_scan scan = scan_parameters(parameters);  // (one pass over the edges for both uses)
   if (scan.hi >= tokens_.size())
     throw error(fmt::format("circuit::fused: parameter token {} does not exist ({} tokens)", scan.hi, tokens_.size()));
   // The value F = φ ⊗ ⊕ ψ_i ⊗ S_i is defined for any earlier gates S_i; only expand_fused()
@@ -242,13 +256,13 @@ gate_id circuit::fused(gate_id phi, std::span<const token_index> parameters, std
   room(fused_contexts_);
   room(fused_same_);
   // children: φ then the scaled gates
-  store_fused_parameters(parameters, scan, true);
+  store_fused_parameters(ps, scaled.size(), scan, true);
   gate_id g;
   try {
     g = append(gate_kind::fused, std::span(&phi, 1), scaled);
   } catch (...) {
     unstore_fused_parameters();
-    fused_edges_ -= parameters.size();
+    fused_edges_ -= scaled.size();
     throw;
   }
   fused_gates_.push_back(g);
@@ -347,7 +361,8 @@ circuit::parameter_scan circuit::scan_parameters(std::span<const token_index> ps
   return s;
 }
 
-void circuit::store_fused_parameters(std::span<const token_index> ps, const parameter_scan& sc, bool check_memory) {
+void circuit::store_fused_parameters(std::span<const token_index> ps, std::size_t edges, const parameter_scan& sc,
+                                     bool check_memory) {
   // A run of consecutive tokens (every gate of a dense layer, whose parameter block is
   // j-major) is stored as its first token; a range narrower than 2^16 as 16-bit offsets
   // from its lowest token (a convolution's, whose block is input-channel-major); else the
@@ -381,7 +396,7 @@ void circuit::store_fused_parameters(std::span<const token_index> ps, const para
   }
   fused_param_offsets_.push_back(static_cast<std::uint32_t>(fused_params_.size()));
   fused_delta_offsets_.push_back(static_cast<std::uint32_t>(fused_deltas_.size()));
-  fused_edges_ += ps.size();
+  fused_edges_ += edges;
 }
 
 void circuit::unstore_fused_parameters() {

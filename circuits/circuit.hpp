@@ -279,6 +279,10 @@ class circuit {
   /// scale gates. O(n).
   gate_id fused(gate_id phi, std::span<const token_index> parameters, std::span<const gate_id> scaled,
                 const fused_context& context);
+  /// fused() whose parameters are the run first, first + 1, …, first + n − 1 (n =
+  /// scaled.size()): the same gate, without a list to write and scan — a dense layer's gates
+  /// over its parameter block (build_circuit). Throws as fused() does. O(n).
+  gate_id fused_run(gate_id phi, token_index first, std::span<const gate_id> scaled, const fused_context& context);
 
   /// Adds the tables of a convolution stage for structured gates (see conv_stage), and
   /// returns its number. Throws provnn::error naming what is wrong when the geometry is
@@ -417,8 +421,12 @@ class circuit {
   };
   static parameter_scan scan_parameters(std::span<const token_index> ps) noexcept;
   // Appends one fused gate's parameter entry (run, offsets or list; sc = scan_parameters(ps))
-  // and its offsets.
-  void store_fused_parameters(std::span<const token_index> ps, const parameter_scan& sc, bool check_memory);
+  // and its offsets; for a run, ps may hold its first token only (`edges` is the gate's count).
+  void store_fused_parameters(std::span<const token_index> ps, std::size_t edges, const parameter_scan& sc,
+                              bool check_memory);
+  // fused() and fused_run() once the parameters are scanned (ps as for store_fused_parameters).
+  gate_id add_fused(gate_id phi, std::span<const token_index> ps, const parameter_scan& sc,
+                    std::span<const gate_id> scaled, const fused_context& context);
   void unstore_fused_parameters();
   std::uint64_t gate_hash(std::uint8_t kind, std::span<const gate_id> children) const noexcept;
   void check_growth(std::size_t new_children);

@@ -90,7 +90,7 @@ struct circuit_access {
         for (std::size_t k = 0; k < run.size(); ++k) run[k] = static_cast<token_index>(firsts[i] + k);
         ps = run;
       }
-      c.store_fused_parameters(ps, circuit::scan_parameters(ps), false);
+      c.store_fused_parameters(ps, ps.size(), circuit::scan_parameters(ps), false);
     }
     c.fused_params_.shrink_to_fit();
     c.fused_deltas_.shrink_to_fit();

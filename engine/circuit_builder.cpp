@@ -156,18 +156,21 @@ decltype(auto) with_variant(V v, F&& f) {
 /// units k that term m reaches, ascending; `phi_nz[m·in + j]` whether φ_m(a_j) ≠ 0; an edge
 /// is active when also modify(psi[m], w, gamma) ≠ 0 (V::one for a term without ψ). Fills
 /// start (size in·T + 1, bucket offsets), k and s (each edge's upper unit and its weight's
-/// offset j·out + k in the j-major parameter block) and w (its weight), each with room for
-/// every structural edge, and per_k (active edges per upper unit); returns the number of
-/// active edges.
+/// offset j·out + k in the j-major parameter block) and w (its weight, or with `modified`
+/// its term's ψ value modify(psi[m], w, gamma)), each with room for every structural edge,
+/// and per_k (active edges per upper unit); returns the number of active edges.
 std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vector<std::vector<std::uint32_t>>& active,
                                const std::vector<std::uint8_t>& phi_nz, const std::vector<V>& psi, double gamma,
-                               std::vector<std::uint32_t>& start, std::uint32_t* e_k, std::uint32_t* e_s,
-                               double* e_w, std::vector<std::uint32_t>& per_k) {
+                               bool modified, std::vector<std::uint32_t>& start, std::uint32_t* e_k,
+                               std::uint32_t* e_s, double* e_w, std::vector<std::uint32_t>& per_k) {
   constexpr std::size_t J = 32;
   const std::size_t in = op.in, out = op.out;
   std::size_t kmax = 0;
   for (const auto& ks : active) kmax = std::max(kmax, ks.size());
+  // The tile keeps each edge's value beside its k: copying it out then reads the tile in
+  // order, not the weight rows (k-major) across.
   std::vector<std::uint32_t> tile(J * T * kmax), fill(J * T), live;
+  std::vector<double> tile_w(J * T * kmax);
   start.assign(in * T + 1, 0);
   per_k.assign(out, 0);
   std::size_t at = 0;
@@ -183,11 +186,14 @@ std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vec
       with_variant(psi[m], [&](auto v) {
         for (const std::uint32_t k : active[m]) {
           const double* row = w + k * in + j0;
-          for (const std::uint32_t jl : live)
-            if (modify(v, row[jl], gamma) != 0) {
-              const std::size_t b = jl * T + m;
-              tile[b * kmax + fill[b]++] = k;
+          for (const std::uint32_t jl : live) {
+            const double x = modify(v, row[jl], gamma);
+            if (x != 0) {
+              const std::size_t b = jl * T + m, at = b * kmax + fill[b]++;
+              tile[at] = k;
+              tile_w[at] = modified ? x : row[jl];
             }
+          }
         }
       });
     }
@@ -198,7 +204,7 @@ std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vec
         const std::uint32_t k = tile[b * kmax + x];
         e_k[at] = k;
         e_s[at] = static_cast<std::uint32_t>(base + k);
-        e_w[at] = w[k * in + j0 + b / T];
+        e_w[at] = tile_w[b * kmax + x];
         ++per_k[k];
       }
     }
@@ -597,8 +603,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   const bool dense_direct = fuse && dense && structural <= opt_.max_recorded_edges && c_.fits_memory(16 * structural);
   std::unique_ptr<std::uint32_t[]> e_k, e_p;
   std::unique_ptr<double[]> e_w;
+  bool psi_in_buckets = false;              // e_w holds ψ values, not weights (bucket_dense_edges)
+  std::vector<std::vector<std::uint32_t>> reach(T);  // per term, the upper units bucketed
   if (dense_direct && needing) {
-    std::vector<std::vector<std::uint32_t>> reach(T);
     for (std::size_t m = 0; m < T; ++m)
       for (std::size_t k = 0; k < n_out; ++k)
         if (need[k] && coef[m][k] != 0) reach[m].push_back(static_cast<std::uint32_t>(k));
@@ -608,7 +615,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     std::vector<std::uint32_t> per_k;
     std::vector<V> psi(T);
     for (std::size_t m = 0; m < T; ++m) psi[m] = rt.terms[m].has_psi ? rt.terms[m].psi : V::one;
-    n_edges = bucket_dense_edges(*dense, T, reach, phi_nz, psi, r.gamma, start, e_k.get(), e_p.get(), e_w.get(), per_k);
+    // One term: each edge's ψ value is what its parameter token holds (below), so the
+    // buckets keep that instead of the weight, and the token block takes them as they are.
+    psi_in_buckets = T == 1 && psi[0] == rt.terms[0].psi;
+    n_edges = bucket_dense_edges(*dense, T, reach, phi_nz, psi, r.gamma, psi_in_buckets, start, e_k.get(), e_p.get(),
+                                 e_w.get(), per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
   } else if (needing && !structure) {
@@ -905,8 +916,10 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
                                       "memory limit max_memory = {} bytes",
                                       count, layer_no, opt_.max_memory));
       // The values in token order (storage order).
-      const std::unique_ptr<double[]> vals(new double[count]);
-      if (by_edge) {
+      const std::unique_ptr<double[]> vals(by_edge && psi_in_buckets ? nullptr : new double[count]);
+      if (by_edge && psi_in_buckets) {
+        // (e_w holds them already)
+      } else if (by_edge) {
         with_variant(v, [&](auto vc) {
           for (std::size_t q = 0; q < count; ++q) vals[q] = modify(vc, e_w[q], r.gamma);
         });
@@ -938,7 +951,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
                                 !sparse   ? std::span<const std::uint32_t>()
                                 : by_edge ? std::span<const std::uint32_t>(e_p.get(), n_edges)
                                           : std::span<const std::uint32_t>(order_s),
-                                std::span<const double>(vals.get(), count));
+                                std::span<const double>(vals ? vals.get() : e_w.get(), count));
       if (by_edge || (!sparse && dense_direct)) {
         psi_base[vi] = first;  // every storage offset holds its token
         continue;
@@ -963,9 +976,15 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       if (by_edge) return static_cast<token_index>(psi_base[vi] + x);
       return psi_tok[vi] ? psi_tok[vi][e_p[x]] : static_cast<token_index>(psi_base[vi] + e_p[x]);
     };
-    std::vector<token_index> params;
+      std::vector<token_index> params;
     std::vector<gate_id> scaled;
     std::vector<std::vector<gate_id>> per_j(groups_.size());
+    // A full bucket of a dense stage — every upper unit term m reaches, as on a layer without
+    // zero weights — has the same scaled children at every j, and with one term (by_edge) its
+    // parameters are the run psi_base + b …: its gate reuses the list the first full bucket
+    // made (per explanation and term), with no per-edge look-ups. The same gates, in the
+    // same order: the list is taken only once its scale gates exist.
+    std::vector<std::vector<gate_id>> full_scaled(by_edge ? groups_.size() * T : 0);
     for (std::size_t j = 0; j < n_in; ++j) {
       for (auto& v : per_j) v.clear();
       for (std::size_t m = 0; m < T; ++m) {
@@ -974,7 +993,17 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         const auto& ts = rt.terms[m];
         const gate_id ph = phi_gate(ts.phi, j);
         edges_ += e - b;
+        const bool full = by_edge && e - b == reach[m].size();
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+          if (full && full_scaled[gi * T + m].size() == e - b) {
+            fused_context ctx;
+            ctx.layer = layer_no;
+            ctx.lower = static_cast<std::uint32_t>(j);
+            ctx.term = static_cast<std::uint32_t>(m);
+            per_j[gi].push_back(c_.fused_run(ph, static_cast<token_index>(psi_base[static_cast<std::size_t>(ts.psi)] + b),
+                                             full_scaled[gi * T + m], ctx));
+            continue;
+          }
           if (params.size() < e - b) params.resize(e - b), scaled.resize(e - b);
           const std::vector<gate_id>& rg = groups_[gi].r;
           std::size_t n = 0;
@@ -985,6 +1014,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
             scaled[n++] = scale_gate(gi, m, k);
           }
           if (n == 0) continue;
+          if (full && full_scaled[gi * T + m].empty()) full_scaled[gi * T + m].assign(scaled.begin(), scaled.begin() + n);
           fused_context ctx;
           ctx.layer = layer_no;
           ctx.lower = static_cast<std::uint32_t>(j);
