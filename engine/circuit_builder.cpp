@@ -189,9 +189,9 @@ std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vec
           for (const std::uint32_t jl : live) {
             const double x = modify(v, row[jl], gamma);
             if (x != 0) {
-              const std::size_t b = jl * T + m, at = b * kmax + fill[b]++;
-              tile[at] = k;
-              tile_w[at] = modified ? x : row[jl];
+              const std::size_t b = jl * T + m, slot = b * kmax + fill[b]++;
+              tile[slot] = k;
+              tile_w[slot] = modified ? x : row[jl];
             }
           }
         }
@@ -604,11 +604,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   std::unique_ptr<std::uint32_t[]> e_k, e_p;
   std::unique_ptr<double[]> e_w;
   bool psi_in_buckets = false;              // e_w holds ψ values, not weights (bucket_dense_edges)
-  std::vector<std::vector<std::uint32_t>> reach(T);  // per term, the upper units bucketed
+  std::vector<std::vector<std::uint32_t>> dense_reach(T);  // per term, the upper units bucketed
   if (dense_direct && needing) {
     for (std::size_t m = 0; m < T; ++m)
       for (std::size_t k = 0; k < n_out; ++k)
-        if (need[k] && coef[m][k] != 0) reach[m].push_back(static_cast<std::uint32_t>(k));
+        if (need[k] && coef[m][k] != 0) dense_reach[m].push_back(static_cast<std::uint32_t>(k));
     e_k.reset(new std::uint32_t[structural]);
     e_p.reset(new std::uint32_t[structural]);
     e_w.reset(new double[structural]);
@@ -618,7 +618,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // One term: each edge's ψ value is what its parameter token holds (below), so the
     // buckets keep that instead of the weight, and the token block takes them as they are.
     psi_in_buckets = T == 1 && psi[0] == rt.terms[0].psi;
-    n_edges = bucket_dense_edges(*dense, T, reach, phi_nz, psi, r.gamma, psi_in_buckets, start, e_k.get(), e_p.get(),
+    n_edges = bucket_dense_edges(*dense, T, dense_reach, phi_nz, psi, r.gamma, psi_in_buckets, start, e_k.get(), e_p.get(),
                                  e_w.get(), per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
@@ -993,7 +993,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         const auto& ts = rt.terms[m];
         const gate_id ph = phi_gate(ts.phi, j);
         edges_ += e - b;
-        const bool full = by_edge && e - b == reach[m].size();
+        const bool full = by_edge && e - b == dense_reach[m].size();
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
           if (full && full_scaled[gi * T + m].size() == e - b) {
             fused_context ctx;
