@@ -186,6 +186,9 @@ class token_table {
   /// Heap bytes held (for reports and the memory budget).
   std::size_t bytes() const noexcept;
   void reserve(std::size_t tokens, std::size_t coords);
+  /// Room for `tokens` values in all, for blocks to come: add_block() copies no table while
+  /// they fit. A hint, as reserve().
+  void reserve_values(std::size_t tokens) { values_.reserve(tokens); }
   /// Gives back room reserve() or growth left unused, where it exceeds an eighth of what is
   /// used (smaller slack is not worth a copy).
   void shrink_to_fit();
