@@ -223,9 +223,9 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
   if (need > values_.capacity())
     values_.reserve(std::max(need + std::max<std::size_t>(1024, need / 16), values_.capacity() + values_.capacity() / 2));
   if (values.empty())
-    values_.resize(values_.size() + count, 0.0);
+    values_.append(count, 0.0);
   else
-    values_.insert(values_.end(), values.begin(), values.end());
+    values_.append(values);
   return blocks_.back().first;
 }
 
@@ -397,7 +397,7 @@ void token_table::shrink_to_fit() {
   shrink_if_slack(terms_);
   shrink_if_slack(coord_offsets_);
   shrink_if_slack(coords_);
-  shrink_if_slack(values_);
+  values_.shrink_to_fit();  // in place (detail::pod_buffer): no slack worth keeping
   by_key_.shrink_to_fit();
 }
 

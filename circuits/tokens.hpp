@@ -29,6 +29,7 @@
 
 #include "circuits/detail/id_table.hpp"
 #include "circuits/detail/offset_set.hpp"
+#include "circuits/detail/pod_buffer.hpp"
 #include "semirings/semiring.hpp"
 
 namespace provnn {
@@ -181,7 +182,7 @@ class token_table {
   /// The natural real valuation ν_ℝ, one double per token.
   double value(token_index t) const { return values_[t]; }
   void set_value(token_index t, double v) { values_[t] = v; }
-  std::span<const double> values() const noexcept { return values_; }
+  std::span<const double> values() const noexcept { return {values_.data(), values_.size()}; }
 
   /// Heap bytes held (for reports and the memory budget).
   std::size_t bytes() const noexcept;
@@ -241,7 +242,7 @@ class token_table {
   std::vector<std::uint32_t> coords_;
   detail::id_table by_key_;  // singles only; values are token indices
   // Per token:
-  std::vector<double> values_;
+  detail::pod_buffer<double> values_;  // (trimmed in place: the largest array of a build)
   std::vector<token_block> blocks_;
   std::vector<run> runs_;  // empty while there is no block (then slot = token index)
 };
