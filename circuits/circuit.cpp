@@ -538,6 +538,7 @@ void circuit::shrink_to_fit() {
   shrink(structured_lower_);
   shrink(roots_);
   if (fits_memory(by_structure_.bytes() / 2)) by_structure_.shrink_to_fit();  // the new table is at most half
+  tokens_.trim_values();  // in place, needing no memory: outside the guard below
   if (fits_memory(tokens_.bytes())) tokens_.shrink_to_fit();
 }
 

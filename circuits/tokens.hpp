@@ -190,6 +190,8 @@ class token_table {
   /// Room for `tokens` values in all, for blocks to come: add_block() copies no table while
   /// they fit. A hint, as reserve().
   void reserve_values(std::size_t tokens) { values_.reserve(tokens); }
+  /// Gives back the values' spare room, in place (no copy, no memory needed).
+  void trim_values() noexcept { values_.shrink_to_fit(); }
   /// Gives back room reserve() or growth left unused, where it exceeds an eighth of what is
   /// used (smaller slack is not worth a copy).
   void shrink_to_fit();

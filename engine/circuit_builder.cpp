@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <iterator>
+#include <new>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -148,6 +149,10 @@ decltype(auto) with_variant(V v, F&& f) {
   return f(std::integral_constant<V, V::one>{});
 }
 
+/// Inputs per tile of bucket_dense_edges (its tiles take 12 bytes per input, term and
+/// reached upper unit: 12 · min(dense_tile, in) · T · out at most).
+constexpr std::size_t dense_tile = 128;
+
 /// The active edges of a dense stage in the fused layout, bucketed by (lower unit j, term m)
 /// with k ascending in a bucket: what build_stage's counting pass and counting sort give for
 /// any stage, here without either. The weights (rows k of `in` values) are read in tiles of
@@ -164,8 +169,7 @@ std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vec
                                const std::vector<std::uint8_t>& phi_nz, const std::vector<V>& psi, double gamma,
                                bool modified, std::vector<std::uint32_t>& start, std::uint32_t* e_k,
                                std::uint32_t* e_s, double* e_w, std::vector<std::uint32_t>& per_k) {
-  constexpr std::size_t J = 128;
-  const std::size_t in = op.in, out = op.out;
+  const std::size_t in = op.in, out = op.out, J = std::min(dense_tile, in);
   std::size_t kmax = 0;
   for (const auto& ks : active) kmax = std::max(kmax, ks.size());
   // The tile keeps each edge's value beside its k: copying it out then reads the tile in
@@ -601,7 +605,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   // (bucket_dense_edges), with room for every structural edge (16 bytes each, uninitialised:
   // pages no edge reaches are never touched). Its e_p then holds block offsets j·out + k,
   // and e_w each edge's weight.
-  const bool dense_direct = fuse && dense && structural <= opt_.max_recorded_edges && c_.fits_memory(16 * structural);
+  const bool dense_direct =
+      fuse && dense && structural <= opt_.max_recorded_edges &&
+      c_.fits_memory(16 * structural + 12 * std::min(dense_tile, dense->in) * T * dense->out);
   std::unique_ptr<std::uint32_t[]> e_k, e_p;
   std::unique_ptr<double[]> e_w;
   bool psi_in_buckets = false;              // e_w holds ψ values, not weights (bucket_dense_edges)
@@ -977,7 +983,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       if (by_edge) return static_cast<token_index>(psi_base[vi] + x);
       return psi_tok[vi] ? psi_tok[vi][e_p[x]] : static_cast<token_index>(psi_base[vi] + e_p[x]);
     };
-      std::vector<token_index> params;
+    std::vector<token_index> params;
     std::vector<gate_id> scaled;
     std::vector<std::vector<gate_id>> per_j(groups_.size());
     // A full bucket of a dense stage — every upper unit term m reaches, as on a layer without
@@ -1406,21 +1412,43 @@ circuit builder::run(circuit_build_info* info) {
       std::count_if(stage_of_.begin(), stage_of_.end(), [](std::size_t s) { return s != 0; }));
   // The fused and structured layouts add their tokens in blocks, a few per stage, so the
   // token values grow by half again when a block does not fit; on vgg-small that copied the
-  // table twice (13 MB) before it was trimmed. Room for what the stages can add at most —
-  // per term each parameter and each unit on either side — is taken once instead (a hint:
-  // pages no token reaches are not touched, and shrink_to_fit() trims the rest).
+  // table twice (13 MB) before it was trimmed. Room for what the stages can add at most is
+  // taken once instead: each parameter per ψ variant, each lower unit per φ variant, each
+  // upper unit per term. A hint: the reserved room counts against max_memory until the
+  // trim, so it is taken only when it is at most a quarter of what the budget has left, and a
+  // failed allocation is ignored (pages no token reaches are not touched; shrink_to_fit()
+  // gives the rest back in place).
   if (opt_.layout != circuit_layout::plain) {
     std::size_t most = 0;
     for (std::size_t i = 0; i < L; ++i) {
       if (!stage_of_[i]) continue;
       const layer& l = net_.layers[i];
-      const std::size_t T = l.is_linear() ? std::max<std::size_t>(1, terms_of(opt_.layer_rules[rule_of[i]]).terms.size()) : 1;
-      std::size_t params = 0;
-      if (const auto* d = std::get_if<dense_op>(&l.op)) params = d->weight.size() + d->bias.size();
-      if (const auto* cv = std::get_if<conv2d_op>(&l.op)) params = cv->weight.size() + cv->bias.size();
-      most += T * (params + fwd_.activations[i].size() + fwd_.activations[i + 1].size());
+      std::size_t n_psi = 0, n_phi = 1, T = 1, n_bias_psi = 0;
+      if (l.is_linear()) {
+        const rule_terms rt = terms_of(opt_.layer_rules[rule_of[i]]);
+        std::array<bool, token_variant_count> psi_seen{}, phi_seen{}, bias_seen{};
+        auto first = [](std::array<bool, token_variant_count>& seen, V v) {
+          return !std::exchange(seen[static_cast<std::size_t>(v)], true);
+        };
+        n_phi = 0;
+        for (const auto& t : rt.terms) {
+          n_psi += t.has_psi && first(psi_seen, t.psi);
+          n_phi += first(phi_seen, t.phi);
+        }
+        for (const auto& b : rt.bias) n_bias_psi += first(bias_seen, b.psi);
+        T = rt.terms.size();
+      }
+      std::size_t weights = 0, biases = 0;
+      if (const auto* d = std::get_if<dense_op>(&l.op)) weights = d->weight.size(), biases = d->bias.size();
+      if (const auto* cv = std::get_if<conv2d_op>(&l.op)) weights = cv->weight.size(), biases = cv->bias.size();
+      most += n_psi * weights + n_bias_psi * biases + n_phi * fwd_.activations[i].size() +
+              T * fwd_.activations[i + 1].size();
     }
-    if (c_.fits_memory(8 * most)) c_.tokens().reserve_values(c_.tokens().size() + most);
+    if (most <= SIZE_MAX / 64 && c_.fits_memory(32 * most)) try {
+        c_.tokens().reserve_values(c_.tokens().size() + most);
+      } catch (const std::bad_alloc&) {
+        // only a hint: the blocks grow the table as before
+      }
   }
   std::size_t stages_done = 0;
   for (std::size_t i = L; i-- > 0;) {
