@@ -610,7 +610,6 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       c_.fits_memory(16 * structural + 12 * std::min(dense_tile, dense->in) * T * dense->out);
   std::unique_ptr<std::uint32_t[]> e_k, e_p;
   std::unique_ptr<double[]> e_w;
-  bool psi_in_buckets = false;              // e_w holds ψ values, not weights (bucket_dense_edges)
   std::vector<std::vector<std::uint32_t>> dense_reach(T);  // per term, the upper units bucketed
   if (dense_direct && needing) {
     for (std::size_t m = 0; m < T; ++m)
@@ -622,10 +621,10 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     std::vector<std::uint32_t> per_k;
     std::vector<V> psi(T);
     for (std::size_t m = 0; m < T; ++m) psi[m] = rt.terms[m].has_psi ? rt.terms[m].psi : V::one;
-    // One term: each edge's ψ value is what its parameter token holds (below), so the
-    // buckets keep that instead of the weight, and the token block takes them as they are.
-    psi_in_buckets = T == 1 && psi[0] == rt.terms[0].psi;
-    n_edges = bucket_dense_edges(*dense, T, dense_reach, phi_nz, psi, r.gamma, psi_in_buckets, start, e_k.get(), e_p.get(),
+    // One term: each edge's ψ value is what its parameter token holds (by_edge below), so
+    // the buckets keep that instead of the weight, and the token block takes them as they
+    // are. (A dense layer's terms all have a ψ: psi[0] is the block's variant.)
+    n_edges = bucket_dense_edges(*dense, T, dense_reach, phi_nz, psi, r.gamma, T == 1, start, e_k.get(), e_p.get(),
                                  e_w.get(), per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
@@ -849,7 +848,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       bool sparse = true, from_edges = false;
       if (dense_direct && T == 1) {
         // One term: every edge uses its own parameter, and the buckets are the block's
-        // storage order (j ascending, then k): e_p are its present offsets, e_w its weights.
+        // storage order (j ascending, then k): e_p are its present offsets, e_w their ψ values.
         n_used = n_edges;
         sparse = 4 * n_used < 3 * n_params;
         by_edge = sparse;
@@ -923,13 +922,9 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
                                       "memory limit max_memory = {} bytes",
                                       count, layer_no, opt_.max_memory));
       // The values in token order (storage order).
-      const std::unique_ptr<double[]> vals(by_edge && psi_in_buckets ? nullptr : new double[count]);
-      if (by_edge && psi_in_buckets) {
-        // (e_w holds them already)
-      } else if (by_edge) {
-        with_variant(v, [&](auto vc) {
-          for (std::size_t q = 0; q < count; ++q) vals[q] = modify(vc, e_w[q], r.gamma);
-        });
+      const std::unique_ptr<double[]> vals(by_edge ? nullptr : new double[count]);
+      if (by_edge) {
+        // (e_w holds them: bucket_dense_edges kept the ψ values of the one term)
       } else if (sparse && from_edges) {
         for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, e_w[order_x[q]]);
       } else if (sparse) {
@@ -1001,14 +996,13 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         const gate_id ph = phi_gate(ts.phi, j);
         edges_ += e - b;
         const bool full = by_edge && e - b == dense_reach[m].size();
+        fused_context ctx;
+        ctx.layer = layer_no;
+        ctx.lower = static_cast<std::uint32_t>(j);
+        ctx.term = static_cast<std::uint32_t>(m);
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
           if (full && full_scaled[gi * T + m].size() == e - b) {
-            fused_context ctx;
-            ctx.layer = layer_no;
-            ctx.lower = static_cast<std::uint32_t>(j);
-            ctx.term = static_cast<std::uint32_t>(m);
-            per_j[gi].push_back(c_.fused_run(ph, static_cast<token_index>(psi_base[static_cast<std::size_t>(ts.psi)] + b),
-                                             full_scaled[gi * T + m], ctx));
+            per_j[gi].push_back(c_.fused_run(ph, edge_token(ts.psi, b), full_scaled[gi * T + m], ctx));
             continue;
           }
           if (params.size() < e - b) params.resize(e - b), scaled.resize(e - b);
@@ -1022,10 +1016,6 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           }
           if (n == 0) continue;
           if (full && full_scaled[gi * T + m].empty()) full_scaled[gi * T + m].assign(scaled.begin(), scaled.begin() + n);
-          fused_context ctx;
-          ctx.layer = layer_no;
-          ctx.lower = static_cast<std::uint32_t>(j);
-          ctx.term = static_cast<std::uint32_t>(m);
           per_j[gi].push_back(c_.fused(ph, std::span<const token_index>(params.data(), n),
                                        std::span<const gate_id>(scaled.data(), n), ctx));
         }
