@@ -154,10 +154,10 @@ token_table::storage_position token_table::position(token_index t) const {
   return {-1, it->base + (t - it->first)};
 }
 
-token_index token_table::add_block(token_kind kind, token_variant variant, std::uint32_t layer,
-                                   std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
-                                   std::uint32_t term, std::span<const std::uint32_t> present,
-                                   std::span<const double> values) {
+token_table::token_block token_table::new_block(token_kind kind, token_variant variant, std::uint32_t layer,
+                                                std::span<const std::uint32_t> shape,
+                                                std::span<const std::uint8_t> order, std::uint32_t term,
+                                                std::uint64_t& full) const {
   check_nameable(kind, variant, layer, term);
   const std::size_t rank = shape.size();
   std::vector<std::uint8_t> ord(order.begin(), order.end());
@@ -169,49 +169,49 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
     for (auto d : ord) ok = ok && d < rank && !seen[d]++;
     if (!ok) throw error(fmt::format("token block: order has {} entries, not a permutation of the {} axes", ord.size(), rank));
   }
-  std::uint64_t full = 1;
+  full = 1;
   for (auto n : shape) {
     full *= n;
     if (full > 0xFFFFFFFEull)  // also keeps the 64-bit product from wrapping
       throw limit_error(fmt::format("token block: a shape of more than 2^32-2 coordinates ({} axes)", shape.size()));
   }
-  for (std::size_t i = 0; i < present.size(); ++i)
-    if (present[i] >= full || (i > 0 && present[i] <= present[i - 1]))
-      throw error(fmt::format("token block: present offset {} at position {} is out of range (the shape holds {}) or "
-                              "not increasing",
-                              present[i], i, full));
-  const std::uint64_t count = present.empty() ? full : present.size();
-  if (size() + count >= 0xFFFFFFFEull) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
-  if (!values.empty() && values.size() != count)
-    throw error(fmt::format("token block: {} values for its {} tokens", values.size(), count));
-  const auto k = static_cast<std::uint8_t>(kind), v = static_cast<std::uint8_t>(variant);
-  // No token of the block may exist already (names stay unique): no single and no block with
-  // the same kind, variant, layer, term and rank. O(singles) once per block.
-  for (const auto& b : blocks_)
-    if (b.kind == k && b.variant == v && b.layer == layer && b.term == term && b.shape.size() == rank)
-      throw error(fmt::format("token block: tokens {}{}[…] exist already as a block", to_string(kind), layer));
-  for (std::size_t slot = 0; slot < kinds_.size(); ++slot)
-    if (kinds_[slot] == k && variants_[slot] == v && layers_[slot] == layer && terms_[slot] == term &&
-        coord_offsets_[slot + 1] - coord_offsets_[slot] == rank)
-      throw error(fmt::format("token block: a token of kind '{}', variant '{}', layer {} with {} coordinates exists "
-                              "already",
-                              to_string(kind), to_string(variant), layer, rank));
   token_block b;
-  b.first = static_cast<token_index>(size());
-  b.count = static_cast<std::uint32_t>(count);
-  b.kind = k;
-  b.variant = v;
+  b.kind = static_cast<std::uint8_t>(kind);
+  b.variant = static_cast<std::uint8_t>(variant);
   b.layer = layer;
   b.term = term;
   b.shape.assign(shape.begin(), shape.end());
-  b.order = ord;
-  b.present.assign(present, full);
+  b.order = std::move(ord);
   b.stride.assign(rank, 0);
   std::uint64_t stride = 1;
   for (std::size_t i = rank; i-- > 0;) {
-    b.stride[ord[i]] = static_cast<std::uint32_t>(stride);
-    stride *= shape[ord[i]];
+    b.stride[b.order[i]] = static_cast<std::uint32_t>(stride);
+    stride *= shape[b.order[i]];
   }
+  return b;
+}
+
+token_index token_table::commit_block(token_block&& b, std::uint64_t full, std::span<const double> values) {
+  const std::uint64_t count = b.present.empty() ? full : b.present.size();
+  if (size() + count >= 0xFFFFFFFEull) throw limit_error("token table: more than 2^32-2 tokens; split the circuit");
+  if (!values.empty() && values.size() != count)
+    throw error(fmt::format("token block: {} values for its {} tokens", values.size(), count));
+  const std::size_t rank = b.shape.size();
+  // No token of the block may exist already (names stay unique): no single and no block with
+  // the same kind, variant, layer, term and rank. O(singles) once per block.
+  for (const auto& o : blocks_)
+    if (o.kind == b.kind && o.variant == b.variant && o.layer == b.layer && o.term == b.term && o.shape.size() == rank)
+      throw error(fmt::format("token block: tokens {}{}[…] exist already as a block",
+                              to_string(static_cast<token_kind>(b.kind)), b.layer));
+  for (std::size_t slot = 0; slot < kinds_.size(); ++slot)
+    if (kinds_[slot] == b.kind && variants_[slot] == b.variant && layers_[slot] == b.layer && terms_[slot] == b.term &&
+        coord_offsets_[slot + 1] - coord_offsets_[slot] == rank)
+      throw error(fmt::format("token block: a token of kind '{}', variant '{}', layer {} with {} coordinates exists "
+                              "already",
+                              to_string(static_cast<token_kind>(b.kind)),
+                              to_string(static_cast<token_variant>(b.variant)), b.layer, rank));
+  b.first = static_cast<token_index>(size());
+  b.count = static_cast<std::uint32_t>(count);
   if (runs_.empty()) runs_.push_back({0, 0, -1});  // the singles so far (possibly none)
   runs_.push_back({b.first, 0, static_cast<std::int32_t>(blocks_.size())});
   blocks_.push_back(std::move(b));
@@ -227,6 +227,38 @@ token_index token_table::add_block(token_kind kind, token_variant variant, std::
   else
     values_.append(values);
   return blocks_.back().first;
+}
+
+token_index token_table::add_block(token_kind kind, token_variant variant, std::uint32_t layer,
+                                   std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
+                                   std::uint32_t term, std::span<const std::uint32_t> present,
+                                   std::span<const double> values) {
+  std::uint64_t full = 0;
+  token_block b = new_block(kind, variant, layer, shape, order, term, full);
+  for (std::size_t i = 0; i < present.size(); ++i)
+    if (present[i] >= full || (i > 0 && present[i] <= present[i - 1]))
+      throw error(fmt::format("token block: present offset {} at position {} is out of range (the shape holds {}) or "
+                              "not increasing",
+                              present[i], i, full));
+  b.present.assign(present, full);
+  return commit_block(std::move(b), full, values);
+}
+
+token_index token_table::add_block_bits(token_kind kind, token_variant variant, std::uint32_t layer,
+                                        std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
+                                        std::uint32_t term, std::span<const std::uint64_t> present_words,
+                                        std::span<const double> values) {
+  std::uint64_t full = 0;
+  token_block b = new_block(kind, variant, layer, shape, order, term, full);
+  const std::uint64_t words = (full + 63) / 64;
+  if (present_words.size() != words)
+    throw error(fmt::format("token block: {} presence words for a shape of {} coordinates ({} expected)",
+                            present_words.size(), full, words));
+  if (full % 64 && (present_words.back() >> (full % 64)) != 0)
+    throw error(fmt::format("token block: a presence bit at or past offset {}, the shape's size", full));
+  b.present.assign_words(present_words, full);
+  if (b.present.empty()) throw error("token block: no presence bit set (a sparse block holds at least one token)");
+  return commit_block(std::move(b), full, values);
 }
 
 std::optional<token_index> token_table::block_token(token_index first, std::span<const std::uint32_t> index) const {

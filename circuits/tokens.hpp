@@ -106,11 +106,26 @@ class token_table {
   ///
   /// `values`, when not empty, are the tokens' values in token order (one per token of the
   /// block, else provnn::error): set in the same step, where set_value() per token would first
-  /// write zeros. They must not lie in this table's values() (which may move).
+  /// write zeros. They must not lie in this table's values() (which may move); they may lie
+  /// at the front of value_room().
   token_index add_block(token_kind kind, token_variant variant, std::uint32_t layer,
                         std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order = {},
                         std::uint32_t term = 0, std::span<const std::uint32_t> present = {},
                         std::span<const double> values = {});
+  /// Room for the values of a block of up to `count` tokens, to come next: a builder may
+  /// write them there and pass the front of it as add_block's or add_block_bits' `values`,
+  /// which then takes them without a copy. Valid until the table next changes. Throws
+  /// std::bad_alloc.
+  std::span<double> value_room(std::size_t count) { return values_.room(count); }
+  /// A sparse block whose held storage offsets are the set bits of `present_words` (bit o % 64
+  /// of word o / 64, exactly ⌈shape's size / 64⌉ words, no bit at or past the shape's size,
+  /// else provnn::error), otherwise as add_block: for a builder that knows whole rows of the
+  /// block at once (a dense layer's upper units reached from every lower unit) and sets their
+  /// bits a word at a time instead of listing every offset.
+  token_index add_block_bits(token_kind kind, token_variant variant, std::uint32_t layer,
+                             std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
+                             std::uint32_t term, std::span<const std::uint64_t> present_words,
+                             std::span<const double> values = {});
   /// The index of the block token with coordinates `index` in the block starting at `first`
   /// (O(rank), O(log count) for a sparse block; no hashing), or nullopt when the index is
   /// outside the shape or a sparse block does not hold it. Precondition: `first` was
@@ -200,6 +215,14 @@ class token_table {
   static std::size_t bytes_for(std::size_t tokens, std::size_t coords) noexcept;
 
  private:
+  struct token_block;
+  // add_block's checks of the name and shape, as a block with everything but its tokens set;
+  // full is the shape's size.
+  token_block new_block(token_kind kind, token_variant variant, std::uint32_t layer,
+                        std::span<const std::uint32_t> shape, std::span<const std::uint8_t> order,
+                        std::uint32_t term, std::uint64_t& full) const;
+  // Adds b (its present set assigned, or empty for a dense block) with its values.
+  token_index commit_block(token_block&& b, std::uint64_t full, std::span<const double> values);
   std::uint64_t key_hash(std::uint8_t kind, std::uint8_t variant, std::uint32_t layer, std::uint32_t term,
                          std::span<const std::uint32_t> index) const noexcept;
 

@@ -52,6 +52,32 @@ class offset_set {
       list_.assign(sorted.begin(), sorted.end());
     }
   }
+  /// Holds the offsets whose bits are set in `words` (bit o % 64 of word o / 64; no bit at or
+  /// past universe, and words.size() == ⌈universe / 64⌉: the caller checks). O(words + held):
+  /// a builder that knows whole rows of a block at a time sets their bits a word at a time.
+  void assign_words(std::span<const std::uint64_t> words, std::uint64_t universe) {
+    list_.clear();
+    bits_.clear();
+    before_.clear();
+    std::uint64_t n = 0;
+    for (auto w : words) n += static_cast<std::uint64_t>(std::popcount(w));
+    size_ = static_cast<std::size_t>(n);
+    if (n == 0) return;
+    if ((universe + 63) / 64 * 12 < 4 * n) {
+      bits_.assign(words.begin(), words.end());
+      before_.resize(bits_.size());
+      std::uint32_t c = 0;
+      for (std::size_t w = 0; w < bits_.size(); ++w) {
+        before_[w] = c;
+        c += static_cast<std::uint32_t>(std::popcount(bits_[w]));
+      }
+    } else {
+      list_.reserve(size_);
+      for (std::size_t w = 0; w < words.size(); ++w)
+        for (std::uint64_t x = words[w]; x != 0; x &= x - 1)
+          list_.push_back(static_cast<std::uint32_t>(w * 64 + static_cast<std::uint64_t>(std::countr_zero(x))));
+    }
+  }
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   /// Whether the set is kept as a bitmap (for tests and reports).

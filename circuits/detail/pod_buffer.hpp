@@ -72,11 +72,22 @@ class pod_buffer {
     std::fill(data_ + size_, data_ + size_ + n, x);
     size_ += n;
   }
-  /// Appends values (which must not lie in this buffer).
+  /// Appends values: either outside this buffer, or written in place at its spare room
+  /// (xs.data() == end(), within capacity()), which is then taken without a copy.
   void append(std::span<const T> xs) {
+    if (xs.data() == data_ + size_ && xs.size() <= cap_ - size_) {
+      size_ += xs.size();
+      return;
+    }
     grow_for(xs.size());
     if (!xs.empty()) std::memcpy(data_ + size_, xs.data(), xs.size() * sizeof(T));
     size_ += xs.size();
+  }
+  /// The spare room for n more values (grown to exactly that), to be written and then
+  /// appended in place with append(); valid until the buffer next changes.
+  std::span<T> room(std::size_t n) {
+    if (n > cap_ - size_) reserve(size_ + n);  // (exactly: a hint, as reserve())
+    return {data_ + size_, n};
   }
   void clear() noexcept { size_ = 0; }
   /// Gives back the spare room, in place where the allocator can (a failure keeps it).
