@@ -310,6 +310,8 @@ class circuit {
 
   /// Names gate g as a root. Throws provnn::error when the name is already taken.
   void add_root(root r);
+  /// Room for n roots in all (a hint: a builder naming one root per input feature).
+  void reserve_roots(std::size_t n);
   /// Room for `gates` gates and `child_refs` child references without reallocation (fresh
   /// pages are expensive: a builder that knows its sizes should call this first). A hint:
   /// it asks for at most max_gates gates and reserves nothing when the room would take the
