@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <iterator>
@@ -162,9 +163,10 @@ constexpr std::size_t dense_tile = 128;
 /// units k that term m reaches, ascending; `phi_nz[m·in + j]` whether φ_m(a_j) ≠ 0; an edge
 /// is active when also modify(psi[m], w, gamma) ≠ 0 (V::one for a term without ψ). Fills
 /// start (size in·T + 1, bucket offsets), k and s (each edge's upper unit and its weight's
-/// offset j·out + k in the j-major parameter block) and w (its weight, or with `modified`
-/// its term's ψ value modify(psi[m], w, gamma)), each with room for every structural edge,
-/// and per_k (active edges per upper unit); returns the number of active edges.
+/// offset j·out + k in the j-major parameter block; with one term not for a full bucket,
+/// whose k are active[0]) and w (its weight, or with `modified` its term's ψ value
+/// modify(psi[m], w, gamma)), each with room for every structural edge, and per_k (active
+/// edges per upper unit); returns the number of active edges.
 std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vector<std::vector<std::uint32_t>>& active,
                                const std::vector<std::uint8_t>& phi_nz, const std::vector<V>& psi, double gamma,
                                bool modified, std::vector<std::uint32_t>& start, std::uint32_t* e_k,
@@ -174,14 +176,65 @@ std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vec
   for (const auto& ks : active) kmax = std::max(kmax, ks.size());
   // The tile keeps each edge's value beside its k: copying it out then reads the tile in
   // order, not the weight rows (k-major) across.
-  std::vector<std::uint32_t> tile(J * T * kmax), fill(J * T), live;
-  std::vector<double> tile_w(J * T * kmax);
+  std::vector<std::uint32_t> tile, fill(J * T), live;  // (the tiles only once a tile needs them)
+  std::vector<double> tile_w;
   start.assign(in * T + 1, 0);
   per_k.assign(out, 0);
-  std::size_t at = 0;
+  std::size_t at = 0, n_full = 0;
   const double* w = op.weight.data();
+  // One term (modified): a tile in which every live lower unit reaches all of active[0] — no
+  // ψ = 0 among those weights, as on any layer without zero weights — has only full buckets.
+  // Their k are active[0] itself and their values the tile's ψ transposed, written straight
+  // to e_w (8 upper units at a time: 8 weight rows read along, 64 bytes written per lower
+  // unit), with no e_k or e_s: the caller reads a full bucket's k from active[0] (see
+  // bucket_is_full). A tile with a zero is redone below, and later tiles skip this (a rule
+  // whose ψ zeroes weights, as z⁺'s, would redo every tile).
+  bool try_full = modified && T == 1 && !active[0].empty();
   for (std::size_t j0 = 0; j0 < in; j0 += J) {
     const std::size_t jn = std::min(J, in - j0);
+    if (try_full) {
+      live.clear();
+      for (std::size_t jl = 0; jl < jn; ++jl)
+        if (phi_nz[j0 + jl]) live.push_back(static_cast<std::uint32_t>(jl));
+      const std::vector<std::uint32_t>& ks = active[0];
+      const std::size_t R = ks.size();
+      bool nonzero = true;
+      double* dst = e_w + at;
+      with_variant(psi[0], [&](auto v) {
+        // kn upper units from kb: a compile-time count for the whole blocks of 8, so that the
+        // inner loop unrolls into 8 loads and one 64-byte store.
+        auto block = [&](std::size_t kb, auto kn) {
+          const double* rows[8];
+          for (std::size_t kk = 0; kk < kn; ++kk) rows[kk] = w + ks[kb + kk] * in + j0;
+          for (std::size_t li = 0; li < live.size(); ++li) {
+            const std::uint32_t jl = live[li];
+            double* d = dst + li * R + kb;
+            for (std::size_t kk = 0; kk < kn; ++kk) d[kk] = modify(v, rows[kk][jl], gamma);
+          }
+        };
+        std::size_t kb = 0;
+        for (; kb + 8 <= R; kb += 8) block(kb, std::integral_constant<std::size_t, 8>{});
+        if (kb < R) block(kb, R - kb);
+      });
+      // Then whether any is 0, over the written values in order (a loop that vectorises; a
+      // test per value in the loop above chained every store to the last test).
+      std::size_t zeros = 0;
+      for (std::size_t i = 0, n = live.size() * R; i < n; ++i) zeros += dst[i] == 0.0;
+      nonzero = zeros == 0;
+      if (nonzero) {
+        for (std::size_t jl = 0; jl < jn; ++jl) {
+          start[j0 + jl] = static_cast<std::uint32_t>(at);
+          if (phi_nz[j0 + jl]) at += R;
+        }
+        n_full += live.size();
+        continue;
+      }
+      try_full = false;
+    }
+    if (tile.empty()) {
+      tile.resize(J * T * kmax);
+      tile_w.resize(J * T * kmax);
+    }
     std::fill(fill.begin(), fill.end(), 0u);
     for (std::size_t m = 0; m < T; ++m) {
       live.clear();
@@ -215,6 +268,8 @@ std::size_t bucket_dense_edges(const dense_op& op, std::size_t T, const std::vec
     }
   }
   start[in * T] = static_cast<std::uint32_t>(at);
+  if (n_full)
+    for (const std::uint32_t k : active[0]) per_k[k] += static_cast<std::uint32_t>(n_full);
   return at;
 }
 
@@ -608,8 +663,26 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   const bool dense_direct =
       fuse && dense && structural <= opt_.max_recorded_edges &&
       c_.fits_memory(16 * structural + 12 * std::min(dense_tile, dense->in) * T * dense->out);
+  // Tokens: at most one per (parameter, term) and per (unit, term) on either side. (Before the
+  // counting pass for the fused and structured layouts, whose estimate needs no edge count: a
+  // dense stage's ψ values are then written straight into the table's room.)
+  auto reserve_tokens = [&](std::size_t n_edges_counted) {
+    const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
+    // (The fused layout keeps parameters in blocks, outside this estimate.)
+    // (The structured layout makes its per-unit tokens as blocks too: the bias shares' at most.)
+    const std::size_t est = structure ? 2 * n_out / plane * rt.bias.size() + 16
+                                      : (fuse ? 0 : std::min(n_params_all * T, n_edges_counted)) + (n_in + n_out) * T + 16;
+    // A hint as for the gates: skipped when it would not fit the budget (est is an upper bound).
+    // Coordinates are stored for single tokens only, at most four each (block tokens compute
+    // theirs): room for the new ones, not for every token (that reserved 8 bytes per edge).
+    const std::size_t coords = c_.tokens().coordinate_count() + 4 * est;
+    const std::size_t want = token_table::bytes_for(c_.tokens().size() + est, coords);
+    if (c_.fits_memory(want)) c_.tokens().reserve(c_.tokens().size() + est, coords);
+  };
+  if (fuse || structure) reserve_tokens(0);
   std::unique_ptr<std::uint32_t[]> e_k, e_p;
-  std::unique_ptr<double[]> e_w;
+  std::unique_ptr<double[]> e_w_own;
+  double* e_w = nullptr;  // e_w_own, or with one term the token table's room for the ψ block
   std::vector<std::vector<std::uint32_t>> dense_reach(T);  // per term, the upper units bucketed
   if (dense_direct && needing) {
     for (std::size_t m = 0; m < T; ++m)
@@ -617,7 +690,13 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         if (need[k] && coef[m][k] != 0) dense_reach[m].push_back(static_cast<std::uint32_t>(k));
     e_k.reset(new std::uint32_t[structural]);
     e_p.reset(new std::uint32_t[structural]);
-    e_w.reset(new double[structural]);
+    // One term: the buckets' ψ values are the block's values (add_block_bits below), so they
+    // are written where the table will hold them, with room for the stage's single tokens
+    // after them. Nothing adds tokens before that block.
+    if (T == 1)
+      e_w = c_.tokens().value_room(structural + (n_in + n_out) + 16).data();
+    else
+      e_w_own.reset(e_w = new double[structural]);
     std::vector<std::uint32_t> per_k;
     std::vector<V> psi(T);
     for (std::size_t m = 0; m < T; ++m) psi[m] = rt.terms[m].has_psi ? rt.terms[m].psi : V::one;
@@ -625,7 +704,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // the buckets keep that instead of the weight, and the token block takes them as they
     // are. (A dense layer's terms all have a ψ: psi[0] is the block's variant.)
     n_edges = bucket_dense_edges(*dense, T, dense_reach, phi_nz, psi, r.gamma, T == 1, start, e_k.get(), e_p.get(),
-                                 e_w.get(), per_k);
+                                 e_w, per_k);
     for (std::size_t gi = 0; gi < groups_.size(); ++gi)
       for (std::size_t k = 0; k < n_out; ++k) per_group[gi] += groups_[gi].r[k] != zero_gate ? per_k[k] : 0;
   } else if (needing && !structure) {
@@ -649,6 +728,12 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       });
   }
   if (!recorded || dense_direct) active_ = {};  // give the memory back: no record is read
+  // Whether bucket (j, m) of a one-term dense stage holds every upper unit its term reaches:
+  // its k are then dense_reach[m] (an ascending subset of that list, of its size), which
+  // bucket_dense_edges did not write to e_k or e_p.
+  auto bucket_is_full = [&](std::size_t j, std::size_t m) {
+    return dense_direct && T == 1 && start[j * T + m + 1] - start[j * T + m] == dense_reach[m].size();
+  };
   std::size_t products = 0;
   for (auto n : per_group) products += n;
   // The gates below exist for live units only: lower units with φ_m(a_j) ≠ 0 for some term
@@ -690,20 +775,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   } else
     c_.reserve(c_.size() + n_edges + products + groups_.size() * n_in + 4 * n_in + 2 * T * n_out + bias_gates + 64,
                c_.raw_children().size() + 3 * n_edges + 3 * products + 2 * n_in + bias_refs + 64);
-  {
-    // Tokens: at most one per (parameter, term) and per (unit, term) on either side.
-    const std::size_t n_params_all = dense ? dense->weight.size() : conv ? conv->weight.size() : 0;
-    // (The fused layout keeps parameters in blocks, outside this estimate.)
-    // (The structured layout makes its per-unit tokens as blocks too: the bias shares' at most.)
-    const std::size_t est = structure ? 2 * n_out / plane * rt.bias.size() + 16
-                                      : (fuse ? 0 : std::min(n_params_all * T, n_edges)) + (n_in + n_out) * T + 16;
-    // A hint as for the gates: skipped when it would not fit the budget (est is an upper bound).
-    // Coordinates are stored for single tokens only, at most four each (block tokens compute
-    // theirs): room for the new ones, not for every token (that reserved 8 bytes per edge).
-    const std::size_t coords = c_.tokens().coordinate_count() + 4 * est;
-    const std::size_t want = token_table::bytes_for(c_.tokens().size() + est, coords);
-    if (c_.fits_memory(want)) c_.tokens().reserve(c_.tokens().size() + est, coords);
-  }
+  if (!fuse && !structure) reserve_tokens(n_edges);
   for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
     groups_[gi].pair_j.clear();
     groups_[gi].pair_g.clear();
@@ -848,11 +920,17 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       bool sparse = true, from_edges = false;
       if (dense_direct && T == 1) {
         // One term: every edge uses its own parameter, and the buckets are the block's
-        // storage order (j ascending, then k): e_p are its present offsets, e_w their ψ values.
+        // storage order (j ascending, then k): their offsets j·out + k are its present ones,
+        // e_w their ψ values.
         n_used = n_edges;
         sparse = 4 * n_used < 3 * n_params;
         by_edge = sparse;
         from_edges = true;
+        if (!sparse)  // edge_token reads e_p: write the full buckets' (bucket_dense_edges did not)
+          for (std::size_t j = 0; j < n_in; ++j)
+            if (bucket_is_full(j, 0))
+              for (std::uint32_t x = start[j], i = 0; x < start[j + 1]; ++x, ++i)
+                e_p[x] = static_cast<std::uint32_t>(j * n_out + dense_reach[0][i]);
       } else if (dense_direct) {
         // Straight from the buckets, whose e_p are storage offsets, ascending in each bucket:
         // per j the union of the buckets of the terms with variant v. (With today's rules a j
@@ -945,16 +1023,39 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
       const std::uint8_t j_major[] = {1, 0};
       const std::uint8_t in_channel_major[] = {1, 0, 2, 3};
+      if (by_edge) {
+        // The present offsets as a bitmap over (in, out): a full bucket's row is the bits of
+        // its reach shifted to j·out, set a word at a time; the others' bits one per edge.
+        const std::size_t universe = n_in * n_out, words = (universe + 63) / 64;
+        const std::vector<std::uint32_t>& reach = dense_reach[0];
+        std::vector<std::uint64_t> bits(words, 0), row((n_out + 63) / 64 + 1, 0);
+        for (const std::uint32_t k : reach) row[k / 64] |= std::uint64_t{1} << (k % 64);
+        for (std::size_t j = 0; j < n_in; ++j) {
+          const std::uint32_t b = start[j], e = start[j + 1];
+          if (b == e) continue;
+          if (bucket_is_full(j, 0)) {
+            const std::size_t base = j * n_out, w0 = base / 64, sh = base % 64;
+            for (std::size_t i = 0; i + 1 < row.size(); ++i) {
+              if (!row[i]) continue;
+              bits[w0 + i] |= row[i] << sh;
+              if (sh && w0 + i + 1 < words) bits[w0 + i + 1] |= row[i] >> (64 - sh);
+            }
+          } else {
+            for (std::uint32_t x = b; x < e; ++x) bits[e_p[x] / 64] |= std::uint64_t{1} << (e_p[x] % 64);
+          }
+        }
+        psi_base[vi] = c_.tokens().add_block_bits(K::parameter, v, layer_no, shp, j_major, 0, bits,
+                                                  std::span<const double>(e_w, n_edges));
+        continue;
+      }
       const token_index first =
           c_.tokens().add_block(K::parameter, v, layer_no, shp,
                                 dense ? std::span<const std::uint8_t>(j_major)
                                       : std::span<const std::uint8_t>(in_channel_major),
                                 0,
-                                !sparse   ? std::span<const std::uint32_t>()
-                                : by_edge ? std::span<const std::uint32_t>(e_p.get(), n_edges)
-                                          : std::span<const std::uint32_t>(order_s),
-                                std::span<const double>(vals ? vals.get() : e_w.get(), count));
-      if (by_edge || (!sparse && dense_direct)) {
+                                !sparse ? std::span<const std::uint32_t>() : std::span<const std::uint32_t>(order_s),
+                                std::span<const double>(vals.get(), count));
+      if (!sparse && dense_direct) {
         psi_base[vi] = first;  // every storage offset holds its token
         continue;
       }
@@ -996,6 +1097,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         const gate_id ph = phi_gate(ts.phi, j);
         edges_ += e - b;
         const bool full = by_edge && e - b == dense_reach[m].size();
+        const std::uint32_t* full_k = bucket_is_full(j, m) ? dense_reach[m].data() : nullptr;
         fused_context ctx;
         ctx.layer = layer_no;
         ctx.lower = static_cast<std::uint32_t>(j);
@@ -1009,7 +1111,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           const std::vector<gate_id>& rg = groups_[gi].r;
           std::size_t n = 0;
           for (std::uint32_t x = b; x < e; ++x) {
-            const std::uint32_t k = e_k[x];
+            const std::uint32_t k = full_k ? full_k[x - b] : e_k[x];
             if (rg[k] == zero_gate) continue;
             params[n] = edge_token(ts.psi, x);
             scaled[n++] = scale_gate(gi, m, k);
@@ -1463,11 +1565,25 @@ circuit builder::run(circuit_build_info* info) {
   std::reverse(stage_rules_.begin(), stage_rules_.end());
 
   std::vector<std::uint32_t> idx;
+  std::size_t n_roots = bias_roots_.size();
+  for (const auto& g : groups_) n_roots += g.r.size();
+  c_.reserve_roots(c_.roots().size() + n_roots);
+  std::string name;
   for (const auto& g : groups_)
     for (std::size_t f = 0; f < g.r.size(); ++f) {
       unravel(f, net_.input_shape, idx);
-      c_.add_root({fmt::format("R(x[{}]{})", fmt::join(idx, ","), g.suffix), g.r[f], root_kind::feature, 0,
-                   static_cast<std::uint32_t>(f), g.target});
+      // R(x[i,j,…]suffix), written with to_chars: fmt::format with fmt::join, and hashing
+      // the name twice in add_root, were a quarter of an MLP's build (784 roots).
+      name.assign("R(x[");
+      for (std::size_t d = 0; d < idx.size(); ++d) {
+        if (d) name += ',';
+        char buf[16];
+        name.append(buf, std::to_chars(buf, buf + sizeof buf, idx[d]).ptr);
+      }
+      name += ']';
+      name += g.suffix;
+      name += ')';
+      c_.add_root({name, g.r[f], root_kind::feature, 0, static_cast<std::uint32_t>(f), g.target});
     }
   // Bias roots were collected from the top stage down; list them bottom-up.
   std::stable_sort(bias_roots_.begin(), bias_roots_.end(),
