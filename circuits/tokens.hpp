@@ -117,6 +117,10 @@ class token_table {
   /// which then takes them without a copy. Valid until the table next changes. Throws
   /// std::bad_alloc.
   std::span<double> value_room(std::size_t count) { return values_.room(count); }
+  /// The values' room (capacity), and giving back what lies beyond max(n, size()) values,
+  /// in place: a builder's value_room() for a block that took less is returned so.
+  std::size_t value_capacity() const noexcept { return values_.capacity(); }
+  void shrink_values_to(std::size_t n) noexcept { values_.shrink_to(n); }
   /// A sparse block whose held storage offsets are the set bits of `present_words` (bit o % 64
   /// of word o / 64, exactly ⌈shape's size / 64⌉ words, no bit at or past the shape's size,
   /// else provnn::error), otherwise as add_block: for a builder that knows whole rows of the

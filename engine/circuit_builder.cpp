@@ -683,6 +683,7 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   std::unique_ptr<std::uint32_t[]> e_k, e_p;
   std::unique_ptr<double[]> e_w_own;
   double* e_w = nullptr;  // e_w_own, or with one term the token table's room for the ψ block
+  std::size_t values_cap = 0;  // the table's value capacity before that room (else 0)
   std::vector<std::vector<std::uint32_t>> dense_reach(T);  // per term, the upper units bucketed
   if (dense_direct && needing) {
     for (std::size_t m = 0; m < T; ++m)
@@ -693,9 +694,10 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
     // One term: the buckets' ψ values are the block's values (add_block_bits below), so they
     // are written where the table will hold them, with room for the stage's single tokens
     // after them. Nothing adds tokens before that block.
-    if (T == 1)
+    if (T == 1 && !dense_reach[0].empty()) {
+      values_cap = c_.tokens().value_capacity();
       e_w = c_.tokens().value_room(structural + (n_in + n_out) + 16).data();
-    else
+    } else if (T > 1)
       e_w_own.reset(e_w = new double[structural]);
     std::vector<std::uint32_t> per_k;
     std::vector<V> psi(T);
@@ -730,7 +732,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
   if (!recorded || dense_direct) active_ = {};  // give the memory back: no record is read
   // Whether bucket (j, m) of a one-term dense stage holds every upper unit its term reaches:
   // its k are then dense_reach[m] (an ascending subset of that list, of its size), which
-  // bucket_dense_edges did not write to e_k or e_p.
+  // bucket_dense_edges wrote to e_k and e_p only when the bucket's tile fell back to the
+  // edge-by-edge path (the same k then).
   auto bucket_is_full = [&](std::size_t j, std::size_t m) {
     return dense_direct && T == 1 && start[j * T + m + 1] - start[j * T + m] == dense_reach[m].size();
   };
@@ -994,8 +997,13 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       }
       if (n_used == 0) continue;
       const std::size_t count = !sparse ? n_params : by_edge ? n_edges : order_s.size();
-      // (Values and present offsets, as before; the builder's transient maps are not counted.)
-      if (!c_.fits_memory(8 * count + (sparse ? 4 * count : 0)))
+      // (Values and present offsets, as before; the builder's transient maps are not counted.
+      // by_edge: the values are in the table's room, counted already; the presence is a
+      // bitmap or a list, whichever is smaller.)
+      const std::size_t block_bytes =
+          by_edge ? std::min<std::size_t>(12 * ((n_in * n_out + 63) / 64), 4 * count)
+                  : 8 * count + (sparse ? 4 * count : 0);
+      if (!c_.fits_memory(block_bytes))
         throw limit_error(fmt::format("circuit: the {} parameter tokens of stage {} would take the arena above the "
                                       "memory limit max_memory = {} bytes",
                                       count, layer_no, opt_.max_memory));
@@ -1073,6 +1081,11 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         for (std::size_t p = 0; p < n_params; ++p) tok[p] = static_cast<token_index>(first + offset_of(p));
       }
     }
+    // The room value_room() took beyond the block (all of it when the block was not sparse)
+    // goes back, down to the capacity before it and room for the stage's single tokens: it
+    // would count against the budget of every later stage.
+    if (values_cap)
+      c_.tokens().shrink_values_to(std::max(values_cap, c_.tokens().size() + (n_in + n_out) + 16));
     // The token of edge x.
     auto edge_token = [&](V v, std::uint32_t x) -> token_index {
       const auto vi = static_cast<std::size_t>(v);

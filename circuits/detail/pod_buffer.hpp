@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "common/error.hpp"
+
 namespace provnn::detail {
 
 template <class T>
@@ -79,6 +81,7 @@ class pod_buffer {
       size_ += xs.size();
       return;
     }
+    PROVNN_ASSERT(xs.empty() || xs.data() + xs.size() <= data_ || xs.data() >= data_ + cap_);
     grow_for(xs.size());
     if (!xs.empty()) std::memcpy(data_ + size_, xs.data(), xs.size() * sizeof(T));
     size_ += xs.size();
@@ -90,6 +93,15 @@ class pod_buffer {
     return {data_ + size_, n};
   }
   void clear() noexcept { size_ = 0; }
+  /// Gives back the room beyond max(n, size()) values, in place where the allocator can.
+  void shrink_to(std::size_t n) noexcept {
+    n = std::max(n, size_);
+    if (cap_ <= n || n == 0) return;
+    if (void* p = std::realloc(data_, n * sizeof(T))) {
+      data_ = static_cast<T*>(p);
+      cap_ = n;
+    }
+  }
   /// Gives back the spare room, in place where the allocator can (a failure keeps it).
   void shrink_to_fit() noexcept {
     if (cap_ == size_) return;

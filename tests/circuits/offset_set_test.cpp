@@ -91,3 +91,25 @@ TEST_CASE("a dense sparse block (a ReLU layer's used weights) costs a bitmap, an
     CHECK(back.tokens().name(static_cast<token_index>(first + q)) == tt.name(static_cast<token_index>(first + q)));
   CHECK(serialize_circuit(back) == serialize_circuit(c));
 }
+
+TEST_CASE("offset_set::assign_words holds the set bits: the same set as assign() with them listed") {
+  std::mt19937_64 g(23);
+  for (const std::uint64_t universe : {1u, 64u, 65u, 4096u, 10007u}) {
+    for (const double density : {0.01, 0.5, 1.0}) {
+      std::vector<std::uint32_t> ref;
+      std::vector<std::uint64_t> words((universe + 63) / 64, 0);
+      std::bernoulli_distribution keep(density);
+      for (std::uint32_t o = 0; o < universe; ++o)
+        if (keep(g)) ref.push_back(o), words[o / 64] |= std::uint64_t{1} << (o % 64);
+      offset_set a, b;
+      a.assign(ref, universe);
+      b.assign_words(words, universe);
+      CAPTURE(universe);
+      CAPTURE(density);
+      REQUIRE(b.size() == ref.size());
+      CHECK(b.is_bitmap() == a.is_bitmap());  // the same storage choice
+      for (std::size_t q = 0; q < ref.size(); ++q) REQUIRE(b.at(q) == ref[q]);
+      for (std::uint64_t o = 0; o < universe; ++o) REQUIRE(b.find(o) == a.find(o));
+    }
+  }
+}

@@ -79,3 +79,44 @@ TEST_CASE("pod_buffer: push_back, append, reserve, copies, moves and trims agree
   moved.shrink_to_fit();
   CHECK(moved.capacity() == 0);
 }
+
+TEST_CASE("pod_buffer: values written to room() are appended in place, other spans are copied") {
+  pod_buffer<double> b;
+  std::vector<double> v;
+  for (int i = 0; i < 5; ++i) b.push_back(i), v.push_back(i);
+  const auto r = b.room(100);
+  REQUIRE(r.size() == 100);
+  CHECK(b.capacity() >= 105);
+  CHECK(r.data() == b.data() + 5);
+  for (int i = 0; i < 40; ++i) r[static_cast<std::size_t>(i)] = 10.0 + i, v.push_back(10.0 + i);
+  const double* at = b.data();
+  b.append(r.first(40));  // in place: no copy, no move
+  CHECK(b.data() == at);
+  CHECK(same(b, v));
+  // A span elsewhere (or not at the end) is copied as before.
+  const std::vector<double> other = {7.0, 8.0};
+  b.append(other);
+  v.insert(v.end(), other.begin(), other.end());
+  CHECK(same(b, v));
+  // room() grows exactly when the spare room is short, keeping the values.
+  const std::size_t cap = b.capacity();
+  const auto r2 = b.room(cap);
+  CHECK(b.capacity() == b.size() + cap);
+  CHECK(r2.data() == b.data() + b.size());
+  CHECK(same(b, v));
+}
+
+TEST_CASE("pod_buffer: shrink_to gives back the room beyond n values, never below the values held") {
+  pod_buffer<double> b;
+  std::vector<double> v;
+  for (int i = 0; i < 10; ++i) b.push_back(i), v.push_back(i);
+  b.reserve(1000);
+  b.shrink_to(100);
+  CHECK(b.capacity() == 100);
+  CHECK(same(b, v));
+  b.shrink_to(3);  // not below size()
+  CHECK(b.capacity() == 10);
+  CHECK(same(b, v));
+  b.shrink_to(50);  // never grows
+  CHECK(b.capacity() == 10);
+}

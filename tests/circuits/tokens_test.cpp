@@ -268,3 +268,47 @@ TEST_CASE("token blocks refuse duplicates and bad orders") {
   CHECK_THROWS_AS(tt.add_block(K::bias, V::low, 1, shape), error);        // not nameable
   CHECK(tt.size() == 5);
 }
+
+TEST_CASE("add_block_bits: the same block as add_block with the offsets listed, values in place, bad bitmaps refused") {
+  using K = token_kind;
+  using V = token_variant;
+  // A 70 × 3 shape stored j-major (offset j·70 + k: 210 coordinates, 4 words, the last with
+  // 18 bits), held: offsets 0, 63, 64 (a word boundary), 130 and 209 (the last coordinate).
+  const std::uint32_t shape[] = {70, 3};
+  const std::uint8_t j_major[] = {1, 0};
+  const std::uint32_t listed[] = {0, 63, 64, 130, 209};
+  std::uint64_t words[4] = {};
+  for (auto o : listed) words[o / 64] |= std::uint64_t{1} << (o % 64);
+  const double values[] = {1.5, -2.0, 3.0, 0.25, 9.0};
+  token_table a, b;
+  const auto fa = a.add_block(K::parameter, V::plain, 1, shape, j_major, 0, listed, values);
+  // b writes its values into the room first: taken in place, the same values result.
+  const auto room = b.value_room(5);
+  REQUIRE(room.size() == 5);
+  std::copy(std::begin(values), std::end(values), room.begin());
+  const double* where = room.data();
+  const auto fb = b.add_block_bits(K::parameter, V::plain, 1, shape, j_major, 0, words, room.first(5));
+  CHECK(fa == fb);
+  REQUIRE(a.size() == 5);
+  REQUIRE(b.size() == 5);
+  CHECK(b.values().data() + fb == where);  // no copy was made
+  for (token_index t = 0; t < 5; ++t) {
+    CHECK(a.name(t) == b.name(t));
+    CHECK(a.value(t) == b.value(t));
+  }
+  CHECK(b.name(fb + 2) == "W1[64,0]");  // offset 64 = j 0, k 64
+  CHECK(b.name(fb + 4) == "W1[69,2]");  // offset 209 = j 2, k 69
+  CHECK(b.find("W1[63,0]") == fb + 1);
+  CHECK_FALSE(b.find("W1[1,0]").has_value());
+  // A wrong number of words, a bit past the shape, or no bit at all: refused, nothing added.
+  const std::uint64_t three[3] = {1, 0, 0};
+  CHECK_THROWS_WITH_AS(b.add_block_bits(K::parameter, V::pos, 1, shape, j_major, 0, three),
+                       "token block: 3 presence words for a shape of 210 coordinates (4 expected)", error);
+  std::uint64_t past[4] = {1, 0, 0, std::uint64_t{1} << 18};  // offset 210
+  CHECK_THROWS_WITH_AS(b.add_block_bits(K::parameter, V::pos, 1, shape, j_major, 0, past),
+                       "token block: a presence bit at or past offset 210, the shape's size", error);
+  const std::uint64_t none[4] = {};
+  CHECK_THROWS_AS(b.add_block_bits(K::parameter, V::pos, 1, shape, j_major, 0, none), error);
+  CHECK(b.size() == 5);
+  CHECK(b.block_count() == 1);
+}

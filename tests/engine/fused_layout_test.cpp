@@ -374,3 +374,54 @@ TEST_CASE("fused layout: lenet5 ≤ 16 bytes per active edge, its convolutions a
   CHECK(c.raw_fused_parameters().empty());  // no 32-bit lists: every conv gate fits 16-bit offsets
   CHECK(c.raw_fused_parameter_deltas().size() > info.edges / 2);
 }
+
+TEST_CASE("fused layout: a one-term dense layer whose tiles of 128 inputs are full, or not (a zero weight, a zero "
+          "input), gives the bytes of the stage-order traversal and the plain circuit's values") {
+  // 300 inputs: tiles j 0–127, 128–255 and a partial one, 256–299. A full tile's ψ values go
+  // straight to the token table; a tile with a zero ψ is bucketed edge by edge, and so are the
+  // tiles after it. Zeroing column j of the first layer's weights puts a zero into j's tile;
+  // zeroing input features leaves lower units without φ (gaps in a full tile).
+  struct variant {
+    const char* what;
+    std::vector<std::size_t> zero_columns, zero_inputs;
+  };
+  const std::vector<variant> variants = {{"every tile full", {}, {}},
+                                         {"a zero weight in the first tile", {5}, {}},
+                                         {"a zero weight in the second tile", {200}, {}},
+                                         {"a zero weight in the partial tile", {299}, {}},
+                                         {"zero inputs in full tiles", {}, {0, 1, 127, 128, 290}}};
+  for (const auto& vr : variants) {
+    INFO(vr.what);
+    network net = synthetic_network("mlp:300-24-6");
+    auto& d = std::get<dense_op>(net.layers.front().op);
+    REQUIRE(d.in == 300);
+    for (std::size_t j : vr.zero_columns)
+      for (std::size_t k = 0; k < d.out; ++k) d.weight[k * d.in + j] = 0;
+    std::vector<double> x = synthetic_input(net);
+    for (std::size_t j : vr.zero_inputs) x[j] = 0;
+    const auto fwd = forward(net, x);
+    for (const auto& spec : {"epsilon", "zero", "wsquare"}) {
+      INFO(std::string(spec));
+      circuit_options o;
+      o.layer_rules = rules_of(spec, net);
+      o.layout = circuit_layout::fused;
+      circuit_build_info info;
+      const circuit fused = build_circuit(net, fwd, o, &info);
+      circuit_options twice = o;
+      twice.max_recorded_edges = 0;  // no direct bucketing: the counting pass and sort
+      CHECK(serialize_circuit(build_circuit(net, fwd, twice)) == serialize_circuit(fused));
+      o.layout = circuit_layout::plain;
+      const circuit plain = build_circuit(net, fwd, o);
+      CHECK(roots_in(fused, counting_semiring{}) == roots_in(plain, counting_semiring{}));
+      const auto rf = roots_real(fused), rp = roots_real(plain);
+      REQUIRE(rf.size() == rp.size());
+      for (std::size_t i = 0; i < rf.size(); ++i) CHECK(rf[i] == doctest::Approx(rp[i]).epsilon(1e-12));
+      // A zero column: that lower unit has no edge; a zero input: no fused gate either, but
+      // for w² (φ = 1).
+      std::size_t lower_units = 0;
+      for (const auto& ctx : fused.fused_contexts()) lower_units += ctx.layer == 1;
+      const bool phi_one = std::string(spec) == "wsquare";
+      CHECK(lower_units == 300 - vr.zero_columns.size() - (phi_one ? 0 : vr.zero_inputs.size()));
+    }
+  }
+}
