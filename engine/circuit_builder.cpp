@@ -1092,6 +1092,36 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
       if (by_edge) return static_cast<token_index>(psi_base[vi] + x);
       return psi_tok[vi] ? psi_tok[vi][e_p[x]] : static_cast<token_index>(psi_base[vi] + e_p[x]);
     };
+    // The stage's φ tokens as one block per variant, made at once in unit order, as the
+    // structured layout makes them: the lower units with an edge for some term of that variant
+    // (each gets its φ gate below), with their values. Interning ~1 000 of them one by one by
+    // name — hash, probe, search the blocks, insert — was a sixth of an MLP's build. (Not the
+    // normalisers: which of them a scale gate needs shows only per edge.)
+    {
+      std::vector<std::uint32_t> held;
+      std::vector<double> vals;
+      for (std::size_t m = 0; m < T; ++m) {
+        const V v = rt.terms[m].phi;
+        const auto vi = static_cast<std::size_t>(v);
+        if (!phi_block[vi].empty()) continue;
+        held.clear(), vals.clear();
+        for (std::size_t j = 0; j < n_in; ++j) {
+          bool used = false;
+          for (std::size_t t = m; t < T && !used; ++t)
+            used = rt.terms[t].phi == v && start[j * T + t + 1] != start[j * T + t];
+          if (used) held.push_back(static_cast<std::uint32_t>(j)), vals.push_back(phi_value(v, j));
+        }
+        if (held.empty()) continue;
+        const shape_t& shape = reads_x ? net_.input_shape : l.in_shape;
+        const std::vector<std::uint32_t> shp(shape.begin(), shape.end());
+        const bool all = held.size() == n_in;  // a dense block: no presence to keep
+        const token_index first = c_.tokens().add_block(
+            reads_x ? K::input : K::activation, v, reads_x ? 0 : layer_no - 1, shp, {}, 0,
+            all ? std::span<const std::uint32_t>() : std::span<const std::uint32_t>(held), vals);
+        phi_block[vi].assign(n_in, unset);
+        for (std::size_t x = 0; x < held.size(); ++x) phi_block[vi][held[x]] = first + static_cast<token_index>(x);
+      }
+    }
     std::vector<token_index> params;
     std::vector<gate_id> scaled;
     std::vector<std::vector<gate_id>> per_j(groups_.size());
