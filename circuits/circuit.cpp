@@ -243,7 +243,10 @@ gate_id circuit::add_fused(gate_id phi, std::span<const token_index> ps, const p
     throw error(fmt::format("circuit::fused: parameter token {} does not exist ({} tokens)", scan.hi, tokens_.size()));
   // The value F = φ ⊗ ⊕ ψ_i ⊗ S_i is defined for any earlier gates S_i; only expand_fused()
   // needs them to be scale gates, and checks it (a search per edge here would cost ~10 ns).
-  for (auto s : scaled) PROVNN_ASSERT(to_index(s) < size());
+  // (as one max, which vectorises: an assertion per child branched per edge, 13 % of an MLP's build)
+  std::uint32_t highest = 0;
+  for (auto s : scaled) highest = std::max<std::uint32_t>(highest, to_index(s));
+  PROVNN_ASSERT(highest < size());
   if (fused_gates_.size() == fused_gates_.capacity() || fused_param_first_.size() == fused_param_first_.capacity() ||
       fused_contexts_.size() == fused_contexts_.capacity() || fused_same_.size() == fused_same_.capacity())
     require_memory((4 + 4 + 4 + 1 + sizeof(fused_context)) * std::max<std::size_t>(1, 2 * fused_gates_.capacity()),
