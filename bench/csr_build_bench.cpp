@@ -14,10 +14,12 @@
 // and a third CSR holds just the circuit's active edges (its own DAG, sorted).
 // Both run under the provnn command's allocator settings (common/allocator.hpp).
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -47,10 +49,14 @@ int main(int argc, char** argv) {
   provnn::use_huge_pages_for_malloc(argv);
   provnn::retain_freed_memory();
   const std::string spec = argc > 1 ? argv[1] : "mlp:784-300-100-10";
-  const std::size_t repeats = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 50;
-  if (repeats == 0) {
-    std::fprintf(stderr, "csr_build_bench: REPEATS must be at least 1\n");
-    return 2;
+  std::size_t repeats = 50;
+  if (argc > 2) {
+    const std::string_view r = argv[2];
+    const auto [end, ec] = std::from_chars(r.data(), r.data() + r.size(), repeats);
+    if (ec != std::errc{} || end != r.data() + r.size() || repeats == 0 || repeats > 100000) {
+      std::fprintf(stderr, "csr_build_bench: REPEATS must be a whole number from 1 to 100000, not '%s'\n", argv[2]);
+      return 2;
+    }
   }
   const engine::network net = engine::synthetic_network(spec);
   const auto fwd = engine::forward(net, engine::synthetic_input(net));
@@ -100,19 +106,22 @@ int main(int argc, char** argv) {
         out_base.push_back(at);
       }
     if (layer_ids.size() != in_base.size()) {
-      std::fprintf(stderr, "csr_build_bench: %zu fused stages for %zu dense layers\n", layer_ids.size(), in_base.size());
+      std::fprintf(stderr, "csr_build_bench: %zu fused stages for %zu dense layers (give an mlp: spec: dense layers only)\n",
+                   layer_ids.size(), in_base.size());
       return 2;
     }
-    const auto sg = c.scale_gates();
-    const auto su = c.scale_units();
     for (std::size_t i = 0; i < c.fused_gates().size(); ++i) {
       const auto& ctx = c.fused_contexts()[i];
       const auto d = static_cast<std::size_t>(std::lower_bound(layer_ids.begin(), layer_ids.end(), ctx.layer) -
                                               layer_ids.begin());
       const auto ch = c.children(c.fused_gates()[i]);
       for (std::size_t e = 1; e < ch.size(); ++e) {
-        const auto it = std::lower_bound(sg.begin(), sg.end(), ch[e]);
-        active.emplace_back(in_base[d] + ctx.lower, out_base[d] + su[static_cast<std::size_t>(it - sg.begin())]);
+        const auto k = c.scaled_unit(ch[e]);
+        if (!k) {
+          std::fprintf(stderr, "csr_build_bench: a fused gate's child is not a scale gate\n");
+          return 2;
+        }
+        active.emplace_back(in_base[d] + ctx.lower, out_base[d] + *k);
       }
     }
     std::sort(active.begin(), active.end());
@@ -157,7 +166,7 @@ int main(int argc, char** argv) {
   const auto [s_med, s_min] = med(ts);
   const auto [u_med, u_min] = med(tu);
   const auto [a_med, a_min] = med(ta);
-  const double ne = static_cast<double>(edges.size()), na = static_cast<double>(info.edges);
+  const double ne = static_cast<double>(edges.size()), na = static_cast<double>(std::max<std::size_t>(1, info.edges));
   std::printf("%s, 3 × %zu calls each (median, min µs; ns per edge of the median)\n", spec.c_str(), repeats);
   std::printf("  provnn build (fused, ε)        %9.1f %9.1f   %6.2f ns × %zu active edges\n", b_med, b_min,
               1000 * b_med / na, static_cast<std::size_t>(info.edges));
@@ -166,7 +175,7 @@ int main(int argc, char** argv) {
   std::printf("  Boost CSR, unsorted edge list  %9.1f %9.1f   %6.2f ns × %zu edges\n", u_med, u_min, 1000 * u_med / ne,
               edges.size());
   std::printf("  Boost CSR, the active edges     %9.1f %9.1f   %6.2f ns × %zu edges (sorted)\n", a_med, a_min,
-              1000 * a_med / static_cast<double>(active.size()), active.size());
+              1000 * a_med / static_cast<double>(std::max<std::size_t>(1, active.size())), active.size());
   std::printf("  ratio build / CSR sorted %.2f, / CSR unsorted %.2f, / CSR of the active edges %.2f\n", b_med / s_med,
               b_med / u_med, b_med / a_med);
   return sink == 0 ? 1 : 0;

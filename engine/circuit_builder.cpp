@@ -938,8 +938,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         if (!sparse)  // edge_token reads e_p: write the full buckets' (bucket_dense_edges did not)
           for (std::size_t j = 0; j < n_in; ++j)
             if (bucket_is_full(j, 0))
-              for (std::uint32_t x = start[j], i = 0; x < start[j + 1]; ++x, ++i)
-                e_p[x] = static_cast<std::uint32_t>(j * n_out + dense_reach[0][i]);
+              for (std::uint32_t x = start[j], q = 0; x < start[j + 1]; ++x, ++q)
+                e_p[x] = static_cast<std::uint32_t>(j * n_out + dense_reach[0][q]);
       } else if (dense_direct) {
         // Straight from the buckets, whose e_p are storage offsets, ascending in each bucket:
         // per j the union of the buckets of the terms with variant v. (With today's rules a j
@@ -1048,12 +1048,17 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
           const std::uint32_t b = start[j], e = start[j + 1];
           if (b == e) continue;
           if (bucket_is_full(j, 0)) {
-            const std::size_t base = j * n_out, w0 = base / 64, sh = base % 64;
-            for (std::size_t i = 0; i + 1 < row.size(); ++i) {
-              if (!row[i]) continue;
-              bits[w0 + i] |= row[i] << sh;
-              if (sh && w0 + i + 1 < words) bits[w0 + i + 1] |= row[i] >> (64 - sh);
+            // Word i of the row lands in words w0 + i (shifted up) and w0 + i + 1 (its top bits,
+            // carried in a register: an OR into the next word in memory chained each word's
+            // store to the next one's load). Every word written holds a bit of the row's
+            // span j·out … j·out + out − 1, so all lie below `words`.
+            const std::size_t base = j * n_out, w0 = base / 64, sh = base % 64, nw = row.size() - 1;
+            std::uint64_t carry = 0;
+            for (std::size_t wi = 0; wi < nw; ++wi) {
+              bits[w0 + wi] |= (row[wi] << sh) | carry;
+              carry = sh ? row[wi] >> (64 - sh) : 0;
             }
+            if (carry) bits[w0 + nw] |= carry;
           } else {
             for (std::uint32_t x = b; x < e; ++x) bits[e_p[x] / 64] |= std::uint64_t{1} << (e_p[x] % 64);
           }
