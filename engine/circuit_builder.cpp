@@ -1013,30 +1013,8 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
         throw limit_error(fmt::format("circuit: the {} parameter tokens of stage {} would take the arena above the "
                                       "memory limit max_memory = {} bytes",
                                       count, layer_no, opt_.max_memory));
-      // The values in token order (storage order).
-      const std::unique_ptr<double[]> vals(by_edge ? nullptr : new double[count]);
-      if (by_edge) {
-        // (e_w holds them: bucket_dense_edges kept the ψ values of the one term)
-      } else if (sparse && from_edges) {
-        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, e_w[order_x[q]]);
-      } else if (sparse) {
-        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, weights[order_p[q]]);
-      } else if (dense) {
-        // The j-major transpose of the k-major weights, in tiles of 32 j: the rows a tile
-        // reads and the columns it writes stay cached.
-        const std::size_t in = dense->in, out = dense->out;
-        for (std::size_t j0 = 0; j0 < in; j0 += 32)
-          for (std::size_t k = 0; k < out; ++k)
-            for (std::size_t j = j0; j < std::min(in, j0 + 32); ++j) vals[j * out + k] = psi_value(v, weights[k * in + j]);
-      } else {
-        std::size_t q = 0;
-        for (std::size_t icl = 0; icl < icg; ++icl)  // storage order (see offset_of)
-          for (std::size_t co = 0; co < conv->out_channels; ++co)
-            for (std::size_t tap = 0; tap < taps; ++tap) vals[q++] = psi_value(v, weights[(co * icg + icl) * taps + tap]);
-      }
       std::vector<std::uint32_t> shp(wshape.begin(), wshape.end());
       const std::uint8_t j_major[] = {1, 0};
-      const std::uint8_t in_channel_major[] = {1, 0, 2, 3};
       if (by_edge) {
         // The present offsets as a bitmap over (in, out): a full bucket's row is the bits of
         // its reach shifted to j·out, set a word at a time; the others' bits one per edge.
@@ -1067,6 +1045,26 @@ void builder::build_stage(std::size_t i, std::size_t s, const rule& r) {
                                                   std::span<const double>(e_w, n_edges));
         continue;
       }
+      // The values in token order (storage order). (by_edge: e_w holds them, in the table's room.)
+      const std::unique_ptr<double[]> vals(new double[count]);
+      if (sparse && from_edges) {
+        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, e_w[order_x[q]]);
+      } else if (sparse) {
+        for (std::size_t q = 0; q < count; ++q) vals[q] = psi_value(v, weights[order_p[q]]);
+      } else if (dense) {
+        // The j-major transpose of the k-major weights, in tiles of 32 j: the rows a tile
+        // reads and the columns it writes stay cached.
+        const std::size_t in = dense->in, out = dense->out;
+        for (std::size_t j0 = 0; j0 < in; j0 += 32)
+          for (std::size_t k = 0; k < out; ++k)
+            for (std::size_t j = j0; j < std::min(in, j0 + 32); ++j) vals[j * out + k] = psi_value(v, weights[k * in + j]);
+      } else {
+        std::size_t q = 0;
+        for (std::size_t icl = 0; icl < icg; ++icl)  // storage order (see offset_of)
+          for (std::size_t co = 0; co < conv->out_channels; ++co)
+            for (std::size_t tap = 0; tap < taps; ++tap) vals[q++] = psi_value(v, weights[(co * icg + icl) * taps + tap]);
+      }
+      const std::uint8_t in_channel_major[] = {1, 0, 2, 3};
       const token_index first =
           c_.tokens().add_block(K::parameter, v, layer_no, shp,
                                 dense ? std::span<const std::uint8_t>(j_major)
