@@ -281,6 +281,21 @@ struct run_of {
 /// run and S the same as the previous gate's, semirings with a run kernel use it (real,
 /// max-plus, Viterbi: vectors of four lanes). Otherwise the real semiring gets a dot product with four
 /// accumulators (no compensation: the same rounding class as the dense LRP it reproduces).
+/// A fused gate's value by the semiring's own kernel (has_fused_sum: top-k, pruned, monomials
+/// only for survivors), written into the gate's slot `out`. The accessors return references
+/// into the arrays, in the stored type (top-k's packed values: the best score without a heap
+/// read).
+template <semiring S, class Psi>
+void fused_into(const S& s, stored_value_t<S>& out, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
+                std::uint32_t e, Psi&& psi) {
+  using T = stored_value_t<S>;
+  static_assert(std::is_same_v<std::remove_cvref_t<decltype(psi(0))>, T>);
+  const gate_id* sc = ch + b + 1;
+  s.fused_sum_into(
+      out, val[to_index(ch[b])], e - b - 1, [&](std::size_t i) -> const T& { return psi(i); },
+      [&](std::size_t i) -> const T& { return val[to_index(sc[i])]; });
+}
+
 template <semiring S, class Psi>
 typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
                                 std::uint32_t e, Psi&& psi, std::vector<typename S::value_type>& buf,
@@ -358,14 +373,6 @@ typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const 
     if (of || acc >= s.limit || r >= s.limit) s.overflow = true;
     return r;
 #endif
-  } else if constexpr (has_fused_sum<S>) {
-    // Semirings with their own fused kernel (top-k: pruned, monomials only for survivors).
-    // The accessors return references into the arrays: a stored type that differs from V
-    // would bind them to temporaries.
-    static_assert(std::is_same_v<stored_value_t<S>, V>);
-    return s.fused_sum(
-        val[to_index(ch[b])], n, [&](std::size_t i) -> const V& { return psi(i); },
-        [&](std::size_t i) -> const V& { return val[to_index(sc[i])]; });
   } else if constexpr (std::is_trivially_copyable_v<V> && sizeof(V) <= 16 && !has_nary_sum<S>) {
     // Small plain values (Boolean, max-plus, Viterbi, tropical, fuzzy, …): four independent
     // ⊕ chains, as for ℝ, so a max or an or does not wait for the previous one (⊕ is
@@ -692,28 +699,37 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
           continue;
         }
         while (to_index(fused_gates[next_fused]) < g) ++next_fused;
+        const auto fused = [&](auto&& psi) {
+          if constexpr (has_fused_sum<S>)
+            fused_into(s, val[g], val, ch, b, e, psi);
+          else
+            val[g] = fused_of(s, val, ch, b, e, std::forward<decltype(psi)>(psi), buf, same, next_fused);
+        };
         if (const token_index first = ffirst[next_fused]; first != no_token) {
           const auto* base = tv + first;
           if (const auto db = fdoff[next_fused]; db == fdoff[next_fused + 1]) {
-            // a dense layer's gate: its ψ are adjacent
-            val[g] = fused_of(s, val, ch, b, e, run_of<T>{base}, buf, same, next_fused);
+            fused(run_of<T>{base});  // a dense layer's gate: its ψ are adjacent
           } else {
             // a convolution's: its ψ within 2^16 tokens of the base
             const std::uint16_t* d = fdeltas + db;
-            val[g] = fused_of(
-                s, val, ch, b, e, [base, d](std::size_t i) -> const auto& { return base[d[i]]; }, buf, same,
-                next_fused);
+            fused([base, d](std::size_t i) -> const auto& { return base[d[i]]; });
           }
         } else {
           const token_index* ps = fparams + foff[next_fused];
-          val[g] = fused_of(
-              s, val, ch, b, e, [tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; }, buf, same, next_fused);
+          fused([tv, ps](std::size_t i) -> const auto& { return tv[ps[i]]; });
         }
         hook(g, val[g]);
         continue;
       }
     }
     if (k == gate_kind::times) {
+      if constexpr (has_times_into<S>) {
+        if (e - b == 2) {  // a scale gate (R_k ⊗ n_k): into the gate's slot, lists read in place
+          s.times_into(val[g], val[to_index(ch[b])], val[to_index(ch[b + 1])]);
+          hook(g, val[g]);
+          continue;
+        }
+      }
       val[g] = times_of(s, val, ch, b, e);
     } else if (k == gate_kind::token) {
       val[g] = token_value(s, tv[to_index(ch[b])]);

@@ -50,7 +50,7 @@ topk_list top_monomials(const circuit& c, gate_id g, std::size_t k, const edge_a
   topk_semiring s(k);
   const auto v = lift_valuation(c, s);
   const gate_id gates[] = {g};
-  return std::move(evaluate_gates(c, s, std::span<const topk_list>(v), gates, theta)[0]);
+  return evaluate_gates(c, s, std::span<const packed_topk>(v), gates, theta)[0];
 }
 
 }  // namespace provnn

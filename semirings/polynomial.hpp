@@ -28,6 +28,7 @@
 #include <initializer_list>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -44,6 +45,8 @@ struct factor {
   std::uint32_t exponent = 1;
   friend bool operator==(const factor&, const factor&) = default;
 };
+
+static_assert(std::is_trivially_copyable_v<factor>);  // monomial's merge writes factors through a pointer
 
 /// Token name under a namer; `t<index>` when the namer is empty.
 inline std::string token_name(token_index t, const token_namer& names) {
@@ -122,6 +125,29 @@ class monomial {
     merge(a, b, r, [](std::uint32_t x, std::uint32_t y) { return x + y; });
     return r;
   }
+  /// *this = a · b, reusing this monomial's storage (no allocation when its capacity is
+  /// enough: evaluation arrays that are filled again). Neither a nor b may be *this.
+  void assign_product(const monomial& a, const monomial& b) {
+    factors_.clear();
+    factors_.reserve(a.size() + b.size());
+    merge(a, b, *this, [](std::uint32_t x, std::uint32_t y) { return x + y; });
+  }
+  /// *this = a · b · c, as assign_product, with a · b made on the stack when it is short
+  /// (top-k: φ's and ψ's monomials are one token each for lifted tokens).
+  void assign_product(const monomial& a, const monomial& b, const monomial& c) {
+    constexpr std::size_t short_product = 16;
+    const auto add = [](std::uint32_t x, std::uint32_t y) { return x + y; };
+    if (a.size() + b.size() > short_product) {
+      assign_product(a * b, c);
+      return;
+    }
+    factor ab[short_product];
+    const factor* ab_end = merge_into(a.factors_.data(), a.factors_.data() + a.size(), b.factors_.data(),
+                                      b.factors_.data() + b.size(), ab, add);
+    factors_.resize(static_cast<std::size_t>(ab_end - ab) + c.size(), boost::container::default_init);
+    const factor* end = merge_into(ab, ab_end, c.factors_.data(), c.factors_.data() + c.size(), factors_.data(), add);
+    factors_.resize(static_cast<std::size_t>(end - factors_.data()));
+  }
   /// The product with every exponent capped at 1 (B[X], Trio[X], lineage: monomials are sets).
   static monomial set_union(const monomial& a, const monomial& b) {
     monomial r;
@@ -155,21 +181,33 @@ class monomial {
   }
 
  private:
+  // The merge of the sorted factor lists [i, ie) and [j, je) written from `out` on; returns
+  // the end. Equal tokens have their exponents combined.
   template <class Combine>
-  static void merge(const monomial& a, const monomial& b, monomial& r, Combine combine) {
-    auto i = a.begin(), j = b.begin();
-    while (i != a.end() && j != b.end()) {
+  static factor* merge_into(const factor* i, const factor* ie, const factor* j, const factor* je, factor* out,
+                            Combine combine) {
+    while (i != ie && j != je) {
       if (i->token < j->token) {
-        r.factors_.push_back(*i++);
+        *out++ = *i++;
       } else if (j->token < i->token) {
-        r.factors_.push_back(*j++);
+        *out++ = *j++;
       } else {
-        r.factors_.push_back({i->token, combine(i->exponent, j->exponent)});
+        *out++ = {i->token, combine(i->exponent, j->exponent)};
         ++i, ++j;
       }
     }
-    r.factors_.insert(r.factors_.end(), i, a.end());
-    r.factors_.insert(r.factors_.end(), j, b.end());
+    out = std::copy(i, ie, out);
+    return std::copy(j, je, out);
+  }
+  // r = the merge of a and b (r empty, not a or b). Written through a pointer into storage
+  // sized for both (factor is trivially copyable: default_init leaves it unwritten), then
+  // trimmed: no capacity check per factor (top-k builds a monomial per entry, issue 5).
+  template <class Combine>
+  static void merge(const monomial& a, const monomial& b, monomial& r, Combine combine) {
+    r.factors_.resize(a.size() + b.size(), boost::container::default_init);
+    const factor* end = merge_into(a.factors_.data(), a.factors_.data() + a.size(), b.factors_.data(),
+                                   b.factors_.data() + b.size(), r.factors_.data(), combine);
+    r.factors_.resize(static_cast<std::size_t>(end - r.factors_.data()));
   }
 
   storage factors_;

@@ -107,12 +107,24 @@ concept has_nary_sum = semiring<S> && requires(const S& s, std::span<const typen
 };
 
 /// Semirings with their own kernel for a fused gate's value φ ⊗ ⊕_{i<n} (ψ(i) ⊗ σ(i))
-/// (DESIGN §5), equal to folding plus and times but cheaper (top-k prunes).
+/// (DESIGN §5), equal to folding plus and times but cheaper (top-k prunes). φ, ψ(i), σ(i)
+/// and the output are the evaluation arrays' values (value_storage): the kernel writes into
+/// the gate's slot, whose storage it may reuse.
 template <class S>
 concept has_fused_sum =
-    semiring<S> && requires(const S& s, const typename S::value_type& v, std::size_t n,
-                            const typename S::value_type& (*at)(std::size_t)) {
-      { s.fused_sum(v, n, at, at) } -> std::same_as<typename S::value_type>;
+    semiring<S> && requires(const S& s, typename value_storage<typename S::value_type>::type& out,
+                            const typename value_storage<typename S::value_type>::type& v, std::size_t n,
+                            const typename value_storage<typename S::value_type>::type& (*at)(std::size_t)) {
+      s.fused_sum_into(out, v, n, at, at);
+    };
+
+/// Semirings whose a ⊗ b can be written into an evaluation array's slot, reading the operands
+/// there (top-k: no list copied, the slot's storage reused). Equal to times(a, b).
+template <class S>
+concept has_times_into =
+    semiring<S> && requires(const S& s, typename value_storage<typename S::value_type>::type& out,
+                            const typename value_storage<typename S::value_type>::type& a) {
+      s.times_into(out, a, a);
     };
 
 /// Semirings with a kernel for ⊕_{i<n} (ψ[i] ⊗ σ[i]) over two contiguous arrays: a dense

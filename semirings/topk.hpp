@@ -33,6 +33,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/error.hpp"
@@ -61,6 +62,136 @@ inline bool topk_better(const scored_monomial& a, const scored_monomial& b) noex
 struct topk_list {
   std::vector<scored_monomial> entries;
   friend bool operator==(const topk_list&, const topk_list&) = default;
+};
+
+/// A top-k value as evaluation arrays store it, in 16 bytes (issue 5). A topk_list is a
+/// 24-byte header and a heap block per value; a fused circuit's valuation holds one value per
+/// weight, and the fused kernel's first pass reads every ψ's and σ's best score — a pointer
+/// chase per edge, which made top-k memory-bound. Here the best score is inline:
+///
+///   the empty list (0)                       top 0,       bits 0
+///   [(s, t)] — a lifted token, exponent 1    top s,       bits 2t + 1
+///   [(s, 1)] — a constant                    top s,       bits 2
+///   any other list                           top = its first score, bits = the pointer to
+///                                            a heap topk_list (8-aligned: even, not 0 or 2)
+///
+/// The encoding is canonical (a list is boxed exactly when it has none of the three inline
+/// forms), so equal values have equal bits unless both are boxed. Converts implicitly to
+/// and from topk_list, as packed_count does for counts.
+class packed_topk {
+ public:
+  packed_topk() noexcept = default;
+  packed_topk(const topk_list& l) { assign(topk_list(l)); }  // NOLINT(google-explicit-constructor)
+  packed_topk(topk_list&& l) { assign(std::move(l)); }       // NOLINT(google-explicit-constructor)
+  packed_topk(const packed_topk& o) : top_(o.top_), bits_(o.bits_) {
+    if (o.boxed()) bits_ = reinterpret_cast<std::uintptr_t>(new topk_list(*o.list()));
+  }
+  packed_topk(packed_topk&& o) noexcept : top_(std::exchange(o.top_, 0.0)), bits_(std::exchange(o.bits_, 0)) {}
+  packed_topk& operator=(packed_topk o) noexcept {
+    std::swap(top_, o.top_);
+    std::swap(bits_, o.bits_);
+    return *this;
+  }
+  ~packed_topk() {
+    if (boxed()) delete list();
+  }
+
+  /// The lifted token t with score s (s ≠ 0: a zero score is the empty list).
+  static packed_topk token(double s, token_index t) noexcept {
+    packed_topk r;
+    if (s != 0.0 && !std::isnan(s)) {
+      r.top_ = s;
+      r.bits_ = (std::uintptr_t{t} << 1) | 1u;
+    }
+    return r;
+  }
+
+  operator topk_list() const {  // NOLINT(google-explicit-constructor)
+    if (boxed()) return *list();
+    topk_list r;
+    if (bits_ != 0) r.entries.push_back({top_, inline_mono()});
+    return r;
+  }
+
+  /// Number of entries.
+  std::size_t size() const noexcept { return boxed() ? list()->entries.size() : bits_ != 0; }
+  bool empty() const noexcept { return bits_ == 0; }
+  /// The first entry's score (0 for the empty list), without reading the heap.
+  double top() const noexcept { return top_; }
+  /// Entry a's score (a < size()).
+  double score(std::size_t a) const noexcept { return boxed() ? list()->entries[a].score : top_; }
+  /// f(entry a's monomial) — by reference into the list when boxed, a monomial made on the
+  /// stack (one factor or none, no heap) otherwise.
+  template <class F>
+  decltype(auto) with_mono(std::size_t a, F&& f) const {
+    if (boxed()) return f(static_cast<const monomial&>(list()->entries[a].mono));
+    const monomial m = inline_mono();
+    return f(m);
+  }
+  /// The list when boxed, nullptr for the inline forms.
+  const topk_list* boxed_list() const noexcept { return boxed() ? list() : nullptr; }
+
+  /// A list to write this value into, in place: the boxed list (its entries and their
+  /// monomials keep their storage, so filling it again allocates nothing when the sizes
+  /// fit), or a new empty box. settle() must follow, before the value is read.
+  topk_list& list_for_writing() {
+    if (!boxed()) {
+      top_ = 0.0;
+      bits_ = reinterpret_cast<std::uintptr_t>(new topk_list);
+    }
+    return *reinterpret_cast<topk_list*>(bits_);
+  }
+  /// Back to the canonical encoding after list_for_writing(): the inline form when the list
+  /// has one, the first score as top() otherwise.
+  void settle() {
+    auto* l = reinterpret_cast<topk_list*>(bits_);
+    const auto& e = l->entries;
+    if (e.empty() || (e.size() == 1 && (e[0].mono.is_one() || (e[0].mono.size() == 1 && e[0].mono[0].exponent == 1)))) {
+      topk_list tmp = std::move(*l);
+      delete l;
+      top_ = 0.0;
+      bits_ = 0;
+      assign(std::move(tmp));
+      return;
+    }
+    top_ = e[0].score;
+  }
+
+  friend bool operator==(const packed_topk& a, const packed_topk& b) {
+    if (a.boxed() && b.boxed()) return *a.list() == *b.list();
+    return a.bits_ == b.bits_ && (a.bits_ == 0 || a.top_ == b.top_);
+  }
+
+ private:
+  static constexpr std::uintptr_t constant_bits = 2;
+  bool boxed() const noexcept { return (bits_ & 1u) == 0 && bits_ > constant_bits; }
+  const topk_list* list() const noexcept { return reinterpret_cast<const topk_list*>(bits_); }
+  monomial inline_mono() const { return bits_ == constant_bits ? monomial{} : monomial(static_cast<token_index>(bits_ >> 1)); }
+  void assign(topk_list&& l) {
+    if (l.entries.empty()) return;
+    top_ = l.entries[0].score;
+    if (l.entries.size() == 1) {
+      const monomial& m = l.entries[0].mono;
+      if (m.is_one()) {
+        bits_ = constant_bits;
+        return;
+      }
+      if (m.size() == 1 && m[0].exponent == 1) {
+        bits_ = (std::uintptr_t{m[0].token} << 1) | 1u;
+        return;
+      }
+    }
+    bits_ = reinterpret_cast<std::uintptr_t>(new topk_list(std::move(l)));
+  }
+
+  double top_ = 0.0;
+  std::uintptr_t bits_ = 0;
+};
+static_assert(sizeof(packed_topk) == 16);
+
+template <>
+struct value_storage<topk_list> {
+  using type = packed_topk;
 };
 
 class topk_semiring {
@@ -157,26 +288,75 @@ class topk_semiring {
     return r;
   }
 
+  /// out = a ⊗ b on the evaluation arrays' values, reading the lists in place and writing
+  /// into out's storage (no list or monomial allocated when out's fit: an evaluation that
+  /// fills its arrays again). Equal to times(a, b). `out` must be neither a nor b.
+  void times_into(packed_topk& out, const packed_topk& a, const packed_topk& b) const {
+    if (a.empty() || b.empty()) {
+      out = packed_topk{};
+      return;
+    }
+    const std::size_t na = a.size(), nb = b.size();
+    if (na != 1 && nb != 1) {  // both lists long: the general product (candidates by |score|)
+      out = times(topk_list(a), topk_list(b));
+      return;
+    }
+    // One side has one entry: at most k products (each list holds at most k), every one kept
+    // but those that underflow to 0, then sorted — times() with its threshold at 0. Scores and
+    // monomials multiply commutatively, so which side is which does not matter.
+    const packed_topk& one = na == 1 ? a : b;
+    const packed_topk& many = na == 1 ? b : a;
+    const std::size_t m = many.size();
+    if (m == 1 && !many.boxed_list() && !one.boxed_list()) {
+      out = times(topk_list(a), topk_list(b));  // two inline values: a product of two tokens
+      return;
+    }
+    const double s1 = one.score(0);
+    topk_list& r = out.list_for_writing();
+    if (r.entries.size() < m) r.entries.resize(m);
+    std::size_t w = 0;
+    one.with_mono(0, [&](const monomial& x) {
+      for (std::size_t i = 0; i < m; ++i) {
+        const double sc = s1 * many.score(i);
+        if (sc == 0.0) continue;
+        auto& e = r.entries[w++];
+        e.score = sc;
+        many.with_mono(i, [&](const monomial& y) { e.mono.assign_product(x, y); });
+      }
+    });
+    r.entries.resize(w);
+    if (w > 1) std::sort(r.entries.begin(), r.entries.end(), topk_better);
+    if (r.entries.size() > k_) r.entries.resize(k_);
+    out.settle();
+  }
+
   /// φ ⊗ ⊕_{i<n} (ψ(i) ⊗ σ(i)) — a fused gate's value (DESIGN §5) — equal to folding plus
   /// and times, but without building a list per term: the k best products are kept as
-  /// (score, i, a, b) candidates and monomials are built only for the k that survive. A term
-  /// whose best product |ψ(i)₀|·|σ(i)₀| is below the k-th largest such product is skipped
-  /// after one multiplication (lists are sorted by |score|, and rounding is monotone, so
-  /// nothing in it could enter). Ties on |score| compare the candidates' monomials, as
-  /// topk_better does. psi(i) and sigma(i) return const value_type&. Typically O(n + k²)
-  /// comparisons and k monomials; when many products tie on |score| (quantised values),
-  /// every opened candidate may compare against up to k others, each such comparison building
-  /// two monomials — the fold's cost class, not below it.
+  /// (score, i, a, b) candidates and monomials are built only for the k that survive. psi(i)
+  /// and sigma(i) return const packed_topk& (the evaluation arrays' values).
+  ///
+  /// Pass 1 reads each term's best product |ψ(i)₀|·|σ(i)₀| from the packed values (no heap
+  /// read) and finds the k-th largest — a lower bound of the result's k-th |score|, since
+  /// every one of them is a product. Pass 2 opens only the terms that reach it (lists are
+  /// sorted by |score| and rounding is monotone, so nothing in a term below it could enter):
+  /// about k of them. Ties on |score| compare the candidates' monomials, as topk_better
+  /// does. Typically O(n + k²) comparisons and k monomials; when many products tie on |score|
+  /// (quantised values), each opened candidate may compare against up to k others, each
+  /// comparison building two monomials — the fold's cost class, not below it.
+  ///
+  /// The value is written into `out` in place (list_for_writing): an evaluation that fills
+  /// its arrays again reuses the lists and monomials of the previous one. `out` must not be
+  /// φ or any ψ(i), σ(i).
   template <class Psi, class Sigma>
-  value_type fused_sum(const value_type& phi, std::size_t n, Psi&& psi, Sigma&& sigma) const {
+  void fused_sum_into(packed_topk& out, const packed_topk& phi, std::size_t n, Psi&& psi, Sigma&& sigma) const {
     struct candidate {
       double score, mag;
       std::uint32_t i, a, b;
     };
-    thread_local std::vector<candidate> best;  // sorted best first, at most k_
-    best.clear();
     const auto mono_of = [&](const candidate& c) {
-      return psi(c.i).entries[c.a].mono * sigma(c.i).entries[c.b].mono;
+      return psi(c.i).with_mono(c.a, [&](const monomial& x) {
+        return sigma(c.i).with_mono(c.b, [&](const monomial& y) { return x * y; });
+      });
     };
     const auto better = [&](const candidate& x, const candidate& y) {
       if (x.mag != y.mag) return x.mag > y.mag;
@@ -184,37 +364,46 @@ class topk_semiring {
       if (c != 0) return c < 0;
       return x.score > y.score;
     };
-    // Pass 1: each term's best product |ψ(i)₀|·|σ(i)₀| — itself a candidate — and the k
-    // largest of them. The k-th is a lower bound of the final k-th |score|, so pass 2 only
-    // opens terms that reach it: about k of them, not one per edge.
+    // Pass 1. |fl(x·y)| = fl(|x|·|y|), and fl is monotone: nothing in term i beats bound[i].
+    // The k largest bounds, sorted descending; the k-th is the floor. A bound enters only
+    // above the floor — about k·(1 + ln(n/k)) of them for bounds in random order — by a
+    // branch-free insertion: position j takes max(min(x, old[j-1]), old[j]), independent of
+    // the other positions (an insertion loop's compares mispredict and chain).
     thread_local std::vector<double> bound, top;
     bound.resize(n);
-    top.clear();
-    constexpr std::size_t ahead = 16;  // ψ lists live on the heap, one per token: fetch early
-    for (std::size_t i = 0; i < n; ++i) {
-      if (i + ahead < n) __builtin_prefetch(psi(i + ahead).entries.data());
-      const auto& p = psi(i).entries;
-      const auto& q = sigma(i).entries;
-      // |fl(x·y)| = fl(|x|·|y|), and fl is monotone: nothing in term i beats this bound.
-      const double b = p.empty() || q.empty() ? 0.0 : std::fabs(p[0].score) * std::fabs(q[0].score);
-      bound[i] = b;
-      if (b == 0.0 || (top.size() == k_ && b <= top.back())) continue;
-      std::size_t at = top.size();
-      while (at > 0 && b > top[at - 1]) --at;
-      top.insert(top.begin() + static_cast<std::ptrdiff_t>(at), b);
-      if (top.size() > k_) top.pop_back();
+    top.resize(k_);
+    double* bd = bound.data();
+    for (std::size_t i = 0; i < n; ++i) bd[i] = std::fabs(psi(i).top()) * std::fabs(sigma(i).top());
+    double* tp = top.data();
+    std::size_t m = 0, i = 0;
+    for (; i < n && m < k_; ++i)  // the first k non-zero bounds
+      if (bd[i] > 0.0) tp[m++] = bd[i];
+    double floor = 0.0;  // fewer than k terms with a non-zero product: every one is opened
+    if (m == k_) {
+      std::sort(tp, tp + k_, std::greater<double>());
+      floor = tp[k_ - 1];
+      for (; i < n; ++i) {
+        const double x = bd[i];
+        if (!(x > floor)) continue;
+        for (std::size_t j = k_ - 1; j > 0; --j) tp[j] = std::max(std::min(x, tp[j - 1]), tp[j]);
+        tp[0] = std::max(x, tp[0]);
+        floor = tp[k_ - 1];
+      }
     }
-    const double floor = top.size() == k_ ? top.back() : 0.0;
     // Pass 2: the candidates of the terms that reach the floor and the k-th so far, best k
-    // kept (the test on bound[i] is the inner loop's first one, without loading the lists).
+    // kept (the test on bound[i] is the inner loop's first one, without reading the lists).
+    thread_local std::vector<candidate> best;  // sorted best first, at most k_
+    best.clear();
     for (std::size_t i = 0; i < n; ++i) {
-      if (bound[i] == 0.0 || bound[i] < floor || (best.size() == k_ && bound[i] < best.back().mag)) continue;
-      const auto& p = psi(i).entries;
-      const auto& q = sigma(i).entries;
+      if (bd[i] == 0.0 || bd[i] < floor || (best.size() == k_ && bd[i] < best.back().mag)) continue;
+      const packed_topk& p = psi(i);
+      const packed_topk& q = sigma(i);
+      const std::size_t np = p.size(), nq = q.size();
       bool rows_left = true;
-      for (std::uint32_t a = 0; a < p.size() && rows_left; ++a) {
-        for (std::uint32_t b = 0; b < q.size(); ++b) {
-          const double sc = p[a].score * q[b].score;
+      for (std::uint32_t a = 0; a < np && rows_left; ++a) {
+        const double pa = p.score(a);
+        for (std::uint32_t b = 0; b < nq; ++b) {
+          const double sc = pa * q.score(b);
           const double mag = std::fabs(sc);
           // Underflow (times drops it), or below the k-th: the rest of the row is smaller, and
           // when that happens at b = 0 so is every later row (|ψ(i)_a| does not increase).
@@ -231,10 +420,38 @@ class topk_semiring {
         }
       }
     }
-    value_type inner;
-    inner.entries.reserve(best.size());
-    for (const auto& c : best) inner.entries.push_back({c.score, mono_of(c)});
-    return times(phi, inner);
+    if (best.empty() || phi.empty()) {
+      out = packed_topk{};
+      return;
+    }
+    if (phi.size() != 1) {
+      value_type inner;
+      inner.entries.reserve(best.size());
+      for (const auto& c : best) inner.entries.push_back({c.score, mono_of(c)});
+      out = times(phi, inner);
+      return;
+    }
+    // φ ⊗ inner for a one-entry φ, as times() computes it (every product kept — there are at
+    // most k — zero products dropped, then sorted), with each monomial made in one product
+    // into the entry's storage: (φ's · ψ's), both at most one factor for lifted tokens, · σ's.
+    const double ps = phi.score(0);
+    topk_list& r = out.list_for_writing();
+    if (r.entries.size() < best.size()) r.entries.resize(best.size());
+    std::size_t w = 0;
+    phi.with_mono(0, [&](const monomial& pm) {
+      for (const auto& c : best) {
+        const double s = ps * c.score;
+        if (s == 0.0) continue;
+        auto& e = r.entries[w++];
+        e.score = s;
+        psi(c.i).with_mono(c.a, [&](const monomial& x) {
+          sigma(c.i).with_mono(c.b, [&](const monomial& y) { e.mono.assign_product(pm, x, y); });
+        });
+      }
+    });
+    r.entries.resize(w);
+    if (w > 1) std::sort(r.entries.begin(), r.entries.end(), topk_better);
+    out.settle();
   }
 
   std::string name() const { return fmt::format("{}:{}", registry_name, k_); }

@@ -85,11 +85,11 @@ circuit random_fused(const std::vector<std::uint32_t>& widths, Pick&& pick) {
 }
 
 /// Every gate's value under the kernel equals the fold's, for the given valuation.
-void check_all_gates(const circuit& c, std::size_t k, const std::vector<topk_list>& valuation) {
+void check_all_gates(const circuit& c, std::size_t k, const values_of<topk_semiring>& valuation) {
   const topk_semiring fast(k);
   const folded_topk slow(k);
-  const auto a = evaluate(c, fast, std::span<const topk_list>(valuation));
-  const auto b = evaluate(c, slow, std::span<const topk_list>(valuation));
+  const auto a = evaluate(c, fast, std::span<const packed_topk>(valuation));
+  const auto b = evaluate(c, slow, std::span<const packed_topk>(valuation));
   REQUIRE(a.size() == b.size());
   std::size_t differing = 0, first = 0;
   for (std::size_t g = 0; g < a.size(); ++g)
@@ -122,9 +122,9 @@ TEST_CASE("top-k fused kernel = fold of plus and times, with ties on |score| eve
         if (r == 3) v[t] = s.plus(s.plus(v[t], s.lift((t + 2) % v.size(), pick())), s.lift(t, pick()));
       }
       check_all_gates(c, k, v);
-      const auto values = evaluate(c, s, std::span<const topk_list>(v));
+      const auto values = evaluate(c, s, std::span<const packed_topk>(v));
       for (const auto& root : c.roots()) {
-        const auto& e = values[to_index(root.gate)].entries;
+        const auto e = topk_list(values[to_index(root.gate)]).entries;
         nonempty_roots += !e.empty();
         for (std::size_t i = 1; i < e.size(); ++i) ties += std::fabs(e[i].score) == std::fabs(e[i - 1].score);
       }
@@ -145,7 +145,7 @@ TEST_CASE("top-k fused kernel: products that underflow to 0 are dropped, as time
   // the case must have happened (and not everywhere).
   const auto v = evaluate(c, topk_semiring(4));
   std::size_t empty = 0, full = 0;
-  for (auto g : c.fused_gates()) (v[to_index(g)].entries.empty() ? empty : full) += 1;
+  for (auto g : c.fused_gates()) (v[to_index(g)].empty() ? empty : full) += 1;
   CHECK(empty > 0);
   CHECK(full > 0);
 }
