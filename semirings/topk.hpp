@@ -375,15 +375,15 @@ class topk_semiring {
     double* bd = bound.data();
     for (std::size_t i = 0; i < n; ++i) bd[i] = std::fabs(psi(i).top()) * std::fabs(sigma(i).top());
     double* tp = top.data();
-    std::size_t m = 0, i = 0;
-    for (; i < n && m < k_; ++i)  // the first k non-zero bounds
-      if (bd[i] > 0.0) tp[m++] = bd[i];
+    std::size_t m = 0, scan = 0;
+    for (; scan < n && m < k_; ++scan)  // the first k non-zero bounds
+      if (bd[scan] > 0.0) tp[m++] = bd[scan];
     double floor = 0.0;  // fewer than k terms with a non-zero product: every one is opened
     if (m == k_) {
       std::sort(tp, tp + k_, std::greater<double>());
       floor = tp[k_ - 1];
-      for (; i < n; ++i) {
-        const double x = bd[i];
+      for (; scan < n; ++scan) {
+        const double x = bd[scan];
         if (!(x > floor)) continue;
         for (std::size_t j = k_ - 1; j > 0; --j) tp[j] = std::max(std::min(x, tp[j - 1]), tp[j]);
         tp[0] = std::max(x, tp[0]);

@@ -1,0 +1,176 @@
+// packed_topk (semirings/topk.hpp): top-k's 16-byte storage in evaluation arrays, and the
+// in-place products that write into it. Every value must come back as the topk_list it was
+// made from; the inline forms must be chosen exactly when the list has one; times_into must
+// equal times (the reference), also when its output slot held another value before; the
+// monomial products used by the kernels must equal operator*.
+#include "semirings/topk.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <random>
+#include <utility>
+#include <vector>
+
+using namespace provnn;
+
+namespace {
+
+// A valid top-k list made by the semiring's own plus and times: sums of products of lifted
+// tokens (random scores of both signs, some exponents above 1), so sizes run from 0 to k.
+topk_list random_list(const topk_semiring& s, std::mt19937& rng) {
+  std::uniform_int_distribution<int> terms(0, 6), len(0, 3), tok(0, 9);
+  std::uniform_real_distribution<double> score(-2.0, 2.0);
+  topk_list r = s.zero();
+  const int n = terms(rng);
+  for (int i = 0; i < n; ++i) {
+    topk_list p = s.from_real(score(rng));
+    const int m = len(rng);
+    for (int j = 0; j < m; ++j) p = s.times(p, s.lift(static_cast<token_index>(tok(rng)), score(rng)));
+    r = s.plus(r, p);
+  }
+  return r;
+}
+
+bool has_inline_form(const topk_list& l) {
+  if (l.entries.empty()) return true;
+  if (l.entries.size() != 1) return false;
+  const monomial& m = l.entries[0].mono;
+  return m.is_one() || (m.size() == 1 && m[0].exponent == 1);
+}
+
+}  // namespace
+
+TEST_CASE("packed_topk: the three inline forms, by hand") {
+  const packed_topk empty;
+  CHECK(empty.empty());
+  CHECK(empty.size() == 0);
+  CHECK(empty.top() == 0.0);
+  CHECK(topk_list(empty).entries.empty());
+
+  const packed_topk t = packed_topk::token(-2.5, 7);
+  CHECK(t.boxed_list() == nullptr);
+  CHECK(t.size() == 1);
+  CHECK(t.top() == -2.5);
+  const topk_list tl = t;
+  REQUIRE(tl.entries.size() == 1);
+  CHECK(tl.entries[0].score == -2.5);
+  CHECK(tl.entries[0].mono == monomial(7));
+  CHECK(packed_topk::token(0.0, 7).empty());  // a zero score is the empty list
+
+  const packed_topk c = topk_list{{{3.0, monomial{}}}};
+  CHECK(c.boxed_list() == nullptr);
+  CHECK(c.top() == 3.0);
+  CHECK(topk_list(c).entries[0].mono.is_one());
+  CHECK_FALSE(c == t);
+
+  // x7² is not a lifted token: boxed, and its best score is still read inline.
+  const packed_topk sq = topk_list{{{4.0, monomial::from_factors({{7, 2}})}}};
+  CHECK(sq.boxed_list() != nullptr);
+  CHECK(sq.top() == 4.0);
+  CHECK_FALSE(sq == t);
+}
+
+TEST_CASE("packed_topk: every list round-trips, inline exactly when it has an inline form") {
+  const topk_semiring s(10);
+  std::mt19937 rng(20261203);
+  std::size_t inline_seen = 0, boxed_seen = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    const topk_list l = random_list(s, rng);
+    const packed_topk p(l);
+    CHECK(topk_list(p) == l);
+    CHECK(p.size() == l.entries.size());
+    CHECK(p.top() == (l.entries.empty() ? 0.0 : l.entries[0].score));
+    for (std::size_t a = 0; a < p.size(); ++a) {
+      CHECK(p.score(a) == l.entries[a].score);
+      p.with_mono(a, [&](const monomial& m) { CHECK(m == l.entries[a].mono); });
+    }
+    CHECK((p.boxed_list() == nullptr) == has_inline_form(l));
+    (p.boxed_list() ? boxed_seen : inline_seen) += 1;
+    // Copies, moves and equality keep the value; the moved-from value is the empty list.
+    packed_topk copy = p;
+    CHECK(copy == p);
+    packed_topk moved = std::move(copy);
+    CHECK(moved == p);
+    CHECK(copy.empty());  // NOLINT(bugprone-use-after-move): the documented state
+    packed_topk assigned = packed_topk::token(1.0, 1);
+    assigned = moved;
+    CHECK(topk_list(assigned) == l);
+  }
+  // Both encodings must have been exercised.
+  CHECK(inline_seen > 100);
+  CHECK(boxed_seen > 100);
+}
+
+TEST_CASE("packed_topk: list_for_writing + settle, back to the canonical form") {
+  packed_topk v = topk_list{{{2.0, monomial(1)}, {1.0, monomial(2)}}};
+  REQUIRE(v.boxed_list() != nullptr);
+  // Rewritten in place to one lifted token: the value must collapse to the inline form.
+  topk_list& w = v.list_for_writing();
+  w.entries.resize(1);
+  w.entries[0].score = -0.5;
+  w.entries[0].mono = monomial(4);
+  v.settle();
+  CHECK(v.boxed_list() == nullptr);
+  CHECK(v == packed_topk::token(-0.5, 4));
+  // From an inline value to a long list: boxed, with the new first score as top().
+  topk_list& w2 = v.list_for_writing();
+  w2.entries = {{3.0, monomial(1) * monomial(2)}, {-1.0, monomial(5)}};
+  v.settle();
+  CHECK(v.boxed_list() != nullptr);
+  CHECK(v.top() == 3.0);
+  // Emptied in place: the empty list.
+  v.list_for_writing().entries.clear();
+  v.settle();
+  CHECK(v.empty());
+  CHECK(v == packed_topk{});
+}
+
+TEST_CASE("topk times_into = times, for every pair of shapes, into a slot that held a value") {
+  std::mt19937 rng(7);
+  for (std::size_t k : {1, 3, 10}) {
+    const topk_semiring s(k);
+    packed_topk out = topk_list{{{9.0, monomial::from_factors({{0, 3}})}, {-8.0, monomial(1)}}};
+    std::size_t one_entry_side = 0;
+    for (int trial = 0; trial < 1500; ++trial) {
+      const topk_list a = random_list(s, rng), b = random_list(s, rng);
+      const topk_list want = s.times(a, b);
+      s.times_into(out, packed_topk(a), packed_topk(b));
+      INFO("k = ", k, ", trial ", trial, ": ", s.format(a), " * ", s.format(b));
+      CHECK(topk_list(out) == want);
+      CHECK(out == packed_topk(want));  // canonical: same encoding as a fresh value
+      one_entry_side += a.entries.size() == 1 || b.entries.size() == 1;
+    }
+    CHECK(one_entry_side > 200);  // the in-place path ran
+  }
+  // A product that underflows to 0 is dropped, as times drops it.
+  const topk_semiring s(10);
+  packed_topk out;
+  const topk_list tiny = s.lift(1, 1e-200);
+  const topk_list two = s.plus(s.lift(2, 1e-200), s.lift(3, 1.0));
+  s.times_into(out, packed_topk(tiny), packed_topk(two));
+  CHECK(topk_list(out) == s.times(tiny, two));
+  CHECK(out.size() == 1);
+}
+
+TEST_CASE("monomial assign_product = operator*, two and three factors, short and long") {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> len(0, 12), tok(0, 30), ex(1, 3);
+  auto random_mono = [&](int max_len) {
+    std::vector<factor> fs;
+    const int n = len(rng) % (max_len + 1);
+    for (int i = 0; i < n; ++i) fs.push_back({static_cast<token_index>(tok(rng)), static_cast<std::uint32_t>(ex(rng))});
+    return monomial::from_factors(fs);
+  };
+  std::size_t long_ab = 0;
+  monomial out = monomial::from_factors({{99, 4}});  // storage reused across products
+  for (int trial = 0; trial < 3000; ++trial) {
+    const monomial a = random_mono(12), b = random_mono(12), c = random_mono(12);
+    out.assign_product(a, b);
+    CHECK(out == a * b);
+    out.assign_product(a, b, c);
+    CHECK(out == a * b * c);
+    long_ab += a.size() + b.size() > 16;  // the path without the stack buffer
+  }
+  CHECK(long_ab > 20);
+}
