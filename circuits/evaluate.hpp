@@ -276,11 +276,6 @@ struct run_of {
   const T& operator()(std::size_t i) const noexcept { return base[i]; }
 };
 
-/// A fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i): ch[b] is φ, ch[b+1, e) the S_i, psi(i) the value of ψ_i
-/// (a token's, from the valuation: a contiguous run, run_of, or a listed token). When ψ are a
-/// run and S the same as the previous gate's, semirings with a run kernel use it (real,
-/// max-plus, Viterbi: vectors of four lanes). Otherwise the real semiring gets a dot product with four
-/// accumulators (no compensation: the same rounding class as the dense LRP it reproduces).
 /// A fused gate's value by the semiring's own kernel (has_fused_sum: top-k, pruned, monomials
 /// only for survivors), written into the gate's slot `out`. The accessors return references
 /// into the arrays, in the stored type (top-k's packed values: the best score without a heap
@@ -296,6 +291,11 @@ void fused_into(const S& s, stored_value_t<S>& out, const stored_value_t<S>* val
       [&](std::size_t i) -> const T& { return val[to_index(sc[i])]; });
 }
 
+/// A fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i): ch[b] is φ, ch[b+1, e) the S_i, psi(i) the value of ψ_i
+/// (a token's, from the valuation: a contiguous run, run_of, or a listed token). When ψ are a
+/// run and S the same as the previous gate's, semirings with a run kernel use it (real,
+/// max-plus, Viterbi: vectors of four lanes). Otherwise the real semiring gets a dot product with four
+/// accumulators (no compensation: the same rounding class as the dense LRP it reproduces).
 template <semiring S, class Psi>
 typename S::value_type fused_of(const S& s, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
                                 std::uint32_t e, Psi&& psi, std::vector<typename S::value_type>& buf,

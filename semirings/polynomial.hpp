@@ -129,7 +129,6 @@ class monomial {
   /// enough: evaluation arrays that are filled again). Neither a nor b may be *this.
   void assign_product(const monomial& a, const monomial& b) {
     factors_.clear();
-    factors_.reserve(a.size() + b.size());
     merge(a, b, *this, [](std::uint32_t x, std::uint32_t y) { return x + y; });
   }
   /// *this = a · b · c, as assign_product, with a · b made on the stack when it is short
