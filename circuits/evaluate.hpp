@@ -258,6 +258,14 @@ struct gathered_children {
     n = m;
     gathered = false;
   }
+  /// values[i] = f(val[children[i]]): a summary of each child's value (top-k: its best
+  /// |score|, the fused kernel's bound) rather than a copy of it.
+  template <class T, class F>
+  void gather_with(const T* val, F&& f) {
+    values.resize(n);
+    for (std::uint32_t i = 0; i < n; ++i) values[i] = f(val[to_index(children[i])]);
+    gathered = true;
+  }
   void gather(const V* val) {
     values.resize(n);
     for (std::uint32_t i = 0; i < n; ++i) values[i] = val[to_index(children[i])];
@@ -279,16 +287,28 @@ struct run_of {
 /// A fused gate's value by the semiring's own kernel (has_fused_sum: top-k, pruned, monomials
 /// only for survivors), written into the gate's slot `out`. The accessors return references
 /// into the arrays, in the stored type (top-k's packed values: the best score without a heap
-/// read).
+/// read). A kernel that reads a bound of each S_i (has_fused_bound) gets them gathered into
+/// one array when the gate has the previous fused gate's children (`bounds`, as fused_of's
+/// run kernels get their values), instead of an index and a scattered value per edge.
 template <semiring S, class Psi>
 void fused_into(const S& s, stored_value_t<S>& out, const stored_value_t<S>* val, const gate_id* ch, std::uint32_t b,
-                std::uint32_t e, Psi&& psi) {
+                std::uint32_t e, Psi&& psi, gathered_children<double>& bounds, std::size_t fused_index) {
   using T = stored_value_t<S>;
   static_assert(std::is_same_v<std::remove_cvref_t<decltype(psi(0))>, T>);
   const gate_id* sc = ch + b + 1;
+  const std::uint32_t n = e - b - 1;
+  const double* sigma_bounds = nullptr;
+  if constexpr (has_fused_bound<S>) {
+    if (bounds.matches(fused_index, n)) {
+      if (!bounds.gathered) bounds.gather_with(val, [&s](const T& v) { return s.fused_bound(v); });
+      sigma_bounds = bounds.values.data();
+    } else {
+      bounds.remember(fused_index, sc, n);
+    }
+  }
   s.fused_sum_into(
-      out, val[to_index(ch[b])], e - b - 1, [&](std::size_t i) -> const T& { return psi(i); },
-      [&](std::size_t i) -> const T& { return val[to_index(sc[i])]; });
+      out, val[to_index(ch[b])], n, [&](std::size_t i) -> const T& { return psi(i); },
+      [&](std::size_t i) -> const T& { return val[to_index(sc[i])]; }, sigma_bounds);
 }
 
 /// A fused gate φ ⊗ ⊕_i (ψ_i ⊗ S_i): ch[b] is φ, ch[b+1, e) the S_i, psi(i) the value of ψ_i
@@ -653,6 +673,9 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
   std::vector<V> buf;
   gathered_children<stored_value_t<S>> same;
   same.same = c.fused_same_children().data();
+  [[maybe_unused]] stored_value_t<S> scratch{};  // a ⊗ of three by times_into
+  gathered_children<double> bounds;  // for has_fused_bound kernels
+  bounds.same = same.same;
   const auto edges = c.edge_gates();
   std::size_t next_edge = 0;
   std::uint32_t next_edge_gate = (Annotated && !edges.empty()) ? to_index(edges[0]) : 0xFFFFFFFFu;
@@ -701,7 +724,7 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
         while (to_index(fused_gates[next_fused]) < g) ++next_fused;
         const auto fused = [&](auto&& psi) {
           if constexpr (has_fused_sum<S>)
-            fused_into(s, val[g], val, ch, b, e, psi);
+            fused_into(s, val[g], val, ch, b, e, psi, bounds, next_fused);
           else
             val[g] = fused_of(s, val, ch, b, e, std::forward<decltype(psi)>(psi), buf, same, next_fused);
         };
@@ -726,6 +749,12 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
       if constexpr (has_times_into<S>) {
         if (e - b == 2) {  // a scale gate (R_k ⊗ n_k): into the gate's slot, lists read in place
           s.times_into(val[g], val[to_index(ch[b])], val[to_index(ch[b + 1])]);
+          hook(g, val[g]);
+          continue;
+        }
+        if (e - b == 3) {  // a fused gate's φ (three tokens): through a reused scratch value
+          s.times_into(scratch, val[to_index(ch[b])], val[to_index(ch[b + 1])]);
+          s.times_into(val[g], scratch, val[to_index(ch[b + 2])]);
           hook(g, val[g]);
           continue;
         }

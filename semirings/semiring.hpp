@@ -118,6 +118,19 @@ concept has_fused_sum =
       s.fused_sum_into(out, v, n, at, at);
     };
 
+/// has_fused_sum semirings whose kernel bounds each term by a number read from σ(i) alone
+/// (top-k: |σ(i)'s best score|): s.fused_bound(σ) gives it, and fused_sum_into takes a sixth
+/// argument, those bounds for i < n in one array, or nullptr (then it reads them itself).
+/// Evaluation gathers them once for the gates that share their children.
+template <class S>
+concept has_fused_bound =
+    has_fused_sum<S> && requires(const S& s, const typename value_storage<typename S::value_type>::type& v,
+                                 typename value_storage<typename S::value_type>::type& out, std::size_t n,
+                                 const typename value_storage<typename S::value_type>::type& (*at)(std::size_t)) {
+      { s.fused_bound(v) } -> std::same_as<double>;
+      s.fused_sum_into(out, v, n, at, at, static_cast<const double*>(nullptr));
+    };
+
 /// Semirings whose a ⊗ b can be written into an evaluation array's slot, reading the operands
 /// there (top-k: no list copied, the slot's storage reused). Equal to times(a, b).
 template <class S>

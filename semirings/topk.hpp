@@ -307,10 +307,6 @@ class topk_semiring {
     const packed_topk& one = na == 1 ? a : b;
     const packed_topk& many = na == 1 ? b : a;
     const std::size_t m = many.size();
-    if (m == 1 && !many.boxed_list() && !one.boxed_list()) {
-      out = times(topk_list(a), topk_list(b));  // two inline values: a product of two tokens
-      return;
-    }
     const double s1 = one.score(0);
     topk_list& r = out.list_for_writing();
     if (r.entries.size() < m) r.entries.resize(m);
@@ -325,7 +321,7 @@ class topk_semiring {
       }
     });
     r.entries.resize(w);
-    if (w > 1) std::sort(r.entries.begin(), r.entries.end(), topk_better);
+    sort_by_rank(r.entries);
     if (r.entries.size() > k_) r.entries.resize(k_);
     out.settle();
   }
@@ -346,9 +342,11 @@ class topk_semiring {
   ///
   /// The value is written into `out` in place (list_for_writing): an evaluation that fills
   /// its arrays again reuses the lists and monomials of the previous one. `out` must not be
-  /// φ or any ψ(i), σ(i).
+  /// φ or any ψ(i), σ(i). sigma_bounds, when not null, holds fused_bound(σ(i)) for i < n
+  /// (evaluation gathers them once for the gates of a layer that share their σ).
   template <class Psi, class Sigma>
-  void fused_sum_into(packed_topk& out, const packed_topk& phi, std::size_t n, Psi&& psi, Sigma&& sigma) const {
+  void fused_sum_into(packed_topk& out, const packed_topk& phi, std::size_t n, Psi&& psi, Sigma&& sigma,
+                      const double* sigma_bounds = nullptr) const {
     struct candidate {
       double score, mag;
       std::uint32_t i, a, b;
@@ -365,37 +363,63 @@ class topk_semiring {
       return x.score > y.score;
     };
     // Pass 1. |fl(x·y)| = fl(|x|·|y|), and fl is monotone: nothing in term i beats bound[i].
-    // The k largest bounds, sorted descending; the k-th is the floor. A bound enters only
-    // above the floor — about k·(1 + ln(n/k)) of them for bounds in random order — by a
-    // branch-free insertion: position j takes max(min(x, old[j-1]), old[j]), independent of
-    // the other positions (an insertion loop's compares mispredict and chain).
-    thread_local std::vector<double> bound, top;
+    // The k-th largest bound is a floor: the result's k-th |score| is at least it (k distinct
+    // terms reach it), so no term below it can enter. It is found among the terms whose
+    // bound reaches a guess — the previous gate's floor, scaled down a little: a dense
+    // layer's lower units see the same upper values through weights of one distribution,
+    // so their floors are alike. When k or more terms reach the guess, the k largest bounds
+    // are all among them and their k-th is the floor; otherwise the guess was too high: it
+    // is halved twice, then every term is taken. Either way the floor is exact; the guess
+    // (one per thread, carried from gate to gate) only decides how many bounds the
+    // selection (kth_largest) visits — about 2k instead of n on 784-300-100-10.
+    thread_local std::vector<double> bound, picked;
+    thread_local std::vector<std::uint32_t> open;
+    thread_local double guess = 0.0;
     bound.resize(n);
-    top.resize(k_);
+    open.resize(n);
+    picked.resize(n);
     double* bd = bound.data();
-    for (std::size_t i = 0; i < n; ++i) bd[i] = std::fabs(psi(i).top()) * std::fabs(sigma(i).top());
-    double* tp = top.data();
-    std::size_t m = 0, scan = 0;
-    for (; scan < n && m < k_; ++scan)  // the first k non-zero bounds
-      if (bd[scan] > 0.0) tp[m++] = bd[scan];
-    double floor = 0.0;  // fewer than k terms with a non-zero product: every one is opened
-    if (m == k_) {
-      std::sort(tp, tp + k_, std::greater<double>());
-      floor = tp[k_ - 1];
-      for (; scan < n; ++scan) {
-        const double x = bd[scan];
-        if (!(x > floor)) continue;
-        for (std::size_t j = k_ - 1; j > 0; --j) tp[j] = std::max(std::min(x, tp[j - 1]), tp[j]);
-        tp[0] = std::max(x, tp[0]);
-        floor = tp[k_ - 1];
+    if (sigma_bounds)
+      for (std::size_t i = 0; i < n; ++i) bd[i] = std::fabs(psi(i).top()) * sigma_bounds[i];
+    else
+      for (std::size_t i = 0; i < n; ++i) bd[i] = std::fabs(psi(i).top()) * fused_bound(sigma(i));
+    std::uint32_t* op = open.data();
+    double* pk = picked.data();
+    const auto pick = [&](double at_least) {  // the terms with a non-zero bound ≥ at_least
+      std::size_t m = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        op[m] = static_cast<std::uint32_t>(i);
+        pk[m] = bd[i];
+        m += (bd[i] >= at_least) & (bd[i] > 0.0);
       }
+      return m;
+    };
+    std::size_t n_open = n > k_ ? pick(guess) : pick(0.0);
+    for (double g = guess; n > k_ && n_open < k_ && g > 0.0;) {  // too high: lower it
+      g = g > guess * 0.2 ? g * 0.5 : 0.0;  // twice, then every term
+      n_open = pick(g);
     }
-    // Pass 2: the candidates of the terms that reach the floor and the k-th so far, best k
-    // kept (the test on bound[i] is the inner loop's first one, without reading the lists).
-    thread_local std::vector<candidate> best;  // sorted best first, at most k_
-    best.clear();
-    for (std::size_t i = 0; i < n; ++i) {
-      if (bd[i] == 0.0 || bd[i] < floor || (best.size() == k_ && bd[i] < best.back().mag)) continue;
+    double floor = 0.0;
+    if (n_open > k_) {
+      floor = kth_largest(pk, n_open);
+      std::size_t w = 0;
+      for (std::size_t o = 0; o < n_open; ++o) {
+        op[w] = op[o];
+        w += pk[o] >= floor;
+      }
+      n_open = w;
+      guess = floor * 0.95;
+    }
+    // Pass 2: the candidates of the opened terms, best k kept (a term whose bound is below
+    // the k-th kept so far is skipped without reading its lists).
+    thread_local std::vector<candidate> best_store;  // best[0, nb): sorted best first
+    best_store.resize(k_ + 1);
+    candidate* best = best_store.data();
+    std::size_t nb = 0;
+    double kth = -1.0;  // best[k-1].mag once k are kept: a candidate below it cannot enter
+    for (std::size_t o = 0; o < n_open; ++o) {
+      const std::size_t i = op[o];
+      if (bd[i] < kth) continue;
       const packed_topk& p = psi(i);
       const packed_topk& q = sigma(i);
       const std::size_t np = p.size(), nq = q.size();
@@ -407,27 +431,29 @@ class topk_semiring {
           const double mag = std::fabs(sc);
           // Underflow (times drops it), or below the k-th: the rest of the row is smaller, and
           // when that happens at b = 0 so is every later row (|ψ(i)_a| does not increase).
-          if (mag == 0.0 || mag < floor || (best.size() == k_ && mag < best.back().mag)) {
+          if (mag == 0.0 || mag < floor || mag < kth) {
             rows_left = b > 0;
             break;
           }
           const candidate c{sc, mag, static_cast<std::uint32_t>(i), a, b};
-          std::size_t at = best.size();
+          std::size_t at = nb;
           while (at > 0 && better(c, best[at - 1])) --at;
           if (at >= k_) continue;  // ties the k-th on |score| but ranks after it
-          best.insert(best.begin() + static_cast<std::ptrdiff_t>(at), c);
-          if (best.size() > k_) best.pop_back();
+          std::copy_backward(best + at, best + nb, best + nb + 1);
+          best[at] = c;
+          nb += nb < k_;
+          if (nb == k_) kth = best[k_ - 1].mag;
         }
       }
     }
-    if (best.empty() || phi.empty()) {
+    if (nb == 0 || phi.empty()) {
       out = packed_topk{};
       return;
     }
     if (phi.size() != 1) {
       value_type inner;
-      inner.entries.reserve(best.size());
-      for (const auto& c : best) inner.entries.push_back({c.score, mono_of(c)});
+      inner.entries.reserve(nb);
+      for (std::size_t r = 0; r < nb; ++r) inner.entries.push_back({best[r].score, mono_of(best[r])});
       out = times(phi, inner);
       return;
     }
@@ -436,10 +462,11 @@ class topk_semiring {
     // into the entry's storage: (φ's · ψ's), both at most one factor for lifted tokens, · σ's.
     const double ps = phi.score(0);
     topk_list& r = out.list_for_writing();
-    if (r.entries.size() < best.size()) r.entries.resize(best.size());
+    if (r.entries.size() < nb) r.entries.resize(nb);
     std::size_t w = 0;
     phi.with_mono(0, [&](const monomial& pm) {
-      for (const auto& c : best) {
+      for (std::size_t slot = 0; slot < nb; ++slot) {
+        const candidate& c = best[slot];
         const double s = ps * c.score;
         if (s == 0.0) continue;
         auto& e = r.entries[w++];
@@ -450,9 +477,12 @@ class topk_semiring {
       }
     });
     r.entries.resize(w);
-    if (w > 1) std::sort(r.entries.begin(), r.entries.end(), topk_better);
+    sort_by_rank(r.entries);
     out.settle();
   }
+
+  /// The bound fused_sum_into reads of a term's σ: |its best score| (0 for the empty list).
+  static double fused_bound(const packed_topk& v) noexcept { return std::fabs(v.top()); }
 
   std::string name() const { return fmt::format("{}:{}", registry_name, k_); }
 
@@ -468,6 +498,46 @@ class topk_semiring {
   }
 
  private:
+  /// Sorts entries best first (topk_better). Entries made from a sorted list by one factor
+  /// usually have strictly decreasing |score| already, which decides their order alone: then
+  /// one compare per entry and no moves of their monomials.
+  static void sort_by_rank(std::vector<scored_monomial>& e) {
+    for (std::size_t i = 1; i < e.size(); ++i)
+      if (!(std::fabs(e[i - 1].score) > std::fabs(e[i].score))) {
+        std::sort(e.begin(), e.end(), topk_better);
+        return;
+      }
+  }
+
+  /// The k-th largest of x[0, n) (n ≥ k_, every x ≥ 0): the k largest kept sorted, a value
+  /// entering only above the k-th so far, by a branch-free insertion — position j takes
+  /// max(min(v, old[j-1]), old[j]), independent of the other positions (an insertion loop's
+  /// compares would mispredict and chain).
+  double kth_largest(const double* x, std::size_t n) const {
+    if (k_ <= 16) {  // a fixed width the compiler unrolls (lanes past k hold smaller values)
+      alignas(64) double tp[16] = {};
+      for (std::size_t i = 0; i < n; ++i) {
+        const double v = x[i];
+        if (!(v > tp[k_ - 1])) continue;
+        for (std::size_t j = 15; j > 0; --j) tp[j] = std::max(std::min(v, tp[j - 1]), tp[j]);
+        tp[0] = std::max(v, tp[0]);
+      }
+      return tp[k_ - 1];
+    }
+    thread_local std::vector<double> top;
+    top.assign(k_, 0.0);
+    double* tp = top.data();
+    double kth = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = x[i];
+      if (!(v > kth)) continue;
+      for (std::size_t j = k_ - 1; j > 0; --j) tp[j] = std::max(std::min(v, tp[j - 1]), tp[j]);
+      tp[0] = std::max(v, tp[0]);
+      kth = tp[k_ - 1];
+    }
+    return kth;
+  }
+
   std::size_t k_;
 };
 

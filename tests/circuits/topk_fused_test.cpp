@@ -8,9 +8,12 @@
 //      k = 1, 2, 3, 10, with valuations whose parameter lists have several entries and with
 //      deleted tokens (value 0);
 //   2. products that underflow to 0 (values down to 1e-160; the test checks some did);
-//   3. circuits built by the engine from the bundled models (fused layout), three rules.
+//   3. wide layers with values over decades and per-unit scales, so that the kernel's guess
+//      of each gate's floor (from the previous gate's) fails, holds and lets every term in;
+//   4. circuits built by the engine from the bundled models (fused layout), three rules.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -148,6 +151,28 @@ TEST_CASE("top-k fused kernel: products that underflow to 0 are dropped, as time
   for (auto g : c.fused_gates()) (v[to_index(g)].empty() ? empty : full) += 1;
   CHECK(empty > 0);
   CHECK(full > 0);
+}
+
+TEST_CASE("top-k fused kernel = fold on wide layers, where the floor's guess fails, holds, or lets many through") {
+  // Wide layers (n up to 64 terms per gate, more than k), continuous values over six decades
+  // (few ties): the kernel finds each gate's floor among the terms that reach a guess from
+  // the previous gate's floor. Parameters are scaled per lower unit j by scale(j): units
+  // whose scale is far below the previous unit's get a guess above every one of their
+  // bounds (the guess is lowered, then every term taken), units far above it let every term
+  // through the guess, and equal scales hit it. k = 20 takes the general selection (k > 16).
+  std::mt19937_64 rng(20261203);
+  std::uniform_real_distribution<double> decades(-3.0, 3.0);
+  auto pick = [&] { return std::pow(10.0, decades(rng)) * ((rng() & 1) ? 1.0 : -1.0); };
+  const std::vector<std::uint32_t> widths{5, 64, 48, 40};
+  const double scales[] = {1.0, 1e-40, 1.0, 1.0, 1e40, 1e-3, 1.0};  // by j mod 7
+  for (int trial = 0; trial < 2; ++trial) {
+    circuit c = random_fused(widths, pick);
+    auto& tt = c.tokens();
+    std::vector<std::uint32_t> buffer;
+    for (token_index t = 0; t < tt.size(); ++t)
+      if (tt.kind(t) == token_kind::parameter) tt.set_value(t, tt.value(t) * scales[tt.index(t, buffer)[1] % 7]);
+    for (std::size_t k : {1, 3, 10, 20}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
+  }
 }
 
 TEST_CASE("top-k fused kernel = fold on circuits the engine builds from the bundled models") {
