@@ -510,8 +510,11 @@ class structured_sums {
     }
     // Values that own memory start from the first product rather than from zero ⊕ it; plain
     // ones (Boolean, max-plus, Viterbi, …) need no flag: zero ⊕ x = x.
-    constexpr bool flagged = !std::is_trivially_copyable_v<V>;
+    constexpr bool bounded = has_term_sums<S>;  // the semiring keeps each unit's sum itself
+    constexpr bool flagged = !bounded && !std::is_trivially_copyable_v<V>;
     if constexpr (flagged) has_[stage].assign(g.inputs(), 0);
+    [[maybe_unused]] std::optional<term_sums_t> sums;
+    if constexpr (bounded) sums.emplace(s_, g.inputs());
     std::uint8_t* has = has_[stage].data();
     const bool all_wanted = std::all_of(want, want + g.inputs(), [](std::uint8_t w) { return w != 0; });
     const T* psi = tv_ + st.parameters;
@@ -549,7 +552,9 @@ class structured_sums {
                 const auto j = static_cast<std::size_t>(row + kx * dw);
                 const std::size_t p = prow + static_cast<std::size_t>(kx);
                 if (!present[p] || (!all_wanted && !want[j])) continue;
-                if constexpr (real) {
+                if constexpr (bounded) {
+                  sums->add(j, psi[p], sv);
+                } else if constexpr (real) {
                   acc[j] += psi[p] * sv;
                 } else if constexpr (!flagged) {
                   acc[j] = s_.plus(acc[j], s_.times(token_value(s_, psi[p]), sv));
@@ -564,7 +569,22 @@ class structured_sums {
           }
         }
     }
+    if constexpr (bounded) {
+      for (std::size_t j = 0; j < acc.size(); ++j)
+        if (all_wanted || want[j]) acc[j] = sums->take(j);
+    }
   }
+
+  // S::term_sums when the semiring has one (has_term_sums), else a placeholder never made.
+  template <class X, bool = has_term_sums<X>>
+  struct term_sums_of {
+    using type = int;
+  };
+  template <class X>
+  struct term_sums_of<X, true> {
+    using type = typename X::term_sums;
+  };
+  using term_sums_t = typename term_sums_of<S>::type;
 
   // ℝ: the stage as one transposed convolution over every structural edge (a matrix
   // product: faster than visiting the active edges one by one), with the weights of absent

@@ -481,6 +481,86 @@ class topk_semiring {
     out.settle();
   }
 
+  /// ⊕ of ψ ⊗ σ terms per unit, the terms visited in any order: a structured stage's sums
+  /// (DESIGN §5), whose edges evaluation visits upper unit by upper unit, each adding to many
+  /// lower units. Per unit the k best products so far are kept as candidates (score, the two
+  /// values, their entries) — a term whose bound |ψ₀|·|σ₀| is below the unit's k-th is
+  /// skipped without reading its lists — and monomials are built only for the survivors, by
+  /// take(). Equal to folding plus and times over the unit's terms in any order (the
+  /// ranking is total, so the k best of a union are the k best of the parts' k best). The
+  /// values added must outlive take(): they are read in place. Memory: k candidates per unit.
+  class term_sums {
+   public:
+    term_sums(const topk_semiring& s, std::size_t units)
+        : k_(s.k()), best_(units * s.k()), count_(units, 0), kth_(units, -1.0) {}
+
+    /// Unit j ⊕= ψ ⊗ σ.
+    void add(std::size_t j, const packed_topk& psi, const packed_topk& sigma) {
+      double kth = kth_[j];
+      const double bound = std::fabs(psi.top()) * std::fabs(sigma.top());
+      if (!(bound > 0.0) || bound < kth) return;  // empty, every product underflows, or too small
+      entry* best = best_.data() + j * k_;
+      std::size_t nb = count_[j];
+      const std::size_t np = psi.size(), nq = sigma.size();
+      bool rows_left = true;
+      for (std::uint32_t a = 0; a < np && rows_left; ++a) {
+        const double pa = psi.score(a);
+        for (std::uint32_t b = 0; b < nq; ++b) {
+          const double sc = pa * sigma.score(b);
+          const double mag = std::fabs(sc);
+          if (mag == 0.0 || mag < kth) {  // the rest of the row is smaller (see fused_sum_into)
+            rows_left = b > 0;
+            break;
+          }
+          const entry c{sc, mag, &psi, &sigma, a, b};
+          std::size_t at = nb;
+          while (at > 0 && better(c, best[at - 1])) --at;
+          if (at >= k_) continue;  // ties the k-th on |score| but ranks after it
+          std::copy_backward(best + at, best + std::min(nb, k_ - 1), best + std::min(nb + 1, k_));
+          best[at] = c;
+          nb += nb < k_;
+          if (nb == k_) kth = best[k_ - 1].mag;
+        }
+      }
+      count_[j] = static_cast<std::uint32_t>(nb);
+      kth_[j] = kth;
+    }
+
+    /// Unit j's sum (the empty list when nothing was added).
+    value_type take(std::size_t j) const {
+      value_type r;
+      const entry* best = best_.data() + j * k_;
+      r.entries.resize(count_[j]);
+      for (std::size_t x = 0; x < count_[j]; ++x) {
+        r.entries[x].score = best[x].score;
+        r.entries[x].mono = mono_of(best[x]);
+      }
+      return r;
+    }
+
+   private:
+    struct entry {
+      double score, mag;
+      const packed_topk *psi, *sigma;
+      std::uint32_t a, b;
+    };
+    static monomial mono_of(const entry& c) {
+      return c.psi->with_mono(c.a, [&](const monomial& x) {
+        return c.sigma->with_mono(c.b, [&](const monomial& y) { return x * y; });
+      });
+    }
+    static bool better(const entry& x, const entry& y) {
+      if (x.mag != y.mag) return x.mag > y.mag;
+      const auto c = mono_of(x) <=> mono_of(y);
+      if (c != 0) return c < 0;
+      return x.score > y.score;
+    }
+    std::size_t k_;
+    std::vector<entry> best_;
+    std::vector<std::uint32_t> count_;
+    std::vector<double> kth_;
+  };
+
   /// The bound fused_sum_into reads of a term's σ: |its best score| (0 for the empty list).
   static double fused_bound(const packed_topk& v) noexcept { return std::fabs(v.top()); }
 

@@ -10,7 +10,9 @@
 //   2. products that underflow to 0 (values down to 1e-160; the test checks some did);
 //   3. wide layers with values over decades and per-unit scales, so that the kernel's guess
 //      of each gate's floor (from the previous gate's) fails, holds and lets every term in;
-//   4. circuits built by the engine from the bundled models (fused layout), three rules.
+//   4. circuits built by the engine from the bundled models (fused layout), three rules;
+//   5. the bundled CNN in the structured layout, whose conv stages top-k sums per lower unit
+//      with topk_semiring::term_sums, natural and quantised valuations.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -50,6 +52,7 @@ struct folded_topk {
 };
 static_assert(semiring<folded_topk> && !has_fused_sum<folded_topk>);
 static_assert(has_fused_sum<topk_semiring>);
+static_assert(has_term_sums<topk_semiring> && !has_term_sums<folded_topk>);
 
 /// A layered circuit of fused gates (dense, every edge present): widths[0] targets on top,
 /// then one fused layer per further width. Token values from `pick`.
@@ -198,5 +201,51 @@ TEST_CASE("top-k fused kernel = fold on circuits the engine builds from the bund
       REQUIRE(has_fused_gates(c));
       check_all_gates(c, 10, lift_valuation(c, topk_semiring(10)));
     }
+  }
+}
+
+TEST_CASE("top-k structured stages (term_sums) = fold, on the bundled CNN, with and without ties on |score|") {
+  // The structured layout's conv stages visit their edges upper unit by upper unit; top-k
+  // keeps each lower unit's k best candidates (topk_semiring::term_sums) where the fold
+  // builds a list per edge. Every gate must agree, under the natural valuation and under one
+  // quantised to {±½, ±1, ±2, ±4} with some tokens deleted (ties everywhere, zero lists).
+  const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
+  const auto net = engine::load_onnx(data / "models/digits_cnn.onnx");
+  const auto x = engine::select_sample(engine::read_npy(data / "inputs/cnn_input_0.npy"), net.input_shape,
+                                       std::nullopt, "cnn_input_0.npy");
+  const auto fwd = engine::forward(net, x);
+  for (const char* rule : {"epsilon", "zplus"}) {
+    CAPTURE(rule);
+    engine::composite comp;
+    engine::add_rule_option(comp, rule);
+    engine::circuit_options o;
+    o.layer_rules = engine::resolve(comp, net);
+    o.layout = engine::circuit_layout::structured;
+    const circuit c = engine::build_circuit(net, fwd, o);
+    REQUIRE(!c.structured_gates().empty());
+    for (std::size_t k : {1, 3, 10}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
+    const double levels[] = {0.5, 1.0, 2.0, 4.0};
+    const topk_semiring s(10);
+    values_of<topk_semiring> v;
+    std::size_t deleted = 0;
+    for (token_index t = 0; t < c.tokens().size(); ++t) {
+      const double value = c.tokens().value(t);
+      const bool zero = value == 0.0 || (t % 11 == 0 && c.tokens().kind(t) == token_kind::parameter);
+      deleted += zero;
+      v.push_back(s.lift(t, zero ? 0.0 : std::copysign(levels[t % 4], value)));
+    }
+    CHECK(deleted > 0);
+    check_all_gates(c, 10, v);
+    // The quantised sums must tie on |score| (else the ranking's monomial order is untested).
+    // (Only weights are deleted: a deleted target or activation would empty whole cones.)
+    const auto values = evaluate(c, s, std::span<const packed_topk>(v));
+    std::size_t ties = 0, entries = 0;
+    for (const auto g : c.structured_gates()) {
+      const auto e = topk_list(values[to_index(g)]).entries;
+      entries += e.size();
+      for (std::size_t i = 1; i < e.size(); ++i) ties += std::fabs(e[i].score) == std::fabs(e[i - 1].score);
+    }
+    INFO("entries ", entries, " in ", c.structured_gates().size(), " structured gates");
+    CHECK(ties > 100);
   }
 }
