@@ -510,11 +510,15 @@ class structured_sums {
     }
     // Values that own memory start from the first product rather than from zero ⊕ it; plain
     // ones (Boolean, max-plus, Viterbi, …) need no flag: zero ⊕ x = x.
-    constexpr bool bounded = has_term_sums<S>;  // the semiring keeps each unit's sum itself
-    constexpr bool flagged = !bounded && !std::is_trivially_copyable_v<V>;
-    if constexpr (flagged) has_[stage].assign(g.inputs(), 0);
+    // A semiring with term_sums keeps each unit's sum itself when the stage fits its budget.
+    constexpr bool bounded = has_term_sums<S>;
     [[maybe_unused]] std::optional<term_sums_t> sums;
-    if constexpr (bounded) sums.emplace(s_, g.inputs());
+    if constexpr (bounded) {
+      if (term_sums_t::fits(s_, g.inputs())) sums.emplace(s_, g.inputs());
+    }
+    constexpr bool owning = !std::is_trivially_copyable_v<V>;
+    const bool flagged = owning && !sums;
+    if (flagged) has_[stage].assign(g.inputs(), 0);
     std::uint8_t* has = has_[stage].data();
     const bool all_wanted = std::all_of(want, want + g.inputs(), [](std::uint8_t w) { return w != 0; });
     const T* psi = tv_ + st.parameters;
@@ -553,10 +557,14 @@ class structured_sums {
                 const std::size_t p = prow + static_cast<std::size_t>(kx);
                 if (!present[p] || (!all_wanted && !want[j])) continue;
                 if constexpr (bounded) {
-                  sums->add(j, psi[p], sv);
-                } else if constexpr (real) {
+                  if (sums) {
+                    sums->add(j, psi[p], sv);
+                    continue;
+                  }
+                }
+                if constexpr (real) {
                   acc[j] += psi[p] * sv;
-                } else if constexpr (!flagged) {
+                } else if constexpr (!owning) {
                   acc[j] = s_.plus(acc[j], s_.times(token_value(s_, psi[p]), sv));
                 } else if (has[j]) {
                   acc[j] = s_.plus(acc[j], s_.times(token_value(s_, psi[p]), sv));
@@ -570,8 +578,9 @@ class structured_sums {
         }
     }
     if constexpr (bounded) {
-      for (std::size_t j = 0; j < acc.size(); ++j)
-        if (all_wanted || want[j]) acc[j] = sums->take(j);
+      if (sums)
+        for (std::size_t j = 0; j < acc.size(); ++j)
+          if (all_wanted || want[j]) acc[j] = sums->take(j);
     }
   }
 
@@ -772,7 +781,8 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
           hook(g, val[g]);
           continue;
         }
-        if (e - b == 3) {  // a fused gate's φ (three tokens): through a reused scratch value
+        if (e - b == 3) {  // any ⊗ of three (a fused gate's φ: three tokens), left to right as
+          // times_of folds it, through a reused scratch value
           s.times_into(scratch, val[to_index(ch[b])], val[to_index(ch[b + 1])]);
           s.times_into(val[g], scratch, val[to_index(ch[b + 2])]);
           hook(g, val[g]);

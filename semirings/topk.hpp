@@ -347,21 +347,6 @@ class topk_semiring {
   template <class Psi, class Sigma>
   void fused_sum_into(packed_topk& out, const packed_topk& phi, std::size_t n, Psi&& psi, Sigma&& sigma,
                       const double* sigma_bounds = nullptr) const {
-    struct candidate {
-      double score, mag;
-      std::uint32_t i, a, b;
-    };
-    const auto mono_of = [&](const candidate& c) {
-      return psi(c.i).with_mono(c.a, [&](const monomial& x) {
-        return sigma(c.i).with_mono(c.b, [&](const monomial& y) { return x * y; });
-      });
-    };
-    const auto better = [&](const candidate& x, const candidate& y) {
-      if (x.mag != y.mag) return x.mag > y.mag;
-      const auto c = mono_of(x) <=> mono_of(y);
-      if (c != 0) return c < 0;
-      return x.score > y.score;
-    };
     // Pass 1. |fl(x·y)| = fl(|x|·|y|), and fl is monotone: nothing in term i beats bound[i].
     // The k-th largest bound is a floor: the result's k-th |score| is at least it (k distinct
     // terms reach it), so no term below it can enter. It is found among the terms whose
@@ -369,7 +354,7 @@ class topk_semiring {
     // layer's lower units see the same upper values through weights of one distribution,
     // so their floors are alike. When k or more terms reach the guess, the k largest bounds
     // are all among them and their k-th is the floor; otherwise the guess was too high: it
-    // is halved twice, then every term is taken. Either way the floor is exact; the guess
+    // is halved three times, then every term is taken. Either way the floor is exact; the guess
     // (one per thread, carried from gate to gate) only decides how many bounds the
     // selection (kth_largest) visits — about 2k instead of n on 784-300-100-10.
     thread_local std::vector<double> bound, picked;
@@ -396,7 +381,7 @@ class topk_semiring {
     };
     std::size_t n_open = n > k_ ? pick(guess) : pick(0.0);
     for (double g = guess; n > k_ && n_open < k_ && g > 0.0;) {  // too high: lower it
-      g = g > guess * 0.2 ? g * 0.5 : 0.0;  // twice, then every term
+      g = g > guess * 0.2 ? g * 0.5 : 0.0;  // ½, ¼, ⅛ of the guess, then every term
       n_open = pick(g);
     }
     double floor = 0.0;
@@ -419,32 +404,7 @@ class topk_semiring {
     double kth = -1.0;  // best[k-1].mag once k are kept: a candidate below it cannot enter
     for (std::size_t o = 0; o < n_open; ++o) {
       const std::size_t i = op[o];
-      if (bd[i] < kth) continue;
-      const packed_topk& p = psi(i);
-      const packed_topk& q = sigma(i);
-      const std::size_t np = p.size(), nq = q.size();
-      bool rows_left = true;
-      for (std::uint32_t a = 0; a < np && rows_left; ++a) {
-        const double pa = p.score(a);
-        for (std::uint32_t b = 0; b < nq; ++b) {
-          const double sc = pa * q.score(b);
-          const double mag = std::fabs(sc);
-          // Underflow (times drops it), or below the k-th: the rest of the row is smaller, and
-          // when that happens at b = 0 so is every later row (|ψ(i)_a| does not increase).
-          if (mag == 0.0 || mag < floor || mag < kth) {
-            rows_left = b > 0;
-            break;
-          }
-          const candidate c{sc, mag, static_cast<std::uint32_t>(i), a, b};
-          std::size_t at = nb;
-          while (at > 0 && better(c, best[at - 1])) --at;
-          if (at >= k_) continue;  // ties the k-th on |score| but ranks after it
-          std::copy_backward(best + at, best + nb, best + nb + 1);
-          best[at] = c;
-          nb += nb < k_;
-          if (nb == k_) kth = best[k_ - 1].mag;
-        }
-      }
+      if (bd[i] >= kth) offer(psi(i), sigma(i), floor, best, nb, kth);
     }
     if (nb == 0 || phi.empty()) {
       out = packed_topk{};
@@ -453,7 +413,7 @@ class topk_semiring {
     if (phi.size() != 1) {
       value_type inner;
       inner.entries.reserve(nb);
-      for (std::size_t r = 0; r < nb; ++r) inner.entries.push_back({best[r].score, mono_of(best[r])});
+      for (std::size_t r = 0; r < nb; ++r) inner.entries.push_back({best[r].score, best[r].mono()});
       out = times(phi, inner);
       return;
     }
@@ -471,8 +431,8 @@ class topk_semiring {
         if (s == 0.0) continue;
         auto& e = r.entries[w++];
         e.score = s;
-        psi(c.i).with_mono(c.a, [&](const monomial& x) {
-          sigma(c.i).with_mono(c.b, [&](const monomial& y) { e.mono.assign_product(pm, x, y); });
+        c.psi->with_mono(c.a, [&](const monomial& x) {
+          c.sigma->with_mono(c.b, [&](const monomial& y) { e.mono.assign_product(pm, x, y); });
         });
       }
     });
@@ -480,86 +440,6 @@ class topk_semiring {
     sort_by_rank(r.entries);
     out.settle();
   }
-
-  /// ⊕ of ψ ⊗ σ terms per unit, the terms visited in any order: a structured stage's sums
-  /// (DESIGN §5), whose edges evaluation visits upper unit by upper unit, each adding to many
-  /// lower units. Per unit the k best products so far are kept as candidates (score, the two
-  /// values, their entries) — a term whose bound |ψ₀|·|σ₀| is below the unit's k-th is
-  /// skipped without reading its lists — and monomials are built only for the survivors, by
-  /// take(). Equal to folding plus and times over the unit's terms in any order (the
-  /// ranking is total, so the k best of a union are the k best of the parts' k best). The
-  /// values added must outlive take(): they are read in place. Memory: k candidates per unit.
-  class term_sums {
-   public:
-    term_sums(const topk_semiring& s, std::size_t units)
-        : k_(s.k()), best_(units * s.k()), count_(units, 0), kth_(units, -1.0) {}
-
-    /// Unit j ⊕= ψ ⊗ σ.
-    void add(std::size_t j, const packed_topk& psi, const packed_topk& sigma) {
-      double kth = kth_[j];
-      const double bound = std::fabs(psi.top()) * std::fabs(sigma.top());
-      if (!(bound > 0.0) || bound < kth) return;  // empty, every product underflows, or too small
-      entry* best = best_.data() + j * k_;
-      std::size_t nb = count_[j];
-      const std::size_t np = psi.size(), nq = sigma.size();
-      bool rows_left = true;
-      for (std::uint32_t a = 0; a < np && rows_left; ++a) {
-        const double pa = psi.score(a);
-        for (std::uint32_t b = 0; b < nq; ++b) {
-          const double sc = pa * sigma.score(b);
-          const double mag = std::fabs(sc);
-          if (mag == 0.0 || mag < kth) {  // the rest of the row is smaller (see fused_sum_into)
-            rows_left = b > 0;
-            break;
-          }
-          const entry c{sc, mag, &psi, &sigma, a, b};
-          std::size_t at = nb;
-          while (at > 0 && better(c, best[at - 1])) --at;
-          if (at >= k_) continue;  // ties the k-th on |score| but ranks after it
-          std::copy_backward(best + at, best + std::min(nb, k_ - 1), best + std::min(nb + 1, k_));
-          best[at] = c;
-          nb += nb < k_;
-          if (nb == k_) kth = best[k_ - 1].mag;
-        }
-      }
-      count_[j] = static_cast<std::uint32_t>(nb);
-      kth_[j] = kth;
-    }
-
-    /// Unit j's sum (the empty list when nothing was added).
-    value_type take(std::size_t j) const {
-      value_type r;
-      const entry* best = best_.data() + j * k_;
-      r.entries.resize(count_[j]);
-      for (std::size_t x = 0; x < count_[j]; ++x) {
-        r.entries[x].score = best[x].score;
-        r.entries[x].mono = mono_of(best[x]);
-      }
-      return r;
-    }
-
-   private:
-    struct entry {
-      double score, mag;
-      const packed_topk *psi, *sigma;
-      std::uint32_t a, b;
-    };
-    static monomial mono_of(const entry& c) {
-      return c.psi->with_mono(c.a, [&](const monomial& x) {
-        return c.sigma->with_mono(c.b, [&](const monomial& y) { return x * y; });
-      });
-    }
-    static bool better(const entry& x, const entry& y) {
-      if (x.mag != y.mag) return x.mag > y.mag;
-      const auto c = mono_of(x) <=> mono_of(y);
-      if (c != 0) return c < 0;
-      return x.score > y.score;
-    }
-    std::size_t k_;
-    std::vector<entry> best_;
-    std::vector<std::uint32_t> count_;
-    std::vector<double> kth_;
-  };
 
   /// The bound fused_sum_into reads of a term's σ: |its best score| (0 for the empty list).
   static double fused_bound(const packed_topk& v) noexcept { return std::fabs(v.top()); }
@@ -578,6 +458,53 @@ class topk_semiring {
   }
 
  private:
+  /// A product ψ_a · σ_b that may enter a k-best list, read in place from the two values.
+  struct candidate {
+    double score, mag;
+    const packed_topk *psi, *sigma;
+    std::uint32_t a, b;
+    monomial mono() const {
+      return psi->with_mono(a, [&](const monomial& x) { return sigma->with_mono(b, [&](const monomial& y) { return x * y; }); });
+    }
+  };
+  /// topk_better on candidates: |score|, then the monomials (built only on a tie), then score.
+  static bool better(const candidate& x, const candidate& y) {
+    if (x.mag != y.mag) return x.mag > y.mag;
+    const auto c = x.mono() <=> y.mono();
+    if (c != 0) return c < 0;
+    return x.score > y.score;
+  }
+  /// Offers the products of ψ ⊗ σ to best[0, nb) (sorted best first, room for k): each that
+  /// ranks among the k best is inserted; kth is best[k-1].mag once k are kept (else below any
+  /// |score|), and products below it or below `floor` are not made. Lists are sorted by
+  /// |score| and rounding is monotone, so a row stops at its first product too small, and the
+  /// rows stop when that happens at b = 0 (|ψ_a| does not increase). Products that underflow
+  /// are dropped, as times drops them.
+  void offer(const packed_topk& p, const packed_topk& q, double floor, candidate* best, std::size_t& nb,
+             double& kth) const {
+    const std::size_t np = p.size(), nq = q.size();
+    bool rows_left = true;
+    for (std::uint32_t a = 0; a < np && rows_left; ++a) {
+      const double pa = p.score(a);
+      for (std::uint32_t b = 0; b < nq; ++b) {
+        const double sc = pa * q.score(b);
+        const double mag = std::fabs(sc);
+        if (mag == 0.0 || mag < floor || mag < kth) {
+          rows_left = b > 0;
+          break;
+        }
+        const candidate c{sc, mag, &p, &q, a, b};
+        std::size_t at = nb;
+        while (at > 0 && better(c, best[at - 1])) --at;
+        if (at >= k_) continue;  // ties the k-th on |score| but ranks after it
+        std::copy_backward(best + at, best + std::min(nb, k_ - 1), best + std::min(nb + 1, k_));
+        best[at] = c;
+        nb += nb < k_;
+        if (nb == k_) kth = best[k_ - 1].mag;
+      }
+    }
+  }
+
   /// Sorts entries best first (topk_better). Entries made from a sorted list by one factor
   /// usually have strictly decreasing |score| already, which decides their order alone: then
   /// one compare per entry and no moves of their monomials.
@@ -618,6 +545,60 @@ class topk_semiring {
     return kth;
   }
 
+ public:
+  /// ⊕ of ψ ⊗ σ terms per unit, the terms visited in any order: a structured stage's sums
+  /// (DESIGN §5), whose edges evaluation visits upper unit by upper unit, each adding to many
+  /// lower units. Per unit the k best products so far are kept as candidates (score, the two
+  /// values, their entries) — a term whose bound |ψ₀|·|σ₀| is below the unit's k-th is
+  /// skipped without reading its lists — and monomials are built only for the survivors, by
+  /// take(). Equal to folding plus and times over the unit's terms in any order (the
+  /// ranking is total, so the k best of a union are the k best of the parts' k best). The
+  /// values added must outlive take(): they are read in place. Memory: k candidates per unit
+  /// (fits(): at most max_candidates in all).
+  class term_sums {
+   public:
+    /// At most this many candidates (40 bytes each) are held; a stage needing more (a large
+    /// k) is folded by the evaluator instead, its lists growing only with what is added.
+    static constexpr std::size_t max_candidates = std::size_t{1} << 20;
+    static bool fits(const topk_semiring& s, std::size_t units) noexcept {
+      return units <= max_candidates / s.k();
+    }
+    term_sums(const topk_semiring& s, std::size_t units)
+        : s_(s), k_(s.k()), best_(units * s.k()), count_(units, 0), kth_(units, -1.0) {}
+
+    /// Unit j ⊕= ψ ⊗ σ.
+    void add(std::size_t j, const packed_topk& psi, const packed_topk& sigma) {
+      double kth = kth_[j];
+      const double bound = std::fabs(psi.top()) * std::fabs(sigma.top());
+      if (!(bound > 0.0) || bound < kth) return;  // empty, every product underflows, or too small
+      candidate* best = best_.data() + j * k_;
+      std::size_t nb = count_[j];
+      s_.offer(psi, sigma, 0.0, best, nb, kth);
+      count_[j] = static_cast<std::uint32_t>(nb);
+      kth_[j] = kth;
+    }
+
+    /// Unit j's sum (the empty list when nothing was added).
+    value_type take(std::size_t j) const {
+      value_type r;
+      const candidate* best = best_.data() + j * k_;
+      r.entries.resize(count_[j]);
+      for (std::size_t x = 0; x < count_[j]; ++x) {
+        r.entries[x].score = best[x].score;
+        r.entries[x].mono = best[x].mono();
+      }
+      return r;
+    }
+
+   private:
+    const topk_semiring& s_;
+    std::size_t k_;
+    std::vector<candidate> best_;
+    std::vector<std::uint32_t> count_;
+    std::vector<double> kth_;
+  };
+
+ private:
   std::size_t k_;
 };
 

@@ -90,6 +90,17 @@ circuit random_fused(const std::vector<std::uint32_t>& widths, Pick&& pick) {
   return c;
 }
 
+/// The circuit the engine builds for one rule everywhere, in the given layout.
+circuit engine_circuit(const engine::network& net, const engine::forward_result& fwd, const char* rule,
+                       engine::circuit_layout layout) {
+  engine::composite comp;
+  engine::add_rule_option(comp, rule);
+  engine::circuit_options o;
+  o.layer_rules = engine::resolve(comp, net);
+  o.layout = layout;
+  return engine::build_circuit(net, fwd, o);
+}
+
 /// Every gate's value under the kernel equals the fold's, for the given valuation.
 void check_all_gates(const circuit& c, std::size_t k, const values_of<topk_semiring>& valuation) {
   const topk_semiring fast(k);
@@ -103,6 +114,19 @@ void check_all_gates(const circuit& c, std::size_t k, const values_of<topk_semir
   INFO("k = ", k, ", first differing gate ", first, ": kernel ", fast.format(a[first]), ", fold ",
        fast.format(b[first]));
   CHECK(differing == 0);
+  // A cone only (evaluate_gates: masked loop, gathered children over skipped gates, stage
+  // sums for the wanted lower units, values released after their last use): every third root.
+  std::vector<gate_id> some;
+  for (std::size_t r = 0; r < c.roots().size(); r += 3) some.push_back(c.roots()[r].gate);
+  const auto ca = evaluate_gates(c, fast, std::span<const packed_topk>(valuation), some);
+  const auto cb = evaluate_gates(c, slow, std::span<const packed_topk>(valuation), some);
+  REQUIRE(ca.size() == some.size());
+  std::size_t cone_differing = 0;
+  for (std::size_t r = 0; r < some.size(); ++r) {
+    cone_differing += ca[r] != cb[r];
+    cone_differing += ca[r] != a[to_index(some[r])];
+  }
+  CHECK(cone_differing == 0);
 }
 
 }  // namespace
@@ -174,7 +198,17 @@ TEST_CASE("top-k fused kernel = fold on wide layers, where the floor's guess fai
     std::vector<std::uint32_t> buffer;
     for (token_index t = 0; t < tt.size(); ++t)
       if (tt.kind(t) == token_kind::parameter) tt.set_value(t, tt.value(t) * scales[tt.index(t, buffer)[1] % 7]);
-    for (std::size_t k : {1, 3, 10, 20}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
+    for (std::size_t k : {1, 3, 10, 16, 17, 20}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
+    // The same values quantised to powers of two (ties on |score| everywhere), at the widths
+    // of the selection's fixed lanes (16) and just past them (17).
+    for (std::size_t k : {10, 16, 17}) {
+      const topk_semiring s(k);
+      values_of<topk_semiring> q;
+      for (token_index t = 0; t < tt.size(); ++t)
+        q.push_back(s.lift(t, std::exp2(std::round(std::log2(std::fabs(tt.value(t))) / 8)) *
+                                  (tt.value(t) < 0 ? -1.0 : 1.0)));
+      check_all_gates(c, k, q);
+    }
   }
 }
 
@@ -192,12 +226,7 @@ TEST_CASE("top-k fused kernel = fold on circuits the engine builds from the bund
     for (const char* rule : {"epsilon", "zplus", "alphabeta"}) {
       CAPTURE(model);
       CAPTURE(rule);
-      engine::composite comp;
-      engine::add_rule_option(comp, rule);
-      engine::circuit_options o;
-      o.layer_rules = engine::resolve(comp, net);
-      o.layout = engine::circuit_layout::fused;
-      const circuit c = engine::build_circuit(net, fwd, o);
+      const circuit c = engine_circuit(net, fwd, rule, engine::circuit_layout::fused);
       REQUIRE(has_fused_gates(c));
       check_all_gates(c, 10, lift_valuation(c, topk_semiring(10)));
     }
@@ -216,14 +245,9 @@ TEST_CASE("top-k structured stages (term_sums) = fold, on the bundled CNN, with 
   const auto fwd = engine::forward(net, x);
   for (const char* rule : {"epsilon", "zplus"}) {
     CAPTURE(rule);
-    engine::composite comp;
-    engine::add_rule_option(comp, rule);
-    engine::circuit_options o;
-    o.layer_rules = engine::resolve(comp, net);
-    o.layout = engine::circuit_layout::structured;
-    const circuit c = engine::build_circuit(net, fwd, o);
+    const circuit c = engine_circuit(net, fwd, rule, engine::circuit_layout::structured);
     REQUIRE(!c.structured_gates().empty());
-    for (std::size_t k : {1, 3, 10}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
+    for (std::size_t k : {1, 3, 10, 17}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
     const double levels[] = {0.5, 1.0, 2.0, 4.0};
     const topk_semiring s(10);
     values_of<topk_semiring> v;
@@ -248,4 +272,13 @@ TEST_CASE("top-k structured stages (term_sums) = fold, on the bundled CNN, with 
     INFO("entries ", entries, " in ", c.structured_gates().size(), " structured gates");
     CHECK(ties > 100);
   }
+}
+
+TEST_CASE("top-k term_sums holds at most max_candidates candidates: a larger stage is folded instead") {
+  using sums = topk_semiring::term_sums;
+  const topk_semiring ten(10), big(topk_semiring::max_k);
+  CHECK(sums::fits(ten, sums::max_candidates / 10));
+  CHECK_FALSE(sums::fits(ten, sums::max_candidates / 10 + 1));
+  CHECK(sums::fits(big, sums::max_candidates / topk_semiring::max_k));
+  CHECK_FALSE(sums::fits(big, 4704));  // lenet5's first stage: 4 704 lower units × 100 000
 }
