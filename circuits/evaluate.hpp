@@ -467,7 +467,7 @@ class structured_sums {
   /// outside the mask is left out of the sums: no wanted lower unit has an edge to it.
   structured_sums(const circuit& c, const S& s, const T* tv, const std::uint8_t* mask, std::uint32_t end)
       : c_(c), s_(s), tv_(tv), mask_(mask), acc_(c.conv_stages().size()), has_(c.conv_stages().size()),
-        want_(c.conv_stages().size()) {
+        want_(c.conv_stages().size()), kept_(c.conv_stages().size()), gates_left_(c.conv_stages().size(), 0) {
     const auto gates = c.structured_gates();
     for (std::size_t i = 0; i < gates.size() && to_index(gates[i]) < end; ++i) {
       if (mask && !mask[to_index(gates[i])]) continue;
@@ -475,6 +475,7 @@ class structured_sums {
       if (w.empty()) w.assign(c.conv_stages()[c.structured_stages()[i]].geometry.inputs(), 0);
       auto& n = w[c.structured_lowers()[i]];
       n += n < 255;  // how many structured gates read this sum (255: many)
+      ++gates_left_[c.structured_stages()[i]];
     }
   }
   /// The sum of structured gate number i (in structured_gates() order): moved out by the
@@ -491,6 +492,22 @@ class structured_sums {
     V out = std::move(acc_[st][j]);
     acc_[st][j] = s_.zero();  // (values that own memory give it back)
     return out;
+  }
+  /// out = φ ⊗ the sum of structured gate number i, written in place by the semiring's
+  /// term_sums when its stage kept one (has_term_sums and the stage fits); false otherwise
+  /// (then take() has the sum). The stage's term_sums lives until its last structured gate
+  /// has read it: it reads the scale gates' values in place until then.
+  bool times_into(std::size_t i, const stored_value_t<S>* val, stored_value_t<S>& out, const stored_value_t<S>& phi) {
+    if constexpr (has_term_sums<S>) {
+      const std::uint32_t st = c_.structured_stages()[i];
+      if (acc_[st].empty()) compute(st, val);
+      auto& kept = kept_[st];
+      if (!kept) return false;
+      kept->times_into(out, phi, c_.structured_lowers()[i]);
+      if (--gates_left_[st] == 0) kept.reset();
+      return true;
+    }
+    return false;
   }
 
  private:
@@ -512,9 +529,9 @@ class structured_sums {
     // ones (Boolean, max-plus, Viterbi, …) need no flag: zero ⊕ x = x.
     // A semiring with term_sums keeps each unit's sum itself when the stage fits its budget.
     constexpr bool bounded = has_term_sums<S>;
-    [[maybe_unused]] std::optional<term_sums_t> sums;
+    [[maybe_unused]] term_sums_t* sums = nullptr;
     if constexpr (bounded) {
-      if (term_sums_t::fits(s_, g.inputs())) sums.emplace(s_, g.inputs());
+      if (term_sums_t::fits(s_, g.inputs())) sums = &kept_[stage].emplace(s_, g.inputs());
     }
     constexpr bool owning = !std::is_trivially_copyable_v<V>;
     const bool flagged = owning && !sums;
@@ -576,11 +593,6 @@ class structured_sums {
             }
           }
         }
-    }
-    if constexpr (bounded) {
-      if (sums)
-        for (std::size_t j = 0; j < acc.size(); ++j)
-          if (all_wanted || want[j]) acc[j] = sums->take(j);
     }
   }
 
@@ -683,6 +695,8 @@ class structured_sums {
   std::vector<std::vector<std::conditional_t<std::is_same_v<V, bool>, std::uint8_t, V>>> acc_;
   std::vector<std::ptrdiff_t> kx_range_;
   std::vector<std::vector<std::uint8_t>> has_, want_;
+  std::vector<std::optional<term_sums_t>> kept_;  // per stage, while its structured gates read it
+  std::vector<std::uint32_t> gates_left_;          // per stage: its structured gates not yet evaluated
 };
 
 /// The forward loop. Gates [0, end) are evaluated, those with mask[g] == 0 skipped (left as
@@ -746,7 +760,8 @@ void evaluate_loop_impl(const circuit& c, const S& s, std::span<const T> valuati
       if (k >= gate_kind::fused) {
         if (k == gate_kind::structured) {
           while (to_index(structured_gates[next_structured]) < g) ++next_structured;
-          val[g] = s.times(val[to_index(ch[b])], sums->take(next_structured, val));
+          if (!sums->times_into(next_structured, val, val[g], val[to_index(ch[b])]))
+            val[g] = s.times(val[to_index(ch[b])], sums->take(next_structured, val));
           hook(g, val[g]);
           continue;
         }
@@ -935,26 +950,27 @@ values_of<S> evaluate_gates_hooked(const circuit& c, const S& s, std::span<const
       for (std::uint32_t g = 0; g < end; ++g)
         if (mask[g])
           for (auto ch : c.children(gate_id{g})) last_use[to_index(ch)] = g;
-      // A conv stage reads its scale gates (not children of its structured gates) when its
-      // first structured gate in the cone is evaluated: structured_sums sums the stage then.
+      // A conv stage reads its scale gates (not children of its structured gates) from its
+      // first structured gate in the cone, which sums the stage, to its last (a semiring
+      // with term_sums reads them in place until each unit's value is made).
       const auto structured = c.structured_gates();
-      std::vector<std::uint32_t> stage_first(c.conv_stages().size(), 0);
+      std::vector<std::uint32_t> stage_last(c.conv_stages().size(), 0);
       for (std::size_t i = 0; i < structured.size() && to_index(structured[i]) < end; ++i)
-        if (mask[to_index(structured[i])] && !stage_first[c.structured_stages()[i]])
-          stage_first[c.structured_stages()[i]] = to_index(structured[i]);
-      for (std::size_t st = 0; st < stage_first.size(); ++st)
-        if (stage_first[st])
+        if (mask[to_index(structured[i])])
+          stage_last[c.structured_stages()[i]] = to_index(structured[i]);
+      for (std::size_t st = 0; st < stage_last.size(); ++st)
+        if (stage_last[st])
           for (const gate_id x : c.conv_stages()[st].scaled)
             if (x != zero_gate && to_index(x) < end)
-              last_use[to_index(x)] = std::max(last_use[to_index(x)], stage_first[st]);
+              last_use[to_index(x)] = std::max(last_use[to_index(x)], stage_last[st]);
       for (auto g : gates) last_use[to_index(g)] = 0;
       auto releasing = [&](std::uint32_t g, const auto& v) {  // a stored value: no conversion
         hook(g, v);
         for (auto ch : c.children(gate_id{g}))
           if (last_use[to_index(ch)] == g) all[to_index(ch)] = stored_value_t<S>{};
         if (c.kind(gate_id{g}) == gate_kind::structured)
-          for (std::size_t st = 0; st < stage_first.size(); ++st)
-            if (stage_first[st] == g)
+          for (std::size_t st = 0; st < stage_last.size(); ++st)
+            if (stage_last[st] == g)
               for (const gate_id x : c.conv_stages()[st].scaled)
                 if (x != zero_gate && to_index(x) < end && last_use[to_index(x)] == g)
                   all[to_index(x)] = stored_value_t<S>{};

@@ -134,16 +134,19 @@ concept has_fused_bound =
 
 /// Semirings with an accumulator for ⊕ ψ ⊗ σ over terms visited in any order, per unit:
 /// S::term_sums(s, units) when S::term_sums::fits(s, units), add(j, ψ, σ) on stored values
-/// (read in place until take), take(j) the sum. Evaluation uses it for structured stages, whose edges it visits upper unit by
-/// upper unit (top-k: the k best candidates per unit instead of a list built per edge).
+/// (read in place until the last times_into), times_into(out, φ, j) writes φ ⊗ unit j's sum
+/// into a stored value. Evaluation uses it for structured stages, whose edges it visits
+/// upper unit by upper unit (top-k: the k best candidates per unit instead of a list built
+/// per edge, and no list for the sum).
 template <class S>
 concept has_term_sums =
     semiring<S> && requires(const S& s, typename S::term_sums& sums, std::size_t j,
-                            const typename value_storage<typename S::value_type>::type& v) {
+                            const typename value_storage<typename S::value_type>::type& v,
+                            typename value_storage<typename S::value_type>::type& out) {
       requires std::constructible_from<typename S::term_sums, const S&, std::size_t>;
       { S::term_sums::fits(s, j) } -> std::same_as<bool>;
       sums.add(j, v, v);
-      { std::as_const(sums).take(j) } -> std::same_as<typename S::value_type>;
+      std::as_const(sums).times_into(out, v, j);
     };
 
 /// Semirings whose a ⊗ b can be written into an evaluation array's slot, reading the operands

@@ -406,39 +406,7 @@ class topk_semiring {
       const std::size_t i = op[o];
       if (bd[i] >= kth) offer(psi(i), sigma(i), floor, best, nb, kth);
     }
-    if (nb == 0 || phi.empty()) {
-      out = packed_topk{};
-      return;
-    }
-    if (phi.size() != 1) {
-      value_type inner;
-      inner.entries.reserve(nb);
-      for (std::size_t r = 0; r < nb; ++r) inner.entries.push_back({best[r].score, best[r].mono()});
-      out = times(phi, inner);
-      return;
-    }
-    // φ ⊗ inner for a one-entry φ, as times() computes it (every product kept — there are at
-    // most k — zero products dropped, then sorted), with each monomial made in one product
-    // into the entry's storage: (φ's · ψ's), both at most one factor for lifted tokens, · σ's.
-    const double ps = phi.score(0);
-    topk_list& r = out.list_for_writing();
-    if (r.entries.size() < nb) r.entries.resize(nb);
-    std::size_t w = 0;
-    phi.with_mono(0, [&](const monomial& pm) {
-      for (std::size_t slot = 0; slot < nb; ++slot) {
-        const candidate& c = best[slot];
-        const double s = ps * c.score;
-        if (s == 0.0) continue;
-        auto& e = r.entries[w++];
-        e.score = s;
-        c.psi->with_mono(c.a, [&](const monomial& x) {
-          c.sigma->with_mono(c.b, [&](const monomial& y) { e.mono.assign_product(pm, x, y); });
-        });
-      }
-    });
-    r.entries.resize(w);
-    sort_by_rank(r.entries);
-    out.settle();
+    phi_times_into(out, phi, best, nb);
   }
 
   /// The bound fused_sum_into reads of a term's σ: |its best score| (0 for the empty list).
@@ -505,6 +473,43 @@ class topk_semiring {
     }
   }
 
+  /// out = φ ⊗ [the candidates best[0, nb), sorted best first], as times() computes it, in
+  /// place (list_for_writing): for a one-entry φ every product is kept — there are at most k
+  /// — zero products dropped, then sorted, each monomial made in one product into the entry's
+  /// storage: (φ's · ψ's), both at most one factor for lifted tokens, · σ's.
+  void phi_times_into(packed_topk& out, const packed_topk& phi, const candidate* best, std::size_t nb) const {
+    if (nb == 0 || phi.empty()) {
+      out = packed_topk{};
+      return;
+    }
+    if (phi.size() != 1) {
+      value_type inner;
+      inner.entries.reserve(nb);
+      for (std::size_t r = 0; r < nb; ++r) inner.entries.push_back({best[r].score, best[r].mono()});
+      out = times(phi, inner);
+      return;
+    }
+    const double ps = phi.score(0);
+    topk_list& r = out.list_for_writing();
+    if (r.entries.size() < nb) r.entries.resize(nb);
+    std::size_t w = 0;
+    phi.with_mono(0, [&](const monomial& pm) {
+      for (std::size_t slot = 0; slot < nb; ++slot) {
+        const candidate& c = best[slot];
+        const double s = ps * c.score;
+        if (s == 0.0) continue;
+        auto& e = r.entries[w++];
+        e.score = s;
+        c.psi->with_mono(c.a, [&](const monomial& x) {
+          c.sigma->with_mono(c.b, [&](const monomial& y) { e.mono.assign_product(pm, x, y); });
+        });
+      }
+    });
+    r.entries.resize(w);
+    sort_by_rank(r.entries);
+    out.settle();
+  }
+
   /// Sorts entries best first (topk_better). Entries made from a sorted list by one factor
   /// usually have strictly decreasing |score| already, which decides their order alone: then
   /// one compare per entry and no moves of their monomials.
@@ -551,10 +556,10 @@ class topk_semiring {
   /// lower units. Per unit the k best products so far are kept as candidates (score, the two
   /// values, their entries) — a term whose bound |ψ₀|·|σ₀| is below the unit's k-th is
   /// skipped without reading its lists — and monomials are built only for the survivors, by
-  /// take(). Equal to folding plus and times over the unit's terms in any order (the
+  /// times_into(). Equal to folding plus and times over the unit's terms in any order (the
   /// ranking is total, so the k best of a union are the k best of the parts' k best). The
-  /// values added must outlive take(): they are read in place. Memory: k candidates per unit
-  /// (fits(): at most max_candidates in all).
+  /// values added must outlive the last times_into(): they are read in place. Memory: k
+  /// candidates per unit (fits(): at most max_candidates in all).
   class term_sums {
    public:
     /// At most this many candidates (40 bytes each) are held; a stage needing more (a large
@@ -578,16 +583,10 @@ class topk_semiring {
       kth_[j] = kth;
     }
 
-    /// Unit j's sum (the empty list when nothing was added).
-    value_type take(std::size_t j) const {
-      value_type r;
-      const candidate* best = best_.data() + j * k_;
-      r.entries.resize(count_[j]);
-      for (std::size_t x = 0; x < count_[j]; ++x) {
-        r.entries[x].score = best[x].score;
-        r.entries[x].mono = best[x].mono();
-      }
-      return r;
+    /// out = φ ⊗ unit j's sum, written in place as fused_sum_into writes a fused gate's value
+    /// (no list built for the sum). `out` must not be φ or a value added.
+    void times_into(packed_topk& out, const packed_topk& phi, std::size_t j) const {
+      s_.phi_times_into(out, phi, best_.data() + j * k_, count_[j]);
     }
 
    private:
