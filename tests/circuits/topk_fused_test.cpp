@@ -12,7 +12,9 @@
 //      of each gate's floor (from the previous gate's) fails, holds and lets every term in;
 //   4. circuits built by the engine from the bundled models (fused layout), three rules;
 //   5. the bundled CNN in the structured layout, whose conv stages top-k sums per lower unit
-//      with topk_semiring::term_sums, natural and quantised valuations.
+//      with topk_semiring::term_sums, natural and quantised valuations;
+//   6. evaluate_into writing over a buffer left by another valuation and another k (fused
+//      and structured gates write their values in place, reusing the lists they find).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -99,6 +101,20 @@ circuit engine_circuit(const engine::network& net, const engine::forward_result&
   o.layer_rules = engine::resolve(comp, net);
   o.layout = layout;
   return engine::build_circuit(net, fwd, o);
+}
+
+/// The tokens' values quantised to {±½, ±1, ±2, ±4} (|score| ties everywhere), every 11th
+/// parameter deleted (value 0); `deleted` counts the zero values.
+values_of<topk_semiring> quantised_valuation(const circuit& c, const topk_semiring& s, std::size_t& deleted) {
+  const double levels[] = {0.5, 1.0, 2.0, 4.0};
+  values_of<topk_semiring> v;
+  for (token_index t = 0; t < c.tokens().size(); ++t) {
+    const double value = c.tokens().value(t);
+    const bool zero = value == 0.0 || (t % 11 == 0 && c.tokens().kind(t) == token_kind::parameter);
+    deleted += zero;
+    v.push_back(s.lift(t, zero ? 0.0 : std::copysign(levels[t % 4], value)));
+  }
+  return v;
 }
 
 /// Every gate's value under the kernel equals the fold's, for the given valuation.
@@ -248,16 +264,9 @@ TEST_CASE("top-k structured stages (term_sums) = fold, on the bundled CNN, with 
     const circuit c = engine_circuit(net, fwd, rule, engine::circuit_layout::structured);
     REQUIRE(!c.structured_gates().empty());
     for (std::size_t k : {1, 3, 10, 17}) check_all_gates(c, k, lift_valuation(c, topk_semiring(k)));
-    const double levels[] = {0.5, 1.0, 2.0, 4.0};
     const topk_semiring s(10);
-    values_of<topk_semiring> v;
     std::size_t deleted = 0;
-    for (token_index t = 0; t < c.tokens().size(); ++t) {
-      const double value = c.tokens().value(t);
-      const bool zero = value == 0.0 || (t % 11 == 0 && c.tokens().kind(t) == token_kind::parameter);
-      deleted += zero;
-      v.push_back(s.lift(t, zero ? 0.0 : std::copysign(levels[t % 4], value)));
-    }
+    const auto v = quantised_valuation(c, s, deleted);
     CHECK(deleted > 0);
     check_all_gates(c, 10, v);
     // The quantised sums must tie on |score| (else the ranking's monomial order is untested).
@@ -281,4 +290,33 @@ TEST_CASE("top-k term_sums holds at most max_candidates candidates: a larger sta
   CHECK_FALSE(sums::fits(ten, sums::max_candidates / 10 + 1));
   CHECK(sums::fits(big, sums::max_candidates / topk_semiring::max_k));
   CHECK_FALSE(sums::fits(big, 4704));  // lenet5's first stage: 4 704 lower units × 100 000
+}
+
+TEST_CASE("top-k evaluate_into over a used buffer = a fresh evaluation, fused and structured") {
+  // Fused and structured gates write their values into the slots they find (list_for_writing),
+  // reusing the lists and monomials of the previous evaluation: a buffer left by another
+  // valuation (other lengths, other monomials, empty and one-entry values) or another k must
+  // not leak into the next values.
+  const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
+  const auto net = engine::load_onnx(data / "models/digits_cnn.onnx");
+  const auto x = engine::select_sample(engine::read_npy(data / "inputs/cnn_input_0.npy"), net.input_shape,
+                                       std::nullopt, "cnn_input_0.npy");
+  const auto fwd = engine::forward(net, x);
+  for (const auto layout : {engine::circuit_layout::fused, engine::circuit_layout::structured}) {
+    CAPTURE(static_cast<int>(layout));
+    const circuit c = engine_circuit(net, fwd, "epsilon", layout);
+    values_of<topk_semiring> buf;
+    std::size_t deleted = 0, runs = 0, differing = 0;
+    for (const std::size_t k : {17, 3, 10, 1, 10}) {
+      const topk_semiring s(k);
+      const bool quantised = runs++ % 2 == 1;
+      const auto v = quantised ? quantised_valuation(c, s, deleted) : lift_valuation(c, s);
+      evaluate_into(c, s, std::span<const packed_topk>(v), buf);
+      const auto fresh = evaluate(c, s, std::span<const packed_topk>(v));
+      REQUIRE(buf.size() == fresh.size());
+      for (std::size_t g = 0; g < buf.size(); ++g) differing += buf[g] != fresh[g];
+    }
+    CHECK(deleted > 0);
+    CHECK(differing == 0);
+  }
 }
