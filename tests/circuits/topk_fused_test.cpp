@@ -103,6 +103,21 @@ circuit engine_circuit(const engine::network& net, const engine::forward_result&
   return engine::build_circuit(net, fwd, o);
 }
 
+/// The bundled CNN and its forward pass on the bundled input.
+struct cnn_run {
+  engine::network net;
+  engine::forward_result fwd;
+};
+cnn_run bundled_cnn() {
+  const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
+  cnn_run r;
+  r.net = engine::load_onnx(data / "models/digits_cnn.onnx");
+  const auto x = engine::select_sample(engine::read_npy(data / "inputs/cnn_input_0.npy"), r.net.input_shape,
+                                       std::nullopt, "cnn_input_0.npy");
+  r.fwd = engine::forward(r.net, x);
+  return r;
+}
+
 /// The tokens' values quantised to {±½, ±1, ±2, ±4} (|score| ties everywhere), every 11th
 /// parameter deleted (value 0); `deleted` counts the zero values.
 values_of<topk_semiring> quantised_valuation(const circuit& c, const topk_semiring& s, std::size_t& deleted) {
@@ -254,11 +269,7 @@ TEST_CASE("top-k structured stages (term_sums) = fold, on the bundled CNN, with 
   // keeps each lower unit's k best candidates (topk_semiring::term_sums) where the fold
   // builds a list per edge. Every gate must agree, under the natural valuation and under one
   // quantised to {±½, ±1, ±2, ±4} with some tokens deleted (ties everywhere, zero lists).
-  const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
-  const auto net = engine::load_onnx(data / "models/digits_cnn.onnx");
-  const auto x = engine::select_sample(engine::read_npy(data / "inputs/cnn_input_0.npy"), net.input_shape,
-                                       std::nullopt, "cnn_input_0.npy");
-  const auto fwd = engine::forward(net, x);
+  const auto [net, fwd] = bundled_cnn();
   for (const char* rule : {"epsilon", "zplus"}) {
     CAPTURE(rule);
     const circuit c = engine_circuit(net, fwd, rule, engine::circuit_layout::structured);
@@ -297,11 +308,7 @@ TEST_CASE("top-k evaluate_into over a used buffer = a fresh evaluation, fused an
   // reusing the lists and monomials of the previous evaluation: a buffer left by another
   // valuation (other lengths, other monomials, empty and one-entry values) or another k must
   // not leak into the next values.
-  const std::filesystem::path data = PROVNN_TEST_DATA_DIR;
-  const auto net = engine::load_onnx(data / "models/digits_cnn.onnx");
-  const auto x = engine::select_sample(engine::read_npy(data / "inputs/cnn_input_0.npy"), net.input_shape,
-                                       std::nullopt, "cnn_input_0.npy");
-  const auto fwd = engine::forward(net, x);
+  const auto [net, fwd] = bundled_cnn();
   for (const auto layout : {engine::circuit_layout::fused, engine::circuit_layout::structured}) {
     CAPTURE(static_cast<int>(layout));
     const circuit c = engine_circuit(net, fwd, "epsilon", layout);
