@@ -467,7 +467,8 @@ class structured_sums {
   /// outside the mask is left out of the sums: no wanted lower unit has an edge to it.
   structured_sums(const circuit& c, const S& s, const T* tv, const std::uint8_t* mask, std::uint32_t end)
       : c_(c), s_(s), tv_(tv), mask_(mask), acc_(c.conv_stages().size()), has_(c.conv_stages().size()),
-        want_(c.conv_stages().size()), kept_(c.conv_stages().size()), gates_left_(c.conv_stages().size(), 0) {
+        want_(c.conv_stages().size()), kept_(c.conv_stages().size()), gates_left_(c.conv_stages().size(), 0),
+        computed_(c.conv_stages().size(), 0) {
     const auto gates = c.structured_gates();
     for (std::size_t i = 0; i < gates.size() && to_index(gates[i]) < end; ++i) {
       if (mask && !mask[to_index(gates[i])]) continue;
@@ -482,7 +483,8 @@ class structured_sums {
   /// last gate that reads it, copied for the others (two gates of one lower unit and stage).
   V take(std::size_t i, const stored_value_t<S>* val) {
     const std::uint32_t st = c_.structured_stages()[i], j = c_.structured_lowers()[i];
-    if (acc_[st].empty()) compute(st, val);
+    if (!computed_[st]) compute(st, val);
+    PROVNN_ASSERT(!acc_[st].empty());  // (a stage kept by term_sums is read by times_into only)
     if (!has_[st].empty() && !has_[st][j]) return s_.zero();
     auto& readers = want_[st][j];
     if (readers > 1) {
@@ -500,9 +502,10 @@ class structured_sums {
   bool times_into(std::size_t i, const stored_value_t<S>* val, stored_value_t<S>& out, const stored_value_t<S>& phi) {
     if constexpr (has_term_sums<S>) {
       const std::uint32_t st = c_.structured_stages()[i];
-      if (acc_[st].empty()) compute(st, val);
+      if (!computed_[st]) compute(st, val);
       auto& kept = kept_[st];
       if (!kept) return false;
+      PROVNN_ASSERT(gates_left_[st] > 0);
       kept->times_into(out, phi, c_.structured_lowers()[i]);
       if (--gates_left_[st] == 0) kept.reset();
       return true;
@@ -517,7 +520,13 @@ class structured_sums {
     const std::uint8_t* want = want_[stage].data();
     auto& acc = acc_[stage];
     constexpr bool real = std::is_same_v<S, real_semiring>;
-    acc.assign(g.inputs(), s_.zero());
+    computed_[stage] = 1;
+    // A semiring with term_sums keeps each unit's sum itself when the stage fits its budget
+    // (then the stage needs no sums here).
+    constexpr bool bounded = has_term_sums<S>;
+    bool keeps = false;
+    if constexpr (bounded) keeps = term_sums_t::fits(s_, g.inputs());
+    if (!keeps) acc.assign(g.inputs(), s_.zero());
     if constexpr (real) {
       if (dense_real(st, val, acc.data())) return;
     } else if constexpr (dense_op<S>::value) {
@@ -527,11 +536,9 @@ class structured_sums {
     }
     // Values that own memory start from the first product rather than from zero ⊕ it; plain
     // ones (Boolean, max-plus, Viterbi, …) need no flag: zero ⊕ x = x.
-    // A semiring with term_sums keeps each unit's sum itself when the stage fits its budget.
-    constexpr bool bounded = has_term_sums<S>;
     [[maybe_unused]] term_sums_t* sums = nullptr;
     if constexpr (bounded) {
-      if (term_sums_t::fits(s_, g.inputs())) sums = &kept_[stage].emplace(s_, g.inputs());
+      if (keeps) sums = &kept_[stage].emplace(s_, g.inputs());
     }
     constexpr bool owning = !std::is_trivially_copyable_v<V>;
     const bool flagged = owning && !sums;
@@ -697,6 +704,7 @@ class structured_sums {
   std::vector<std::vector<std::uint8_t>> has_, want_;
   std::vector<std::optional<term_sums_t>> kept_;  // per stage, while its structured gates read it
   std::vector<std::uint32_t> gates_left_;          // per stage: its structured gates not yet evaluated
+  std::vector<std::uint8_t> computed_;             // per stage: compute() has run
 };
 
 /// The forward loop. Gates [0, end) are evaluated, those with mask[g] == 0 skipped (left as
@@ -950,13 +958,13 @@ values_of<S> evaluate_gates_hooked(const circuit& c, const S& s, std::span<const
       for (std::uint32_t g = 0; g < end; ++g)
         if (mask[g])
           for (auto ch : c.children(gate_id{g})) last_use[to_index(ch)] = g;
-      // A conv stage reads its scale gates (not children of its structured gates) from its
-      // first structured gate in the cone, which sums the stage, to its last (a semiring
-      // with term_sums reads them in place until each unit's value is made).
+      // A conv stage reads its scale gates (not children of its structured gates) when its
+      // first structured gate in the cone is evaluated: structured_sums sums the stage then;
+      // a semiring with term_sums reads them in place until the stage's last gate.
       const auto structured = c.structured_gates();
-      std::vector<std::uint32_t> stage_last(c.conv_stages().size(), 0);
+      std::vector<std::uint32_t> stage_last(c.conv_stages().size(), 0);  // (its first, without term_sums)
       for (std::size_t i = 0; i < structured.size() && to_index(structured[i]) < end; ++i)
-        if (mask[to_index(structured[i])])
+        if (mask[to_index(structured[i])] && (has_term_sums<S> || !stage_last[c.structured_stages()[i]]))
           stage_last[c.structured_stages()[i]] = to_index(structured[i]);
       for (std::size_t st = 0; st < stage_last.size(); ++st)
         if (stage_last[st])

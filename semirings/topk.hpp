@@ -559,7 +559,9 @@ class topk_semiring {
   /// times_into(). Equal to folding plus and times over the unit's terms in any order (the
   /// ranking is total, so the k best of a union are the k best of the parts' k best). The
   /// values added must outlive the last times_into(): they are read in place. Memory: k
-  /// candidates per unit (fits(): at most max_candidates in all).
+  /// candidates per unit (fits(): at most max_candidates per stage; evaluation keeps a
+  /// stage's until its last structured gate, so the stages of one layer's targets and rule
+  /// terms, whose gates alternate, are held together).
   class term_sums {
    public:
     /// At most this many candidates (40 bytes each) are held; a stage needing more (a large

@@ -14,9 +14,13 @@
 //   5. the bundled CNN in the structured layout, whose conv stages top-k sums per lower unit
 //      with topk_semiring::term_sums, natural and quantised valuations;
 //   6. evaluate_into writing over a buffer left by another valuation and another k (fused
-//      and structured gates write their values in place, reusing the lists they find).
+//      and structured gates write their values in place, reusing the lists they find);
+//   7. structured stages made by hand: stages whose gates interleave, repeated lower units,
+//      several-entry φ and σ, plain gates reading scale gates, a stage over structured
+//      values; k within term_sums' budget and past it (the fold), cones and reused buffers.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -326,4 +330,120 @@ TEST_CASE("top-k evaluate_into over a used buffer = a fresh evaluation, fused an
     CHECK(deleted > 0);
     CHECK(differing == 0);
   }
+}
+
+TEST_CASE("top-k structured stages by hand: interleaved stages, repeated units, long lists, term_sums and its fallback") {
+  // Small conv stages (2×3×3 → 2×2×2, 2×2 kernels, 18 lower units) whose structured gates come
+  // in random order across two or three stages (so several stages' term_sums are alive at
+  // once), some twice for one lower unit; φ and the scaled values are tokens or sums of two or
+  // three (lists of several entries), some tokens 0, values quantised every other trial (ties);
+  // plain gates read scale gates between structured gates; a last stage reads sums of
+  // structured values. k = 60 000 puts 18 × 60 000 candidates past term_sums' budget (2^20),
+  // so those stages take the fold. Every gate, random cones and a reused buffer are compared
+  // with the fold.
+  std::mt19937_64 rng(20261203);
+  std::size_t gates = 0, differing = 0, cones = 0;
+  std::uint32_t next = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    circuit c;
+    auto& tt = c.tokens();
+    const bool quantised = trial % 2 == 1;
+    const auto value = [&] {
+      const double levels[] = {0.5, 1.0, 2.0, 4.0};
+      double v = quantised ? levels[rng() % 4] : std::ldexp(static_cast<double>(rng() % 1000 + 1) / 1000.0, static_cast<int>(rng() % 5) - 2);
+      if (rng() % 9 == 0) v = 0.0;
+      return rng() % 2 ? v : -v;
+    };
+    const auto token = [&](token_kind kind) {
+      const auto t = tt.intern(kind, token_variant::plain, 1, {next++});
+      tt.set_value(t, value());
+      return t;
+    };
+    const auto operand = [&] {  // a token, or a sum of two or three (a list of several entries)
+      const std::size_t n = 1 + rng() % 3;
+      std::vector<gate_id> ts;
+      for (std::size_t i = 0; i < n; ++i) ts.push_back(c.token(token(token_kind::activation)));
+      return n == 1 ? ts[0] : c.plus(std::span<const gate_id>(ts));
+    };
+    conv_geometry g;
+    g.in_channels = 2, g.in_h = 3, g.in_w = 3, g.out_channels = 2, g.out_h = 2, g.out_w = 2;
+    g.kernel_h = 2, g.kernel_w = 2;
+    std::vector<gate_id> scaled;  // every scale gate made
+    const auto stage = [&](const std::vector<gate_id>& upper) {
+      conv_stage st;
+      st.layer = 1;
+      st.geometry = g;
+      st.parameters = tt.size();
+      for (std::size_t p = 0; p < g.weights(); ++p) token(token_kind::parameter);
+      st.present.resize(g.weights());
+      for (auto& x : st.present) x = rng() % 5 != 0;
+      st.scaled.assign(g.outputs(), zero_gate);
+      for (std::size_t k = 0; k < g.outputs(); ++k)
+        if (rng() % 6 != 0) {
+          st.scaled[k] = c.scale(upper[k], c.token(token(token_kind::normaliser)), k);
+          scaled.push_back(st.scaled[k]);
+        }
+      return c.add_conv_stage(std::move(st));
+    };
+    std::vector<gate_id> upper;
+    for (std::size_t k = 0; k < g.outputs(); ++k) upper.push_back(operand());
+    std::vector<std::uint32_t> stages;
+    for (std::size_t n = 2 + rng() % 2; stages.size() < n;) stages.push_back(stage(upper));
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> order;  // (stage, lower unit)
+    for (const auto st : stages)
+      for (std::uint32_t j = 0; j < g.inputs(); ++j) {
+        if (rng() % 4 == 0) continue;
+        order.push_back({st, j});
+        if (rng() % 5 == 0) order.push_back({st, j});
+      }
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<gate_id> lower(g.inputs(), zero_gate), structured;
+    for (const auto& [st, j] : order) {
+      const gate_id x = c.structured(rng() % 4 == 0 ? operand() : c.token(token(token_kind::activation)), st, j);
+      structured.push_back(x);
+      if (rng() % 7 == 0) {  // a plain gate reading a scale gate between structured gates
+        const gate_id y = c.times({scaled[rng() % scaled.size()], operand()});
+        c.add_root({fmt::format("p{}", to_index(y)), y, root_kind::other});
+      }
+      lower[j] = lower[j] == zero_gate ? x : c.plus({lower[j], x});
+    }
+    std::vector<gate_id> upper2;  // a stage over structured values
+    for (std::size_t k = 0; k < g.outputs(); ++k) {
+      const gate_id x = lower[(k * 7 + static_cast<std::size_t>(trial)) % lower.size()];
+      upper2.push_back(x == zero_gate ? operand() : x);
+    }
+    const auto last = stage(upper2);
+    for (std::uint32_t j = 0; j < g.inputs(); ++j)
+      if (rng() % 3 != 0) {
+        const gate_id x = c.structured(c.token(token(token_kind::activation)), last, j);
+        c.add_root({fmt::format("s{}", to_index(x)), x, root_kind::other});
+      }
+    for (const auto x : structured)
+      if (rng() % 3 == 0) c.add_root({fmt::format("r{}", to_index(x)), x, root_kind::other});
+    if (c.roots().empty()) continue;
+    for (const std::size_t k : {1, 2, 3, 7, 60000}) {
+      CHECK(topk_semiring::term_sums::fits(topk_semiring(k), g.inputs()) == (k != 60000));
+      const topk_semiring fast(k);
+      const auto v = lift_valuation(c, fast);
+      const std::span<const packed_topk> vs(v);
+      const auto a = evaluate(c, fast, vs);
+      const auto b = evaluate(c, folded_topk(k), vs);
+      gates += a.size();
+      for (std::size_t i = 0; i < a.size(); ++i) differing += a[i] != b[i];
+      auto buf = evaluate(c, topk_semiring(k == 1 ? 5 : 1), vs);
+      evaluate_into(c, fast, vs, buf);
+      for (std::size_t i = 0; i < a.size(); ++i) differing += buf[i] != b[i];
+      for (int r = 0; r < 3; ++r, ++cones) {
+        std::vector<gate_id> some;
+        for (const auto& root : c.roots())
+          if (rng() % 3 == 0) some.push_back(root.gate);
+        if (some.empty()) some.push_back(c.roots()[0].gate);
+        const auto part = evaluate_gates(c, fast, vs, some);
+        for (std::size_t i = 0; i < some.size(); ++i) differing += part[i] != b[to_index(some[i])];
+      }
+    }
+  }
+  INFO(gates, " gates, ", cones, " cones");
+  CHECK(gates > 10000);
+  CHECK(differing == 0);
 }

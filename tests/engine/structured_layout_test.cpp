@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "circuits/dot.hpp"
 #include "circuits/evaluate.hpp"
@@ -42,6 +43,7 @@
 #include "semirings/nx.hpp"
 #include "semirings/real.hpp"
 #include "semirings/security.hpp"
+#include "semirings/topk.hpp"
 #include "semirings/viterbi.hpp"
 #include "tests/common/pvc_bytes.hpp"
 #include "tests/engine/engine_test_util.hpp"
@@ -61,6 +63,24 @@ template <class S>
 auto roots_in(const circuit& c, const S& s) {
   const auto v = lift_valuation(c, s);
   return evaluate_roots(c, s, std::span<const stored_value_t<S>>(v));
+}
+
+// Each root's top-3 entries as "score tokens", the token names sorted (layouts number their
+// tokens differently).
+std::vector<std::vector<std::string>> topk_by_name(const circuit& c) {
+  const auto values = roots_in(c, topk_semiring(3));
+  const auto names = c.tokens().namer();
+  std::vector<std::vector<std::string>> out;
+  for (const auto& v : values) {
+    auto& entries = out.emplace_back();
+    for (const auto& e : topk_list(v).entries) {
+      std::vector<std::string> ts;
+      for (const auto& f : e.mono) ts.push_back(fmt::format("{}^{}", names(f.token), f.exponent));
+      std::sort(ts.begin(), ts.end());
+      entries.push_back(fmt::format("{} {}", e.score, fmt::join(ts, "·")));
+    }
+  }
+  return out;
 }
 
 std::vector<double> roots_real(const circuit& c) { return evaluate_roots(c, real_semiring{}, c.tokens().values()); }
@@ -102,6 +122,10 @@ struct layouts {
     CHECK(roots_in(structured, security_semiring{}) == roots_in(fused, security_semiring{}));
     CHECK(roots_in(structured, max_plus_semiring{}) == roots_in(fused, max_plus_semiring{}));
     CHECK(roots_in(structured, viterbi_semiring{}) == roots_in(fused, viterbi_semiring{}));
+    // Top-k: structured stages by term_sums against the fused layout's kernel (stages of
+    // several targets and rule terms alive at once). The layouts number their tokens
+    // differently, so entries are compared by score and token names.
+    CHECK(topk_by_name(structured) == topk_by_name(fused));
     // Lazily expanded: the fused layout's expansion, edge for edge.
     const circuit es = expand_fused(structured), ef = expand_fused(fused);
     CHECK_FALSE(has_fused_gates(es));
