@@ -962,23 +962,25 @@ values_of<S> evaluate_gates_hooked(const circuit& c, const S& s, std::span<const
       // first structured gate in the cone is evaluated: structured_sums sums the stage then;
       // a semiring with term_sums reads them in place until the stage's last gate.
       const auto structured = c.structured_gates();
-      std::vector<std::uint32_t> stage_last(c.conv_stages().size(), 0);  // (its first, without term_sums)
+      // stage_done[st]: the gate after which stage st reads its scale values no more (its
+      // first structured gate in the cone, or with term_sums its last).
+      std::vector<std::uint32_t> stage_done(c.conv_stages().size(), 0);
       for (std::size_t i = 0; i < structured.size() && to_index(structured[i]) < end; ++i)
-        if (mask[to_index(structured[i])] && (has_term_sums<S> || !stage_last[c.structured_stages()[i]]))
-          stage_last[c.structured_stages()[i]] = to_index(structured[i]);
-      for (std::size_t st = 0; st < stage_last.size(); ++st)
-        if (stage_last[st])
+        if (mask[to_index(structured[i])] && (has_term_sums<S> || !stage_done[c.structured_stages()[i]]))
+          stage_done[c.structured_stages()[i]] = to_index(structured[i]);
+      for (std::size_t st = 0; st < stage_done.size(); ++st)
+        if (stage_done[st])
           for (const gate_id x : c.conv_stages()[st].scaled)
             if (x != zero_gate && to_index(x) < end)
-              last_use[to_index(x)] = std::max(last_use[to_index(x)], stage_last[st]);
+              last_use[to_index(x)] = std::max(last_use[to_index(x)], stage_done[st]);
       for (auto g : gates) last_use[to_index(g)] = 0;
       auto releasing = [&](std::uint32_t g, const auto& v) {  // a stored value: no conversion
         hook(g, v);
         for (auto ch : c.children(gate_id{g}))
           if (last_use[to_index(ch)] == g) all[to_index(ch)] = stored_value_t<S>{};
         if (c.kind(gate_id{g}) == gate_kind::structured)
-          for (std::size_t st = 0; st < stage_last.size(); ++st)
-            if (stage_last[st] == g)
+          for (std::size_t st = 0; st < stage_done.size(); ++st)
+            if (stage_done[st] == g)
               for (const gate_id x : c.conv_stages()[st].scaled)
                 if (x != zero_gate && to_index(x) < end && last_use[to_index(x)] == g)
                   all[to_index(x)] = stored_value_t<S>{};
