@@ -31,7 +31,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,44 +64,43 @@ inline bool topk_better(const scored_monomial& a, const scored_monomial& b) noex
 
 namespace detail {
 
-/// Room compact_at_least may write past its count: idx and val need n + compact_slack.
-inline constexpr std::size_t compact_slack = 8;
-
-/// The i < n with x[i] ≥ lim, in order: i into idx, x[i] into val; returns their number.
-/// NaN is never taken. Branch-free: one store per element and a chain on the count.
-inline std::size_t compact_at_least_scalar(const double* x, std::size_t n, double lim, std::uint32_t* idx,
-                                           double* val) noexcept {
+/// The i < n with x[i] > 0 and x[i] ≥ lim, in order: i into idx, x[i] into val; returns
+/// their number. NaN is never taken. Branch-free: two stores per element, and a chain on the
+/// count. Entries past the count, below n, may be overwritten (idx and val hold n).
+inline std::size_t compact_positive_at_least_scalar(const double* x, std::size_t n, double lim, std::uint32_t* idx,
+                                                    double* val) noexcept {
   std::size_t m = 0;
   for (std::size_t i = 0; i < n; ++i) {
     idx[m] = static_cast<std::uint32_t>(i);
     val[m] = x[i];
-    m += x[i] >= lim;
+    m += (x[i] >= lim) & (x[i] > 0.0);
   }
   return m;
 }
 
-/// compact_at_least_scalar, eight elements per step where AVX-512 is compiled in (the fused
-/// top-k kernel's pass 1 compacts every edge's bound: the scalar chain on the count was a
-/// tenth of top-k on 784-300-100-10, issue 5). Writes up to compact_slack entries past the
-/// count (idx and val need n + compact_slack).
-inline std::size_t compact_at_least(const double* x, std::size_t n, double lim, std::uint32_t* idx,
-                                    double* val) noexcept {
+/// compact_positive_at_least_scalar, eight elements per step where AVX-512 is compiled in (the
+/// fused top-k kernel's pass 1 compacts every edge's bound: the scalar chain on the count was
+/// a tenth of top-k on 784-300-100-10, issue 5). Each step stores eight lanes at the count,
+/// which is at most the step's first index, so nothing is written at n or past it. Both paths
+/// give the same result (a program that mixes -march settings may run either).
+inline std::size_t compact_positive_at_least(const double* x, std::size_t n, double lim, std::uint32_t* idx,
+                                             double* val) noexcept {
   std::size_t m = 0, i = 0;
 #if defined(__AVX512F__) && defined(__AVX512VL__)
   // Compressed in registers and stored whole: a compressing store to memory is microcoded
-  // and slow on AMD Zen 4.
-  const __m512d vlim = _mm512_set1_pd(lim);
+  // and slow on AMD Zen 4. The compares are ordered: NaN is never taken.
+  const __m512d vlim = _mm512_set1_pd(lim), zero = _mm512_setzero_pd();
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (; i + 8 <= n; i += 8) {
     const __m512d v = _mm512_loadu_pd(x + i);
-    const __mmask8 take = _mm512_cmp_pd_mask(v, vlim, _CMP_GE_OQ);  // ordered: NaN is false
+    const __mmask8 take = _mm512_cmp_pd_mask(v, vlim, _CMP_GE_OQ) & _mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ);
     const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(i)), iota);
     _mm512_storeu_pd(val + m, _mm512_maskz_compress_pd(take, v));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + m), _mm256_maskz_compress_epi32(take, at));
     m += static_cast<std::size_t>(__builtin_popcount(take));
   }
 #endif
-  const std::size_t tail = compact_at_least_scalar(x + i, n - i, lim, idx + m, val + m);
+  const std::size_t tail = compact_positive_at_least_scalar(x + i, n - i, lim, idx + m, val + m);
   for (std::size_t t = m; t < m + tail; ++t) idx[t] += static_cast<std::uint32_t>(i);
   return m + tail;
 }
@@ -426,8 +424,8 @@ class topk_semiring {
     thread_local std::vector<std::uint32_t> open;
     thread_local double guess = 0.0;
     bound.resize(n);
-    open.resize(n + detail::compact_slack);
-    picked.resize(n + detail::compact_slack);
+    open.resize(n);
+    picked.resize(n);
     double* bd = bound.data();
     if (sigma_bounds)
       for (std::size_t i = 0; i < n; ++i) bd[i] = std::fabs(psi(i).top()) * sigma_bounds[i];
@@ -436,7 +434,7 @@ class topk_semiring {
     std::uint32_t* op = open.data();
     double* pk = picked.data();
     const auto pick = [&](double at_least) {  // the terms with a non-zero bound ≥ at_least
-      return detail::compact_at_least(bd, n, std::max(at_least, std::numeric_limits<double>::denorm_min()), op, pk);
+      return detail::compact_positive_at_least(bd, n, at_least, op, pk);
     };
     std::size_t n_open = n > k_ ? pick(guess) : pick(0.0);
     for (double g = guess; n > k_ && n_open < k_ && g > 0.0;) {  // too high: lower it

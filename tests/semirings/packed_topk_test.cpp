@@ -177,37 +177,40 @@ TEST_CASE("monomial assign_product = operator*, two and three factors, short and
 }
 
 TEST_CASE("topk's bound compaction = a plain filter, vector and scalar paths, every length") {
-  // detail::compact_at_least is pass 1's selection in the fused kernel: the indices and
-  // values of the bounds ≥ lim, in order. It runs eight at a time where AVX-512 is compiled
-  // in and writes up to compact_slack past its count; the reference is a push_back filter.
+  // detail::compact_positive_at_least is pass 1's selection in the fused kernel: the indices
+  // and values of the bounds that are > 0 and ≥ lim, in order. Where the tests are compiled
+  // with AVX-512 (the default native build on such a CPU) it runs eight at a time, storing
+  // eight lanes at its count; elsewhere both arms below run the scalar loop. The reference is
+  // a push_back filter.
   std::mt19937 rng(5);
-  const double specials[] = {0.0, std::numeric_limits<double>::denorm_min(), 0.25, 0.5, 1.0,
+  const double specials[] = {0.0, -0.0, std::numeric_limits<double>::denorm_min(), 0.25, 0.5, 1.0, -1.0,
                              std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()};
-  std::uniform_int_distribution<int> pick_special(0, 6), coin(0, 2);
+  std::uniform_int_distribution<int> pick_special(0, 8), coin(0, 2);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   std::size_t taken = 0, skipped = 0;
   for (std::size_t n = 0; n <= 41; ++n)
     for (int trial = 0; trial < 20; ++trial) {
       std::vector<double> x(n);
       for (double& v : x) v = coin(rng) == 0 ? specials[pick_special(rng)] : u(rng);  // ties, 0, inf, NaN
-      const double lims[] = {std::numeric_limits<double>::denorm_min(), 0.25, 0.5, u(rng),
+      const double lims[] = {0.0, -1.0, std::numeric_limits<double>::denorm_min(), 0.25, 0.5, u(rng),
                              std::numeric_limits<double>::infinity()};
       for (const double lim : lims) {
         std::vector<std::uint32_t> want_idx;
         std::vector<double> want_val;
         for (std::size_t i = 0; i < n; ++i)
-          if (x[i] >= lim) {
+          if (x[i] > 0.0 && x[i] >= lim) {
             want_idx.push_back(static_cast<std::uint32_t>(i));
             want_val.push_back(x[i]);
           }
         taken += want_idx.size();
         skipped += n - want_idx.size();
         for (const bool vector_path : {true, false}) {
-          // Exactly the room the kernel gives (n + slack): a write past it fails under ASan.
-          std::vector<std::uint32_t> idx(n + detail::compact_slack);
-          std::vector<double> val(n + detail::compact_slack);
-          const std::size_t m = vector_path ? detail::compact_at_least(x.data(), n, lim, idx.data(), val.data())
-                                            : detail::compact_at_least_scalar(x.data(), n, lim, idx.data(), val.data());
+          // Exactly n entries, as the kernel has: a write at n or past it fails under ASan.
+          std::vector<std::uint32_t> idx(n);
+          std::vector<double> val(n);
+          const std::size_t m =
+              vector_path ? detail::compact_positive_at_least(x.data(), n, lim, idx.data(), val.data())
+                          : detail::compact_positive_at_least_scalar(x.data(), n, lim, idx.data(), val.data());
           REQUIRE(m == want_idx.size());
           CHECK(std::vector<std::uint32_t>(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(m)) == want_idx);
           CHECK(std::vector<double>(val.begin(), val.begin() + static_cast<std::ptrdiff_t>(m)) == want_val);
