@@ -113,7 +113,6 @@ int main(int argc, char** argv) {
   std::vector<fmpz_mpoly_struct> vals(c.size());
   std::vector<double> t_provnn, t_flint;
   values_of<nx_semiring> ours;
-  bool flint_filled = false;
   const auto time_provnn = [&] {
     values_of<nx_semiring>().swap(ours);
     const auto t0 = std::chrono::steady_clock::now();
@@ -121,13 +120,12 @@ int main(int argc, char** argv) {
     t_provnn.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   };
   const auto time_flint = [&] {
-    if (flint_filled)
+    if (!t_flint.empty())  // the previous repeat's values
       for (auto& v : vals) fmpz_mpoly_clear(&v, ctx);
     for (auto& v : vals) fmpz_mpoly_init(&v, ctx);
     const auto t0 = std::chrono::steady_clock::now();
     flint_expand(c, cone, vals, ctx);
     t_flint.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-    flint_filled = true;
   };
   for (int r = 0; r < repeats; ++r) {  // which side goes first alternates too
     if (r % 2 == 0) {

@@ -64,13 +64,13 @@ inline bool topk_better(const scored_monomial& a, const scored_monomial& b) noex
 
 namespace detail {
 
-/// The i < n with x[i] > 0 and x[i] ≥ lim, in order: i into idx, x[i] into val; returns
-/// their number. NaN is never taken. Branch-free: two stores per element, and a chain on the
-/// count. Entries past the count, below n, may be overwritten (idx and val hold n).
-inline std::size_t compact_positive_at_least_scalar(const double* x, std::size_t n, double lim, std::uint32_t* idx,
-                                                    double* val) noexcept {
+/// The i in [begin, n) with x[i] > 0 and x[i] ≥ lim, in order: i into idx, x[i] into val;
+/// returns their number. NaN is never taken. Branch-free: two stores per element, and a chain
+/// on the count. Entries past the count, below n - begin, may be overwritten.
+inline std::size_t compact_positive_at_least_scalar(const double* x, std::size_t begin, std::size_t n, double lim,
+                                                    std::uint32_t* idx, double* val) noexcept {
   std::size_t m = 0;
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = begin; i < n; ++i) {
     idx[m] = static_cast<std::uint32_t>(i);
     val[m] = x[i];
     m += (x[i] >= lim) & (x[i] > 0.0);
@@ -78,11 +78,12 @@ inline std::size_t compact_positive_at_least_scalar(const double* x, std::size_t
   return m;
 }
 
-/// compact_positive_at_least_scalar, eight elements per step where AVX-512 is compiled in (the
-/// fused top-k kernel's pass 1 compacts every edge's bound: the scalar chain on the count was
-/// a tenth of top-k on 784-300-100-10, issue 5). Each step stores eight lanes at the count,
-/// which is at most the step's first index, so nothing is written at n or past it. Both paths
-/// give the same result (a program that mixes -march settings may run either).
+/// compact_positive_at_least_scalar from 0, eight elements per step where AVX-512 is compiled
+/// in (the fused top-k kernel's pass 1 compacts every edge's bound: the scalar chain on the
+/// count was a tenth of top-k on 784-300-100-10, issue 5). Each step stores eight lanes at the
+/// count, which is at most the step's first index, so nothing is written at n or past it
+/// (idx and val hold n). Both paths give the same result (a program that mixes -march
+/// settings may run either).
 inline std::size_t compact_positive_at_least(const double* x, std::size_t n, double lim, std::uint32_t* idx,
                                              double* val) noexcept {
   std::size_t m = 0, i = 0;
@@ -100,9 +101,7 @@ inline std::size_t compact_positive_at_least(const double* x, std::size_t n, dou
     m += static_cast<std::size_t>(__builtin_popcount(take));
   }
 #endif
-  const std::size_t tail = compact_positive_at_least_scalar(x + i, n - i, lim, idx + m, val + m);
-  for (std::size_t t = m; t < m + tail; ++t) idx[t] += static_cast<std::uint32_t>(i);
-  return m + tail;
+  return m + compact_positive_at_least_scalar(x, i, n, lim, idx + m, val + m);
 }
 
 }  // namespace detail
@@ -464,7 +463,8 @@ class topk_semiring {
     candidate* best = best_store.data();
     std::size_t nb = 0;
     double kth = -1.0;  // best[k-1].mag once k are kept: a candidate below it cannot enter
-    if (n_open <= 4 * k_) {
+    const bool sorted = n_open <= 4 * k_;  // pk[o] is the bound of term op[o] either way
+    if (sorted)
       for (std::size_t o = 1; o < n_open; ++o) {  // insertion sort by bound, largest first
         const std::uint32_t i = op[o];
         const double v = pk[o];
@@ -476,12 +476,12 @@ class topk_semiring {
         op[at] = i;
         pk[at] = v;
       }
-      for (std::size_t o = 0; o < n_open && pk[o] >= kth; ++o) offer(psi(op[o]), sigma(op[o]), floor, best, nb, kth);
-    } else {
-      for (std::size_t o = 0; o < n_open; ++o) {
-        const std::size_t i = op[o];
-        if (bd[i] >= kth) offer(psi(i), sigma(i), floor, best, nb, kth);
+    for (std::size_t o = 0; o < n_open; ++o) {
+      if (pk[o] < kth) {
+        if (sorted) break;  // every later term is below it too
+        continue;
       }
+      offer(psi(op[o]), sigma(op[o]), floor, best, nb, kth);
     }
     phi_times_into(out, phi, best, nb);
   }

@@ -210,7 +210,7 @@ TEST_CASE("topk's bound compaction = a plain filter, vector and scalar paths, ev
           std::vector<double> val(n);
           const std::size_t m =
               vector_path ? detail::compact_positive_at_least(x.data(), n, lim, idx.data(), val.data())
-                          : detail::compact_positive_at_least_scalar(x.data(), n, lim, idx.data(), val.data());
+                          : detail::compact_positive_at_least_scalar(x.data(), 0, n, lim, idx.data(), val.data());
           REQUIRE(m == want_idx.size());
           CHECK(std::vector<std::uint32_t>(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(m)) == want_idx);
           CHECK(std::vector<double>(val.begin(), val.begin() + static_cast<std::ptrdiff_t>(m)) == want_val);
@@ -219,4 +219,41 @@ TEST_CASE("topk's bound compaction = a plain filter, vector and scalar paths, ev
     }
   CHECK(taken > 1000);  // both outcomes are exercised
   CHECK(skipped > 1000);
+}
+
+TEST_CASE("topk fused_sum_into: a term after one below the k-th still enters, with and without sorting") {
+  // φ ⊗ ⊕_i ψ_i ⊗ σ_i with k = 3, by hand. Term A (ψ = 2·x10, σ = 2·x20 ⊕ 2·x21 ⊕ 2·x22) gives
+  // three products of |score| 4, so after A the k-th kept is 4. `filler` terms (ψ = 1·x, σ =
+  // 2·x) have bound 2, which is the floor (the 3rd largest bound). Term Y (2·x1 ⊗ 2·x2) comes
+  // last: |score| 4 ties A's, and its monomial x0·x1·x2 ranks first (earlier tokens). With 12
+  // fillers, 14 terms reach the floor (> 4k): the kernel visits them in index order, and a
+  // filler below the k-th must not end the pass. With 2 fillers it sorts them by bound.
+  const topk_semiring s(3);
+  const topk_list want{{{4.0, monomial::from_factors({{0, 1}, {1, 1}, {2, 1}})},
+                        {4.0, monomial::from_factors({{0, 1}, {10, 1}, {20, 1}})},
+                        {4.0, monomial::from_factors({{0, 1}, {10, 1}, {21, 1}})}}};
+  for (const std::size_t fillers : {12, 2}) {
+    std::vector<packed_topk> psi{packed_topk::token(2.0, 10)}, sigma{s.plus(s.plus(s.lift(20, 2.0), s.lift(21, 2.0)), s.lift(22, 2.0))};
+    for (std::size_t f = 0; f < fillers; ++f) {
+      psi.push_back(packed_topk::token(1.0, static_cast<token_index>(30 + f)));
+      sigma.push_back(packed_topk::token(2.0, static_cast<token_index>(60 + f)));
+    }
+    psi.push_back(packed_topk::token(2.0, 1));
+    sigma.push_back(packed_topk::token(2.0, 2));
+    const packed_topk phi = packed_topk::token(1.0, 0);
+    // The reference: the fold of the semiring's own plus and times.
+    topk_list fold = s.zero();
+    for (std::size_t i = 0; i < psi.size(); ++i) fold = s.plus(fold, s.times(topk_list(psi[i]), topk_list(sigma[i])));
+    fold = s.times(topk_list(phi), fold);
+    REQUIRE(fold == want);
+    for (const bool gathered : {false, true}) {
+      std::vector<double> bounds;
+      for (const auto& v : sigma) bounds.push_back(topk_semiring::fused_bound(v));
+      packed_topk out;
+      s.fused_sum_into(
+          out, phi, psi.size(), [&](std::size_t i) -> const packed_topk& { return psi[i]; },
+          [&](std::size_t i) -> const packed_topk& { return sigma[i]; }, gathered ? bounds.data() : nullptr);
+      CHECK(topk_list(out) == want);
+    }
+  }
 }
