@@ -35,7 +35,9 @@ cuts = [  # (what, the monomial statement, its replacement)
 ]
 for what, old, new in cuts:
     if src.count(old) != 1:
-        sys.exit(f"topk_floor: {what}'s monomial statement not found once in semirings/topk.hpp; update tools/topk_floor.sh")
+        print(f"topk_floor: {what}'s monomial statement not found once in semirings/topk.hpp; update tools/topk_floor.sh",
+              file=sys.stderr)
+        sys.exit(2)
     src = src.replace(old, new)
 open(sys.argv[2], "w").write(src)
 PY
