@@ -1,12 +1,14 @@
-// The floor of top-k evaluation without monomials (issue 5), measured by tools/topk_floor.sh.
+// Top-k evaluation with and without making monomials (issue 5), run by tools/topk_floor.sh.
 //
-// Builds one circuit, then evaluates top-k:k and real alternately --repeat times and prints
-// the minimum of each, their ratio, and a checksum of the top-k scores. The script compiles
-// this file twice: against semirings/topk.hpp as it is, and against a copy whose kernels write
-// every entry's score but not its monomial. The difference is what making monomials costs;
-// the second program's time is the floor of any design that builds monomials only on read.
+// Builds one circuit, then evaluates top-k:K and real alternately REPEAT times and prints the
+// minimum of each, their ratio, the number of entries, the factors of the boxed lists'
+// monomials, and a checksum of the scores (each gate's scores summed in sorted order, so a
+// different order of tied entries does not change it). The script compiles this file twice:
+// against semirings/topk.hpp as it is, and against a copy whose kernels write every entry's
+// score but not its monomial. The difference is what making monomials costs in today's entry
+// layout.
 //
-//   topk_floor SPEC REPEAT [fused|structured] [K]
+//   topk_floor SPEC REPEAT [fused|structured] [K]     (exit 2 on bad arguments)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include <exception>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "circuits/evaluate.hpp"
 #include "engine/circuit_builder.hpp"
@@ -32,9 +35,13 @@ int main(int argc, char** argv) try {
     return 2;
   }
   const std::string spec = argv[1];
-  const int repeat = std::max(1, std::atoi(argv[2]));
+  const int repeat = std::atoi(argv[2]);
   const std::string layout = argc > 3 ? argv[3] : "fused";
-  const std::size_t k = argc > 4 ? static_cast<std::size_t>(std::atoi(argv[4])) : 10;
+  if (repeat < 1 || (layout != "fused" && layout != "structured")) {
+    std::fprintf(stderr, "topk_floor: REPEAT must be at least 1 and LAYOUT fused or structured\n");
+    return 2;
+  }
+  const topk_semiring topk = topk_semiring::from_parameter(argc > 4 ? argv[4] : "10");
 
   const auto net = engine::synthetic_network(spec);
   const auto x = engine::synthetic_input(net);
@@ -44,7 +51,6 @@ int main(int argc, char** argv) try {
   copt.layout = layout == "structured" ? engine::circuit_layout::structured : engine::circuit_layout::fused;
   const auto c = engine::build_circuit(net, engine::forward(net, x), copt, nullptr);
 
-  const topk_semiring topk(k);
   const real_semiring real;
   const auto vt = lift_valuation(c, topk);
   const auto vr = lift_valuation(c, real);
@@ -63,15 +69,24 @@ int main(int argc, char** argv) try {
     min_real = std::min(min_real, since(t0));
   }
   double checksum = 0.0;
-  std::size_t entries = 0;
+  std::size_t entries = 0, factors = 0;
+  std::vector<double> scores;
   for (const auto& v : bt) {
     const auto s = v.scores();
-    for (std::size_t a = 0; a < s.size; ++a) checksum += s[a];
+    scores.clear();
+    for (std::size_t a = 0; a < s.size; ++a) scores.push_back(s[a]);
+    std::sort(scores.begin(), scores.end());
+    for (const double x : scores) checksum += x;
     entries += s.size;
+    if (const topk_list* l = v.boxed_list())
+      for (const auto& e : l->entries) factors += e.mono.size();
   }
-  std::printf("topk %.1f real %.1f ratio %.2f entries %zu checksum %.17g\n", min_topk, min_real, min_topk / min_real,
-              entries, checksum);
+  std::printf("topk %.1f real %.1f ratio %.2f entries %zu factors %zu checksum %.17g\n", min_topk, min_real,
+              min_topk / min_real, entries, factors, checksum);
   return 0;
+} catch (const provnn::parse_error& e) {
+  std::fprintf(stderr, "topk_floor: %s\n", e.what());
+  return 2;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "topk_floor: %s\n", e.what());
   return 1;
