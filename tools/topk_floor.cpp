@@ -76,7 +76,7 @@ int main(int argc, char** argv) try {
     scores.clear();
     for (std::size_t a = 0; a < s.size; ++a) scores.push_back(s[a]);
     std::sort(scores.begin(), scores.end());
-    for (const double x : scores) checksum += x;
+    for (const double sc : scores) checksum += sc;
     entries += s.size;
     if (const topk_list* l = v.boxed_list())
       for (const auto& e : l->entries) factors += e.mono.size();
